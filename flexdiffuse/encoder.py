@@ -1,0 +1,196 @@
+"""The guidance image's tokens: a CLIP vision tower with its projection (spec "image tokens")."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_SD1 = "openai/clip-vit-large-patch14"
+"""The vision tower that shares SD 1.x's text space (CLIP ViT-L/14, projection 768)."""
+
+CACHE_SIZE = 8
+"""Encoded images kept per encoder; a guidance image is usually reused across many jobs."""
+
+
+class ModelLoadError(RuntimeError):
+    """The CLIP vision model could not be loaded; the message says what to do."""
+
+
+class ImageEncoder:
+    """Turns a PIL image into the spec's image tokens ``[n, d]``.
+
+    Every token of the tower's last hidden state (class token and patches) goes through the
+    post-layernorm and the visual projection. Encodings are cached by image content, so the
+    same image is encoded once; returned tensors are shared and must not be modified.
+    """
+
+    def __init__(self, model: torch.nn.Module, processor: object, name: str) -> None:
+        self.model = model.eval().requires_grad_(False)
+        self.processor = processor
+        self.name = name
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path = DEFAULT_MODEL_SD1,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+    ) -> ImageEncoder:
+        """Load a CLIP vision tower from a Hugging Face id or a local folder (safetensors only).
+
+        Args:
+            name_or_path: a Hugging Face model id or a folder with ``config.json``,
+                ``model.safetensors`` and ``preprocessor_config.json``.
+            device: where to run the tower (default CPU).
+            dtype: its dtype (default float32).
+            cache_dir: where downloads go (default: the Hugging Face cache).
+            local_files_only: never touch the network.
+
+        Raises:
+            ModelLoadError: the model is missing, unreachable, not safetensors or not CLIP.
+        """
+        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+        name = str(name_or_path)
+        _check_local_folder(name)
+        options = {"cache_dir": str(cache_dir) if cache_dir else None}
+        options["local_files_only"] = local_files_only
+        try:
+            model = CLIPVisionModelWithProjection.from_pretrained(
+                name, torch_dtype=dtype, use_safetensors=True, **options
+            )
+            processor = CLIPImageProcessor.from_pretrained(name, **options)
+        except (OSError, ValueError) as error:
+            raise ModelLoadError(_load_failure_message(name, error)) from error
+        logger.info("Loaded CLIP vision model %s", name)
+        return cls(model.to(device or "cpu"), processor, name)
+
+    @property
+    def width(self) -> int:
+        """The token width ``d`` (the projection dimension)."""
+        return int(self.model.config.projection_dim)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+        """Move the tower (and its cached encodings) like ``Module.to``; returns self."""
+        self.model.to(device=device, dtype=dtype)
+        for key, tokens in self._cache.items():
+            self._cache[key] = tokens.to(device=device, dtype=dtype)
+        return self
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """The image tokens ``[n, d]`` of ``image`` on the tower's device and dtype."""
+        pixels = prepare_image(image, self.model.config.image_size)
+        key = hashlib.sha256(pixels.tobytes()).hexdigest()
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        tokens = self._encode(pixels)
+        self._cache[key] = tokens
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return tokens
+
+    @torch.inference_mode()
+    def _encode(self, pixels: Image.Image) -> torch.Tensor:
+        # Resizing and cropping are done by prepare_image; the processor only normalises.
+        batch = self.processor(
+            images=pixels, return_tensors="pt", do_resize=False, do_center_crop=False
+        )
+        values = batch["pixel_values"].to(device=self.device, dtype=self.dtype)
+        hidden = self.model.vision_model(pixel_values=values).last_hidden_state
+        tokens = self.model.visual_projection(self.model.vision_model.post_layernorm(hidden))
+        return tokens[0]
+
+
+def prepare_image(image: Image.Image, size: int) -> Image.Image:
+    """RGB, upright, centre square crop, bicubic antialiased resize to ``size`` pixels."""
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"The guidance image must be a PIL image, got {type(image).__name__}.")
+    if image.width < 1 or image.height < 1:
+        raise ValueError(f"The guidance image is empty ({image.width}x{image.height}).")
+    rgb = to_rgb(ImageOps.exif_transpose(image))
+    side = min(rgb.size)
+    left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
+    square = rgb.crop((left, top, left + side, top + side))
+    # PIL's resize filters over the whole source footprint, so downscaling is antialiased.
+    return square.resize((size, size), Image.Resampling.BICUBIC)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB; transparency is composited on white, high bit depths are rescaled."""
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        image = _high_depth_to_l(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "RGBa", "La", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _high_depth_to_l(image: Image.Image) -> Image.Image:
+    values = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max(initial=0)), 255.0)
+    scaled = np.clip(values, 0, top) * (255.0 / top)
+    return Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+
+
+SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
+def _check_local_folder(name: str) -> None:
+    folder = Path(name)
+    if not folder.is_dir():
+        return
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(
+            f"The folder '{name}' is not a CLIP model folder: it needs config.json, "
+            "model.safetensors and preprocessor_config.json, as save_pretrained writes them."
+        )
+    # transformers 4.30 (A1111's) falls back to pickled weights in a local folder even with
+    # use_safetensors=True, and unpickling can run arbitrary code: refuse before it tries.
+    if any((folder / f).is_file() for f in SAFETENSORS_FILES):
+        return
+    pickled = [p.name for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
+    found = f" (found {', '.join(sorted(pickled))})" if pickled else ""
+    raise ModelLoadError(
+        f"The folder '{name}' has no model.safetensors{found}. FlexDiffuse loads weights only "
+        "from safetensors files, never from pickled .bin/.pt files, which can run code when "
+        "loaded. Download the model's model.safetensors into that folder."
+    )
+
+
+def _load_failure_message(name: str, error: Exception) -> str:
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if Path(name).exists():
+        return (
+            f"Could not load the CLIP vision model from the folder '{name}': {detail}. The folder "
+            "needs config.json, model.safetensors (pickled .bin/.pt weights are not loaded) and "
+            "preprocessor_config.json, as written by save_pretrained."
+        )
+    return (
+        f"Could not load the CLIP vision model '{name}': {detail}. If this machine is offline, "
+        f"download '{name}' elsewhere (config.json, model.safetensors, "
+        "preprocessor_config.json) and set the model to that local folder instead."
+    )

@@ -1,0 +1,241 @@
+"""The guidance parameters: one dataclass that owns defaults, ranges, validation and names.
+
+Every user-facing surface (the A1111 panel, the HTTP API, infotext, the X/Y/Z plot axes) is
+generated from :data:`PARAM_SPECS`, so a new parameter is added here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Order = Literal["fit", "text"]
+
+ORDER_LABELS: dict[str, str] = {"fit": "Optimal fit", "text": "Text order"}
+"""Mapping priority values and the labels users see for them."""
+
+INFOTEXT_PREFIX = "FlexDiffuse"
+
+DECIMALS = 6
+"""Float parameters are rounded to this many decimal places when validated."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """How one guidance parameter is shown, bounded and named outside Python.
+
+    ``kind`` is ``"float"``, ``"choice"``, ``"bool"`` or ``"text"``; ``minimum``/``maximum``
+    bound floats, ``choices`` maps stored values to labels for ``"choice"``.
+    """
+
+    name: str
+    label: str
+    infotext: str
+    info: str
+    kind: Literal["float", "choice", "bool", "text"]
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float = 0.01
+    choices: Mapping[str, str] | None = None
+
+
+def _param(default: Any, *, infotext: str, **spec: Any) -> Any:
+    # The field name is filled in once the class exists (see PARAM_SPECS).
+    spec = ParamSpec(name="", infotext=f"{INFOTEXT_PREFIX} {infotext}", **spec)
+    return field(default=default, metadata={"spec": spec})
+
+
+@dataclass(frozen=True)
+class GuidanceParams:
+    """Everything that shapes how the image moves the prompt (spec section 7).
+
+    Construct with keyword arguments; invalid values raise :class:`ValueError` naming the field
+    and its allowed range. ``GuidanceParams()`` has the spec's defaults.
+    """
+
+    threshold_mult: float = _param(
+        0.25,
+        label="Threshold multiplier",
+        infotext="threshold",
+        info="Weight of every prompt token whose alignment reaches the threshold floor.",
+        kind="float",
+        minimum=-1.0,
+        maximum=1.0,
+    )
+    threshold_floor: float = _param(
+        0.75,
+        label="Threshold floor",
+        infotext="threshold floor",
+        info="Alignment a prompt token needs before the threshold multiplier applies to it.",
+        kind="float",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    clustered: float = _param(
+        0.15,
+        label="Clustered",
+        infotext="clustered",
+        info="Weight at the best-aligned prompt tokens, fading to 0 between them.",
+        kind="float",
+        minimum=-0.5,
+        maximum=0.5,
+    )
+    linear: float = _param(
+        0.5,
+        label="Linear",
+        infotext="linear",
+        info="Weight rising from 0 at the first prompt token to this at the last (style).",
+        kind="float",
+        minimum=-1.0,
+        maximum=1.0,
+    )
+    max_guidance: float = _param(
+        0.35,
+        label="Max image guidance",
+        infotext="max",
+        info="Cap on every token's weight. Lower it if the image looks like garbage.",
+        kind="float",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    order: Order = _param(
+        "fit",
+        label="Mapping priority",
+        infotext="priority",
+        info="Optimal fit: best-aligned pairs choose first. Text order: earlier tokens first.",
+        kind="choice",
+        choices=ORDER_LABELS,
+    )
+    reuse: bool = _param(
+        True,
+        label="Reuse image tokens",
+        infotext="reuse",
+        info="Let several prompt tokens take the same image token. Off spreads them out.",
+        kind="bool",
+    )
+    concepts: str = _param(
+        "",
+        label="Mapping concepts",
+        infotext="concepts",
+        info="Words naming the image concepts to map; empty maps none. Encoded like the prompt.",
+        kind="text",
+    )
+    concept_threshold: float = _param(
+        0.9,
+        label="Concept threshold",
+        infotext="concept threshold",
+        info="How closely a prompt token must match a mapping concept to take its image token.",
+        kind="float",
+        minimum=0.0,
+        maximum=1.0,
+    )
+
+    def __post_init__(self) -> None:
+        for spec in PARAM_SPECS:
+            object.__setattr__(self, spec.name, _coerce(spec, getattr(self, spec.name)))
+
+    @property
+    def has_weights(self) -> bool:
+        """False when linear, clustered and threshold are all 0: only concepts can map."""
+        return any(w != 0 for w in (self.linear, self.clustered, self.threshold_mult))
+
+    def replace(self, **changes: Any) -> GuidanceParams:
+        """A copy with ``changes`` applied and validated."""
+        return dataclasses.replace(self, **changes)
+
+    def to_infotext(self) -> dict[str, str]:
+        """Infotext key -> value for every parameter; an empty concepts prompt is left out."""
+        out = {}
+        for spec in PARAM_SPECS:
+            value = getattr(self, spec.name)
+            if spec.kind == "text" and not value:
+                continue
+            out[spec.infotext] = format_value(spec, value)
+        return out
+
+    @classmethod
+    def from_infotext(cls, values: Mapping[str, Any]) -> GuidanceParams:
+        """Parameters from parsed infotext; missing keys take their defaults."""
+        given = {s.name: values[s.infotext] for s in PARAM_SPECS if s.infotext in values}
+        return cls(**given)
+
+
+PARAM_SPECS: tuple[ParamSpec, ...] = tuple(
+    dataclasses.replace(f.metadata["spec"], name=f.name) for f in dataclasses.fields(GuidanceParams)
+)
+"""Specs of every :class:`GuidanceParams` field, in the order the UI shows them."""
+
+SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in PARAM_SPECS}
+
+
+def format_value(spec: ParamSpec, value: Any) -> str:
+    """The text form of ``value`` used in infotext and X/Y/Z labels."""
+    if spec.kind == "bool":
+        return "True" if value else "False"
+    if spec.kind == "float":
+        return repr(float(value))  # shortest text that reads back as the same float
+    if spec.kind == "choice":
+        assert spec.choices is not None
+        return spec.choices[value]
+    return str(value)
+
+
+_TRUE = {"true", "on", "yes", "1"}
+_FALSE = {"false", "off", "no", "0"}
+
+
+def _coerce(spec: ParamSpec, value: Any) -> Any:
+    """Validate ``value`` for ``spec`` and return it in the field's type.
+
+    Strings are accepted for every kind so infotext, the API and X/Y/Z can pass what they have.
+    """
+    if spec.kind == "float":
+        return _coerce_float(spec, value)
+    if spec.kind == "bool":
+        return _coerce_bool(spec, value)
+    if spec.kind == "choice":
+        return _coerce_choice(spec, value)
+    if not isinstance(value, str):
+        raise ValueError(f"{spec.name} ({spec.label}) must be text, got {value!r}.")
+    return value
+
+
+def _coerce_float(spec: ParamSpec, value: Any) -> float:
+    allowed = f"a number from {spec.minimum:g} to {spec.maximum:g}"
+    if isinstance(value, bool):
+        raise ValueError(f"{spec.name} ({spec.label}) must be {allowed}, got {value!r}.")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{spec.name} ({spec.label}) must be {allowed}, got {value!r}.") from None
+    assert spec.minimum is not None
+    assert spec.maximum is not None
+    if not math.isfinite(number) or not spec.minimum <= number <= spec.maximum:
+        raise ValueError(f"{spec.name} ({spec.label}) must be {allowed}, got {value!r}.")
+    # Finer values mean nothing to the guidance, and 1e-40 would be 0 in float32 but not in
+    # the spec's real-number reading (any weight > 0 takes a fully aligned token whole).
+    return round(number, DECIMALS)
+
+
+def _coerce_bool(spec: ParamSpec, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"{spec.name} ({spec.label}) must be true or false, got {value!r}.")
+
+
+def _coerce_choice(spec: ParamSpec, value: Any) -> str:
+    assert spec.choices is not None
+    if isinstance(value, str):
+        text = value.strip()
+        for key, label in spec.choices.items():
+            if text.lower() in (key.lower(), label.lower()):
+                return key
+    allowed = ", ".join(f"{k!r} ({label})" for k, label in spec.choices.items())
+    raise ValueError(f"{spec.name} ({spec.label}) must be one of {allowed}, got {value!r}.")

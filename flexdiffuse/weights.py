@@ -1,0 +1,97 @@
+"""Spec section 3: how strongly each editable position moves toward its image token.
+
+Every function works on the last dimension (the 76 editable positions, index ``k``) and
+broadcasts over any leading chunk dimensions.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .compare import at_least
+
+
+def linear_weights(linear: float, like: torch.Tensor) -> torch.Tensor:
+    """``linear * k / (K - 1)``: 0 at the first editable position, ``linear`` at the last."""
+    positions = like.shape[-1]
+    ramp = torch.linspace(0.0, 1.0, positions, dtype=like.dtype, device=like.device)
+    return (linear * ramp).expand(like.shape)
+
+
+def clustered_peaks(score: torch.Tensor) -> torch.Tensor:
+    """Boolean ``[..., K]`` mask of the peaks of the alignment score.
+
+    A peak is a position in ``1..K-2`` at or above the mean score and at least as high as
+    both neighbours. Of a run of such positions (a plateau) only the first counts; the
+    original counted every one and divided by zero.
+    """
+    left, centre, right = score[..., :-2], score[..., 1:-1], score[..., 2:]
+    theta = score.mean(dim=-1, keepdim=True)
+    candidate = (centre >= theta) & (left <= centre) & (centre >= right)
+    first_of_run = candidate.clone()
+    first_of_run[..., 1:] &= ~candidate[..., :-1]
+    edge = torch.zeros_like(candidate[..., :1])
+    return torch.cat([edge, first_of_run, edge], dim=-1)
+
+
+def clustered_weights(clustered: float, score: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clustered weights and a per-chunk flag telling whether they exist (any peak).
+
+    Peaks get ``clustered``; valleys (position 0, the midpoints between consecutive peaks
+    rounded right, and the last position) get 0; positions between fall linearly.
+    """
+    peaks = clustered_peaks(score)
+    last = score.shape[-1] - 1
+    k = torch.arange(last + 1, device=score.device).expand(score.shape)
+    # Nearest peak at or left of k, and at or right of k (-1 / last+1 when there is none).
+    left_peak = torch.where(peaks, k, -1).cummax(dim=-1).values
+    right_peak = torch.where(peaks, k, last + 1).flip(-1).cummin(dim=-1).values.flip(-1)
+    has_left, has_right = left_peak >= 0, right_peak <= last
+
+    # The valley between two peaks a < b is a + ceil((b - a) / 2); it belongs to a's slope.
+    middle = left_peak + torch.div(right_peak - left_peak + 1, 2, rounding_mode="floor")
+    owned_by_left_peak = has_left & (~has_right | (k <= middle))
+    valley = torch.where(owned_by_left_peak, torch.where(has_right, middle, last), middle)
+    valley = torch.where(has_left, valley, 0)
+    peak = torch.where(owned_by_left_peak, left_peak, right_peak)
+
+    distance = (k - peak).abs().to(score.dtype)
+    span = (valley - peak).abs().clamp(min=1).to(score.dtype)
+    weights = torch.where(peaks, 1.0, 1.0 - distance / span)
+    weights = torch.where(has_left | has_right, weights, 0.0)
+    return clustered * weights, peaks.any(dim=-1, keepdim=True)
+
+
+def threshold_weights(threshold_mult: float, floor: float, score: torch.Tensor) -> torch.Tensor:
+    """``threshold_mult`` where the alignment score reaches ``floor``, else 0."""
+    return torch.where(at_least(score, floor), threshold_mult, 0.0).to(score.dtype)
+
+
+def blend(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Combine two weight vectors by the spec's whole-vector rule (sign of each maximum).
+
+    Both non-negative at their maximum: elementwise max. ``a`` non-negative but ``b``
+    entirely negative: their sum. ``a`` entirely negative: elementwise min.
+    """
+    a_up = a.amax(dim=-1, keepdim=True) >= 0
+    b_up = b.amax(dim=-1, keepdim=True) >= 0
+    when_a_up = torch.where(b_up, torch.maximum(a, b), a + b)
+    return torch.where(a_up, when_a_up, torch.minimum(a, b))
+
+
+def guidance_weights(
+    score: torch.Tensor,
+    *,
+    linear: float,
+    clustered: float,
+    threshold_mult: float,
+    threshold_floor: float,
+) -> torch.Tensor:
+    """The blended weight of each editable position from its alignment score ``[..., K]``."""
+    weights = linear_weights(linear, score)
+    if clustered != 0:
+        cluster, has_peaks = clustered_weights(clustered, score)
+        weights = torch.where(has_peaks, blend(weights, cluster), weights)
+    if threshold_mult != 0:
+        weights = blend(weights, threshold_weights(threshold_mult, threshold_floor, score))
+    return weights

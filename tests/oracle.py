@@ -1,0 +1,177 @@
+"""A plain, loop-by-loop reading of ``shared/spec/guidance.md``, written from the spec text.
+
+It is slow on purpose: one Python loop per step, lists instead of tensors where the spec talks
+about positions and pairs. Tests compare :func:`flexdiffuse.guide` against it, and the
+benchmark measures how much faster the engine is.
+
+The discrete steps (argmax, greedy order, peaks, thresholds) must see exactly the alignment
+values the engine sees, or float32 rounding noise would flip ties (softmax at scale 100 gives
+many exact zeros). So :func:`oracle_guide` takes the alignment matrices from
+``flexdiffuse.alignment.alignment``, and :func:`oracle_alignment` (a per-pair loop) checks that
+function separately, within a tolerance.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+
+from flexdiffuse import GuidanceParams
+from flexdiffuse.alignment import alignment
+
+CHUNK = 77
+K = CHUNK - 1
+
+
+def oracle_alignment(text: torch.Tensor, image: torch.Tensor) -> list[list[float]]:
+    """Spec 1, pair by pair: ``A[i][p - 1]`` for image token i and editable position p."""
+    text = text.float()
+    image = image.float()
+    table = []
+    for i in range(image.shape[0]):
+        cosines = [
+            float(torch.nn.functional.cosine_similarity(image[i], text[p], dim=0, eps=1e-12))
+            for p in range(text.shape[0])
+        ]
+        logits = torch.tensor([100.0 * c for c in cosines], dtype=torch.float32)
+        table.append(torch.softmax(logits, dim=0).tolist()[1:])
+    return table
+
+
+def oracle_assign(
+    align: list[list[float]], reuse: bool, order: str
+) -> tuple[list[int | None], list[float]]:
+    """Spec 2: image index (None: unassigned) and score for every editable position."""
+    n, positions = len(align), len(align[0])
+    if reuse:
+        index = []
+        for p in range(positions):
+            best = 0
+            for i in range(1, n):
+                if align[i][p] > align[best][p]:
+                    best = i
+            index.append(best)
+        return index, [align[m][p] for p, m in enumerate(index)]
+    pairs = [(i, p) for i in range(n) for p in range(positions)]
+    if order == "fit":
+        pairs.sort(key=lambda ip: (-align[ip[0]][ip[1]], ip[1], ip[0]))
+    else:
+        pairs.sort(key=lambda ip: (ip[1], -align[ip[0]][ip[1]], ip[0]))
+    index: list[int | None] = [None] * positions
+    used: set[int] = set()
+    for i, p in pairs:
+        if index[p] is None and i not in used:
+            index[p] = i
+            used.add(i)
+    score = [0.0 if m is None else align[m][p] for p, m in enumerate(index)]
+    return index, score
+
+
+def oracle_blend(a: list[float], b: list[float]) -> list[float]:
+    """Spec 3 blend: a whole-vector rule on the sign of each vector's maximum."""
+    if max(a) >= 0 and max(b) >= 0:
+        return [max(x, y) for x, y in zip(a, b, strict=True)]
+    if max(a) >= 0:
+        return [x + y for x, y in zip(a, b, strict=True)]
+    return [min(x, y) for x, y in zip(a, b, strict=True)]
+
+
+def oracle_clustered(c: float, s: list[float]) -> list[float] | None:
+    """Spec 3 clustered weights, or None when there is no peak."""
+    theta = math.fsum(s) / K
+    candidates = [
+        k for k in range(1, K - 1) if s[k] >= theta and s[k - 1] <= s[k] and s[k] >= s[k + 1]
+    ]
+    peaks = [k for k in candidates if k - 1 not in candidates]
+    if not peaks:
+        return None
+    valleys = [0]
+    for a, b in itertools.pairwise(peaks):
+        valleys.append(a + math.ceil((b - a) / 2))
+    valleys.append(K - 1)
+    w = [1.0] * K
+    w[0] = 0.0
+    for j, peak in enumerate(peaks):
+        left, right = valleys[j], valleys[j + 1]
+        d = peak - left
+        for x in range(left + 1, peak):
+            w[x] = 1 - (peak - x) / d
+        d = right - peak
+        for x in range(peak + 1, right + 1):
+            w[x] = 1 - (x - peak) / d
+    return [c * v for v in w]
+
+
+def oracle_weights(s: list[float], params: GuidanceParams) -> list[float]:
+    """Spec 3: linear, then blended with clustered and threshold weights."""
+    w = [params.linear * k / (K - 1) for k in range(K)]
+    if params.clustered != 0:
+        clustered = oracle_clustered(params.clustered, s)
+        if clustered is not None:
+            w = oracle_blend(w, clustered)
+    if params.threshold_mult != 0:
+        threshold = [params.threshold_mult if v >= params.threshold_floor else 0.0 for v in s]
+        w = oracle_blend(w, threshold)
+    return w
+
+
+def oracle_chunk(
+    text: torch.Tensor,
+    image: torch.Tensor,
+    params: GuidanceParams,
+    align: list[list[float]],
+    concepts: tuple[list[list[float]], list[list[float]]] | None,
+) -> torch.Tensor:
+    """Spec 2-5 for one chunk ``[77, d]`` given its alignment; returns float32.
+
+    ``concepts`` holds the concept->image and text->concept alignments, or None.
+    """
+    text = text.float()
+    image = image.float()
+    index, score = oracle_assign(align, params.reuse, params.order)
+    w = oracle_weights(score, params)
+    out = text.clone()
+    for p in range(1, CHUNK):
+        k = p - 1
+        if index[k] is None:
+            continue
+        iw = min(w[k], params.max_guidance)
+        target = image[index[k]]
+        if iw == 0:
+            continue
+        if abs(iw) >= 1 - score[k]:
+            out[p] = target
+        else:
+            out[p] = text[p] + (target - text[p]) * iw
+    if concepts is not None:
+        concept_to_image, text_to_concept = concepts
+        concept_image, _ = oracle_assign(concept_to_image, False, "text")
+        concept_of, concept_score = oracle_assign(text_to_concept, True, "fit")
+        for p in range(1, CHUNK):
+            c = concept_of[p - 1]
+            if c != 0 and concept_score[p - 1] > params.concept_threshold:
+                taken = concept_image[c - 1]
+                if taken is not None:
+                    out[p] = image[taken]
+    return out
+
+
+def oracle_guide(
+    text_cond: torch.Tensor,
+    image: torch.Tensor,
+    params: GuidanceParams,
+    concepts: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Spec 1-5 on ``[..., 77*k, d]``: every chunk of every prompt on its own."""
+    chunks = text_cond.reshape(-1, CHUNK, text_cond.shape[-1])
+    align = alignment(chunks, image).tolist()
+    if concepts is not None:
+        concept_to_image = alignment(concepts, image).tolist()
+        text_to_concept = alignment(chunks, concepts).tolist()
+    out = []
+    for c, chunk in enumerate(chunks):
+        pair = (concept_to_image, text_to_concept[c]) if concepts is not None else None
+        out.append(oracle_chunk(chunk, image, params, align[c], pair))
+    return torch.stack(out).to(text_cond.dtype).reshape(text_cond.shape)

@@ -1,0 +1,171 @@
+"""ImageEncoder on tiny random CLIP models saved with save_pretrained and loaded from disk."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from flexdiffuse import DEFAULT_MODEL_SD1, ImageEncoder, ModelLoadError
+from flexdiffuse import encoder as encoder_module
+from flexdiffuse.encoder import prepare_image
+from tests.conftest import TINY_IMAGE_SIZE, TINY_TOKENS, save_tiny_clip
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_clip_dir) -> ImageEncoder:
+    return ImageEncoder.from_pretrained(tiny_clip_dir)
+
+
+def gradient(width: int, height: int, mode: str = "RGB") -> Image.Image:
+    """A non-symmetric test picture, so crops and rotations change it."""
+    x = torch.linspace(0, 255, width).expand(height, width)
+    y = torch.linspace(0, 255, height).unsqueeze(1).expand(height, width)
+    rgb = torch.stack([x, y, (x + y) / 2], dim=-1).to(torch.uint8).numpy()
+    return Image.fromarray(rgb, "RGB").convert(mode)
+
+
+def test_tokens_are_every_token_through_post_layernorm_and_projection(encoder, tiny_clip_dir):
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+    image = gradient(TINY_IMAGE_SIZE, TINY_IMAGE_SIZE)
+    tokens = encoder(image)
+    assert tokens.shape == (TINY_TOKENS, 24)
+    assert encoder.width == 24
+
+    model = CLIPVisionModelWithProjection.from_pretrained(tiny_clip_dir).eval()
+    pixels = CLIPImageProcessor.from_pretrained(tiny_clip_dir)(images=image, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**pixels)
+        hidden = out.last_hidden_state[0]
+        expected = model.visual_projection(model.vision_model.post_layernorm(hidden))
+    torch.testing.assert_close(tokens, expected)
+    torch.testing.assert_close(tokens[0], out.image_embeds[0])  # the class token is CLIP's
+
+
+def test_loads_a_full_clip_model_by_hub_id_from_the_cache(hub_cache):
+    encoder = ImageEncoder.from_pretrained(
+        DEFAULT_MODEL_SD1, cache_dir=hub_cache, local_files_only=True
+    )
+    assert encoder(gradient(50, 40)).shape == (TINY_TOKENS, 24)
+    assert encoder.name == DEFAULT_MODEL_SD1
+
+
+def test_device_and_dtype_are_honoured(tiny_clip_dir):
+    encoder = ImageEncoder.from_pretrained(tiny_clip_dir, device="cpu", dtype=torch.float64)
+    tokens = encoder(gradient(40, 40))
+    assert tokens.dtype == torch.float64
+    assert encoder.device.type == "cpu"
+    encoder.to(dtype=torch.float32)
+    assert encoder(gradient(40, 40)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "1", "CMYK", "I", "I;16", "F"])
+def test_every_image_mode_encodes(encoder, mode):
+    tokens = encoder(gradient(45, 37, mode if mode not in ("I;16",) else "L").convert(mode))
+    assert tokens.shape == (TINY_TOKENS, 24)
+    assert torch.isfinite(tokens).all()
+
+
+def test_high_bit_depth_is_rescaled_not_clipped():
+    wide = Image.fromarray((torch.arange(64).reshape(8, 8) * 1000).int().numpy(), "I")
+    as_rgb = encoder_module.to_rgb(wide)
+    assert as_rgb.getextrema()[0] == (0, 255)
+
+
+def test_transparency_is_composited_on_white():
+    clear = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    assert encoder_module.to_rgb(clear).getpixel((0, 0)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 500), (3000, 20), (4096, 4096)])
+def test_any_size_encodes(encoder, size):
+    assert encoder(gradient(*size)).shape == (TINY_TOKENS, 24)
+
+
+def test_centre_square_crop_then_resize():
+    wide = gradient(300, 100)
+    prepared = prepare_image(wide, 20)
+    assert prepared.size == (20, 20)
+    centre = wide.crop((100, 0, 200, 100)).resize((20, 20), Image.Resampling.BICUBIC)
+    assert list(prepared.getdata()) == list(centre.getdata())
+
+
+def test_exif_rotation_is_applied(encoder):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    buffer = io.BytesIO()
+    gradient(60, 30).save(buffer, "PNG", exif=exif)
+    rotated = Image.open(io.BytesIO(buffer.getvalue()))
+    upright = ImageOps.exif_transpose(rotated)
+    assert upright.size == (30, 60)
+    torch.testing.assert_close(encoder(rotated), encoder(upright))
+    assert not torch.allclose(encoder(rotated), encoder(gradient(60, 30)))
+
+
+def test_same_content_is_encoded_once(tiny_clip_dir, monkeypatch):
+    encoder = ImageEncoder.from_pretrained(tiny_clip_dir)
+    calls = []
+    real = encoder._encode
+    monkeypatch.setattr(encoder, "_encode", lambda pixels: calls.append(1) or real(pixels))
+    first = encoder(gradient(40, 40))
+    again = encoder(gradient(40, 40).copy())
+    assert again is first
+    assert len(calls) == 1
+    encoder(gradient(41, 40))
+    assert len(calls) == 2
+
+
+def test_cache_is_bounded_and_least_recently_used_goes_first(tiny_clip_dir, monkeypatch):
+    monkeypatch.setattr(encoder_module, "CACHE_SIZE", 2)
+    encoder = ImageEncoder.from_pretrained(tiny_clip_dir)
+    a, b, c = gradient(40, 40), gradient(50, 40), gradient(60, 40)
+    encoder(a)
+    encoder(b)
+    encoder(a)  # a is now the most recent
+    encoder(c)  # evicts b
+    assert len(encoder._cache) == 2
+    calls = []
+    real = encoder._encode
+    monkeypatch.setattr(encoder, "_encode", lambda pixels: calls.append(1) or real(pixels))
+    encoder(a)
+    assert calls == []
+    encoder(b)
+    assert calls == [1]
+
+
+def test_unknown_model_offline_names_the_id_and_the_fix(tmp_path):
+    with pytest.raises(ModelLoadError) as error:
+        ImageEncoder.from_pretrained(
+            "someone/missing-clip", cache_dir=tmp_path, local_files_only=True
+        )
+    message = str(error.value)
+    assert "'someone/missing-clip'" in message
+    assert "local folder" in message
+
+
+def test_pickle_weights_are_refused(tmp_path):
+    folder = save_tiny_clip(tmp_path / "pickled", safetensors=False)
+    with pytest.raises(ModelLoadError, match=r"model\.safetensors"):
+        ImageEncoder.from_pretrained(folder)
+
+
+def test_folder_without_a_model_says_what_it_needs(tmp_path):
+    with pytest.raises(ModelLoadError, match=r"config\.json, model\.safetensors"):
+        ImageEncoder.from_pretrained(tmp_path)
+
+
+def test_not_an_image_is_rejected(encoder):
+    with pytest.raises(ValueError, match="must be a PIL image"):
+        encoder(torch.zeros(3, 4, 4))
+
+
+def test_real_images_encode(encoder, testdata):
+    for path in sorted(testdata.glob("*.*")):
+        if path.suffix in (".webp", ".png"):
+            with Image.open(path) as image:
+                tokens = encoder(image)
+            assert tokens.shape == (TINY_TOKENS, 24), path.name
+            assert torch.isfinite(tokens).all(), path.name

@@ -1,0 +1,112 @@
+"""guide() against the loop-by-loop spec oracle, across the whole parameter space."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flexdiffuse import GuidanceParams, guide
+from flexdiffuse.alignment import alignment
+from flexdiffuse.assignment import assign
+from flexdiffuse.weights import guidance_weights
+from tests.helpers import random_tokens
+from tests.oracle import CHUNK, oracle_alignment, oracle_assign, oracle_guide, oracle_weights
+
+
+def bounded(low: float, high: float) -> st.SearchStrategy[float]:
+    """Floats in a parameter's range, with its ends and 0 drawn often."""
+    special = [v for v in (low, high, 0.0) if low <= v <= high]
+    return st.one_of(st.sampled_from(special), st.floats(low, high, allow_nan=False))
+
+
+guidance_params = st.builds(
+    GuidanceParams,
+    threshold_mult=bounded(-1, 1),
+    threshold_floor=bounded(0, 1),
+    clustered=bounded(-0.5, 0.5),
+    linear=bounded(-1, 1),
+    max_guidance=bounded(0, 1),
+    order=st.sampled_from(["fit", "text"]),
+    reuse=st.booleans(),
+    concept_threshold=bounded(0, 1),
+)
+
+
+@st.composite
+def guidance_inputs(draw):
+    """Text states, image tokens and maybe concepts, some text close to the image."""
+    seed = draw(st.integers(0, 2**16))
+    width = draw(st.sampled_from([8, 16, 32]))
+    n = draw(st.sampled_from([1, 3, 50, 76, 77, 120]))
+    lead = draw(st.lists(st.integers(1, 2), max_size=2))
+    chunks = draw(st.integers(1, 2))
+    image = random_tokens(n, width, seed=seed)
+    text = random_tokens(*lead, CHUNK * chunks, width, seed=seed + 1)
+    closeness = draw(st.sampled_from([0.0, 0.5, 0.9]))
+    if closeness:  # mix in image tokens so high alignments (threshold, full take) occur
+        picks = torch.randint(0, n, text.shape[:-1], generator=torch.Generator().manual_seed(seed))
+        text = (1 - closeness) * text + closeness * image[picks]
+    concepts = None
+    if draw(st.booleans()):
+        concepts = random_tokens(CHUNK, width, seed=seed + 2)
+        concepts[1:] = 0.5 * concepts[1:] + text.reshape(-1, width)[: CHUNK - 1]
+    return text, image, concepts
+
+
+@settings(max_examples=120)
+@given(inputs=guidance_inputs(), params=guidance_params)
+def test_guide_matches_oracle(inputs, params):
+    text, image, concepts = inputs
+    expected = oracle_guide(text, image, params, concepts)
+    actual = guide(text, image, params, concepts)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=40)
+@given(seed=st.integers(0, 2**16), n=st.integers(1, 30), width=st.sampled_from([4, 16]))
+def test_alignment_matches_pairwise_definition(seed, n, width):
+    text = random_tokens(CHUNK, width, seed=seed)
+    image = random_tokens(n, width, seed=seed + 1)
+    expected = torch.tensor(oracle_alignment(text, image))
+    torch.testing.assert_close(alignment(text, image), expected, rtol=1e-4, atol=1e-6)
+
+
+@settings(max_examples=150)
+@given(
+    align=st.integers(1, 90).flatmap(
+        lambda n: st.lists(
+            st.lists(st.sampled_from([0.0, 0.125, 0.25, 0.5, 0.75, 1.0]), min_size=6, max_size=6),
+            min_size=n,
+            max_size=n,
+        )
+    ),
+    reuse=st.booleans(),
+    order=st.sampled_from(["fit", "text"]),
+)
+def test_assignment_tie_breaks_match_oracle(align, reuse, order):
+    """Coarse values make many exact ties: the spec's tie-break order must decide them."""
+    expected_index, expected_score = oracle_assign(align, reuse, order)
+    taken = assign(torch.tensor(align), reuse=reuse, order=order)
+    assert taken.index.tolist() == [-1 if m is None else m for m in expected_index]
+    assert taken.score.tolist() == expected_score
+
+
+@settings(max_examples=300)
+@given(
+    scores=st.lists(
+        st.sampled_from([0.0, 0.125, 0.25, 0.375, 0.5, 0.75, 1.0]), min_size=76, max_size=76
+    ),
+    params=guidance_params,
+)
+def test_weights_match_oracle_on_plateaus(scores, params):
+    """Dyadic scores give exact plateaus and exact means: peaks and valleys are decided alike."""
+    expected = torch.tensor(oracle_weights(scores, params))
+    actual = guidance_weights(
+        torch.tensor(scores),
+        linear=params.linear,
+        clustered=params.clustered,
+        threshold_mult=params.threshold_mult,
+        threshold_floor=params.threshold_floor,
+    )
+    torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-6)

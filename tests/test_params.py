@@ -1,0 +1,91 @@
+"""GuidanceParams: the spec's defaults and ranges, validation and the infotext round trip."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flexdiffuse import PARAM_SPECS, GuidanceParams
+from flexdiffuse.params import SPECS_BY_NAME, format_value
+from tests.test_engine_oracle import guidance_params
+
+SPEC_TABLE = {  # shared/spec/guidance.md section 7
+    "threshold_mult": (0.25, -1, 1),
+    "threshold_floor": (0.75, 0, 1),
+    "clustered": (0.15, -0.5, 0.5),
+    "linear": (0.5, -1, 1),
+    "max_guidance": (0.35, 0, 1),
+    "concept_threshold": (0.9, 0, 1),
+}
+
+
+def test_defaults_and_ranges_follow_the_spec():
+    params = GuidanceParams()
+    for name, (default, low, high) in SPEC_TABLE.items():
+        assert getattr(params, name) == default
+        assert (SPECS_BY_NAME[name].minimum, SPECS_BY_NAME[name].maximum) == (low, high)
+    assert params.order == "fit"
+    assert params.reuse is True
+    assert params.concepts == ""
+
+
+def test_every_spec_has_a_label_hint_and_unique_infotext_key():
+    keys = [s.infotext for s in PARAM_SPECS]
+    assert len(set(keys)) == len(keys)
+    assert all(k.startswith("FlexDiffuse ") for k in keys)
+    assert all(s.label and s.info for s in PARAM_SPECS)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("linear", 1.5, r"linear \(Linear\) must be a number from -1 to 1, got 1.5"),
+        ("clustered", -0.51, "clustered .* from -0.5 to 0.5"),
+        ("max_guidance", float("nan"), "max_guidance .* from 0 to 1"),
+        ("threshold_floor", "high", "threshold_floor .* got 'high'"),
+        ("concept_threshold", True, "concept_threshold"),
+        ("order", "best", "order .* one of 'fit' .*'text'"),
+        ("reuse", "maybe", "reuse .* true or false"),
+        ("concepts", 5, "concepts .* must be text"),
+    ],
+)
+def test_invalid_values_name_the_field_and_range(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        GuidanceParams(**{field: value})
+
+
+def test_text_forms_are_accepted():
+    params = GuidanceParams(linear="0.3", order="Text order", reuse="False")
+    assert (params.linear, params.order, params.reuse) == (0.3, "text", False)
+    assert GuidanceParams(order="optimal fit").order == "fit"
+
+
+def test_replace_validates():
+    with pytest.raises(ValueError, match="linear"):
+        GuidanceParams().replace(linear=2)
+
+
+def test_floats_are_rounded_to_a_meaningful_precision():
+    assert GuidanceParams(linear=1e-132).linear == 0
+    assert GuidanceParams(linear=0.1234567891).linear == 0.123457
+
+
+@given(params=guidance_params, concepts=st.text(max_size=40))
+def test_infotext_round_trip(params, concepts):
+    params = params.replace(concepts=concepts)
+    written = params.to_infotext()
+    assert GuidanceParams.from_infotext(written) == params
+    assert ("FlexDiffuse concepts" in written) == bool(concepts)
+
+
+def test_infotext_values_are_readable():
+    written = GuidanceParams(order="text", reuse=False).to_infotext()
+    assert written["FlexDiffuse priority"] == "Text order"
+    assert written["FlexDiffuse reuse"] == "False"
+    assert written["FlexDiffuse linear"] == "0.5"
+    assert format_value(SPECS_BY_NAME["linear"], 1.0) == "1.0"
+
+
+def test_missing_infotext_keys_take_defaults():
+    assert GuidanceParams.from_infotext({"FlexDiffuse linear": "0.2"}) == GuidanceParams(linear=0.2)
