@@ -163,13 +163,27 @@ def oracle_guide(
     image: torch.Tensor,
     params: GuidanceParams,
     concepts: torch.Tensor | None = None,
+    *,
+    pairwise: bool = False,
 ) -> torch.Tensor:
-    """Spec 1-5 on ``[..., 77*k, d]``: every chunk of every prompt on its own."""
+    """Spec 1-5 on ``[..., 77*k, d]``: every chunk of every prompt on its own.
+
+    ``pairwise`` computes the alignments with the pair-by-pair loop too (the whole spec as
+    loops, for the benchmark); by default they come from the engine so that tests compare the
+    discrete steps on identical numbers.
+    """
     chunks = text_cond.reshape(-1, CHUNK, text_cond.shape[-1])
-    align = alignment(chunks, image).tolist()
+    if pairwise:
+        align = [oracle_alignment(chunk, image) for chunk in chunks]
+    else:
+        align = alignment(chunks, image).tolist()
     if concepts is not None:
-        concept_to_image = alignment(concepts, image).tolist()
-        text_to_concept = alignment(chunks, concepts).tolist()
+        if pairwise:
+            concept_to_image = oracle_alignment(concepts, image)
+            text_to_concept = [oracle_alignment(chunk, concepts) for chunk in chunks]
+        else:
+            concept_to_image = alignment(concepts, image).tolist()
+            text_to_concept = alignment(chunks, concepts).tolist()
     out = []
     for c, chunk in enumerate(chunks):
         pair = (concept_to_image, text_to_concept[c]) if concepts is not None else None
