@@ -17,26 +17,75 @@ DEFAULT_MODEL_SD1 = "openai/clip-vit-large-patch14"
 """The vision tower that shares SD 1.x's text space (CLIP ViT-L/14, projection 768)."""
 
 CACHE_SIZE = 8
-"""Encoded images kept per encoder; a guidance image is usually reused across many jobs."""
+"""Encoded images kept per cache; a guidance image is usually reused across many jobs."""
 
 
 class ModelLoadError(RuntimeError):
     """The CLIP vision model could not be loaded; the message says what to do."""
 
 
+class TokenCache:
+    """A small least-recently-used map from :func:`image_digest` to image tokens.
+
+    Kept apart from the encoder so a host can unload the vision tower and still reuse the
+    encodings of images it has seen.
+    """
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def get(self, key: str) -> torch.Tensor | None:
+        """The tokens stored under ``key`` (now the most recent), or None."""
+        tokens = self._items.get(key)
+        if tokens is not None:
+            self._items.move_to_end(key)
+        return tokens
+
+    def put(self, key: str, tokens: torch.Tensor) -> None:
+        """Store ``tokens``, dropping the least recently used entry past :data:`CACHE_SIZE`."""
+        self._items[key] = tokens
+        self._items.move_to_end(key)
+        while len(self._items) > CACHE_SIZE:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def image_digest(image: Image.Image) -> str:
+    """A hex digest of what the encoder sees of ``image``: its upright pixels and mode.
+
+    Equal for copies of one picture, different for any change of pixels, size, mode or EXIF
+    orientation. Hosts show its first characters as the image's hash.
+    """
+    _check_image(image)
+    upright = ImageOps.exif_transpose(image)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{upright.mode} {upright.width}x{upright.height} ".encode())
+    digest.update(upright.tobytes())
+    return digest.hexdigest()
+
+
 class ImageEncoder:
     """Turns a PIL image into the spec's image tokens ``[n, d]``.
 
     Every token of the tower's last hidden state (class token and patches) goes through the
-    post-layernorm and the visual projection. Encodings are cached by image content, so the
-    same image is encoded once; returned tensors are shared and must not be modified.
+    post-layernorm and the visual projection. Encodings are cached by image content (pass a
+    :class:`TokenCache` to share or keep them beyond this encoder), so the same image is
+    encoded once; returned tensors are shared and must not be modified.
     """
 
-    def __init__(self, model: torch.nn.Module, processor: object, name: str) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        processor: object,
+        name: str,
+        cache: TokenCache | None = None,
+    ) -> None:
         self.model = model.eval().requires_grad_(False)
         self.processor = processor
         self.name = name
-        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.cache = TokenCache() if cache is None else cache
 
     @classmethod
     def from_pretrained(
@@ -47,6 +96,7 @@ class ImageEncoder:
         *,
         cache_dir: str | Path | None = None,
         local_files_only: bool = False,
+        cache: TokenCache | None = None,
     ) -> ImageEncoder:
         """Load a CLIP vision tower from a Hugging Face id or a local folder (safetensors only).
 
@@ -57,6 +107,7 @@ class ImageEncoder:
             dtype: its dtype (default float32).
             cache_dir: where downloads go (default: the Hugging Face cache).
             local_files_only: never touch the network.
+            cache: where encodings are kept (default: a new cache of this encoder's own).
 
         Raises:
             ModelLoadError: the model is missing, unreachable, not safetensors or not CLIP.
@@ -75,7 +126,7 @@ class ImageEncoder:
         except (OSError, ValueError) as error:
             raise ModelLoadError(_load_failure_message(name, error)) from error
         logger.info("Loaded CLIP vision model %s", name)
-        return cls(model.to(device or "cpu"), processor, name)
+        return cls(model.to(device or "cpu"), processor, name, cache)
 
     @property
     def width(self) -> int:
@@ -91,24 +142,19 @@ class ImageEncoder:
         return next(self.model.parameters()).dtype
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
-        """Move the tower (and its cached encodings) like ``Module.to``; returns self."""
+        """Move the tower like ``Module.to``; returns self. Cached encodings stay as they are."""
         self.model.to(device=device, dtype=dtype)
-        for key, tokens in self._cache.items():
-            self._cache[key] = tokens.to(device=device, dtype=dtype)
         return self
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """The image tokens ``[n, d]`` of ``image`` on the tower's device and dtype."""
-        pixels = prepare_image(image, self.model.config.image_size)
-        key = hashlib.sha256(pixels.tobytes()).hexdigest()
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        tokens = self._encode(pixels)
-        self._cache[key] = tokens
-        if len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
-        return tokens
+        key = image_digest(image)
+        tokens = self.cache.get(key)
+        if tokens is None:
+            tokens = self._encode(prepare_image(image, self.model.config.image_size))
+            self.cache.put(key, tokens)
+        # A shared cache may hold tokens made before the tower moved.
+        return tokens.to(device=self.device, dtype=self.dtype)
 
     @torch.inference_mode()
     def _encode(self, pixels: Image.Image) -> torch.Tensor:
@@ -124,16 +170,20 @@ class ImageEncoder:
 
 def prepare_image(image: Image.Image, size: int) -> Image.Image:
     """RGB, upright, centre square crop, bicubic antialiased resize to ``size`` pixels."""
-    if not isinstance(image, Image.Image):
-        raise ValueError(f"The guidance image must be a PIL image, got {type(image).__name__}.")
-    if image.width < 1 or image.height < 1:
-        raise ValueError(f"The guidance image is empty ({image.width}x{image.height}).")
+    _check_image(image)
     rgb = to_rgb(ImageOps.exif_transpose(image))
     side = min(rgb.size)
     left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
     square = rgb.crop((left, top, left + side, top + side))
     # PIL's resize filters over the whole source footprint, so downscaling is antialiased.
     return square.resize((size, size), Image.Resampling.BICUBIC)
+
+
+def _check_image(image: object) -> None:
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"The guidance image must be a PIL image, got {type(image).__name__}.")
+    if image.width < 1 or image.height < 1:
+        raise ValueError(f"The guidance image is empty ({image.width}x{image.height}).")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -28,7 +28,8 @@ class ParamSpec:
     """How one guidance parameter is shown, bounded and named outside Python.
 
     ``kind`` is ``"float"``, ``"choice"``, ``"bool"`` or ``"text"``; ``minimum``/``maximum``
-    bound floats, ``choices`` maps stored values to labels for ``"choice"``.
+    bound floats, ``choices`` maps stored values to labels for ``"choice"``, ``placeholder``
+    is the example shown in an empty text box.
     """
 
     name: str
@@ -40,6 +41,7 @@ class ParamSpec:
     maximum: float | None = None
     step: float = 0.01
     choices: Mapping[str, str] | None = None
+    placeholder: str = ""
 
 
 def _param(default: Any, *, infotext: str, **spec: Any) -> Any:
@@ -122,6 +124,7 @@ class GuidanceParams:
         infotext="concepts",
         info="Words naming the image concepts to map; empty maps none. Encoded like the prompt.",
         kind="text",
+        placeholder="e.g. dog, sunset",
     )
     concept_threshold: float = _param(
         0.9,

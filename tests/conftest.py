@@ -28,11 +28,11 @@ TINY_PATCH = 8
 TINY_TOKENS = (TINY_IMAGE_SIZE // TINY_PATCH) ** 2 + 1  # patches + class token
 
 
-def tiny_vision_config(projection_dim: int = 24, seed_width: int = 32):
+def tiny_vision_config(projection_dim: int = 24, hidden_size: int = 32):
     from transformers import CLIPVisionConfig
 
     return CLIPVisionConfig(
-        hidden_size=seed_width,
+        hidden_size=hidden_size,
         intermediate_size=37,
         num_attention_heads=4,
         num_hidden_layers=2,
@@ -42,11 +42,19 @@ def tiny_vision_config(projection_dim: int = 24, seed_width: int = 32):
     )
 
 
-def save_tiny_clip(folder: Path, *, full_clip: bool = False, safetensors: bool = True) -> Path:
+def save_tiny_clip(
+    folder: Path,
+    *,
+    full_clip: bool = False,
+    safetensors: bool = True,
+    projection_dim: int = 24,
+    seed: int = 0,
+) -> Path:
     """Save a tiny random CLIP model and its image processor with ``save_pretrained``.
 
     ``full_clip`` saves a whole ``CLIPModel`` (text and vision), the layout of the real
     ``openai/clip-vit-large-patch14`` repository; otherwise a vision tower with projection.
+    ``projection_dim`` is the width of its image tokens (768, 1024, 1280 for the real towers).
     """
     import torch
     from transformers import (
@@ -57,13 +65,13 @@ def save_tiny_clip(folder: Path, *, full_clip: bool = False, safetensors: bool =
         CLIPVisionModelWithProjection,
     )
 
-    torch.manual_seed(0)
-    vision = tiny_vision_config()
+    torch.manual_seed(seed)
+    vision = tiny_vision_config(projection_dim)
     if full_clip:
         text = CLIPTextConfig(
             hidden_size=24, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2
         )
-        config = CLIPConfig.from_text_vision_configs(text, vision, projection_dim=24)
+        config = CLIPConfig.from_text_vision_configs(text, vision, projection_dim=projection_dim)
         model = CLIPModel(config)
     else:
         model = CLIPVisionModelWithProjection(vision)

@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 
 from flexdiffuse import DEFAULT_MODEL_SD1, ImageEncoder, ModelLoadError
 from flexdiffuse import encoder as encoder_module
-from flexdiffuse.encoder import prepare_image
+from flexdiffuse.encoder import TokenCache, image_digest, prepare_image
 from tests.conftest import TINY_IMAGE_SIZE, TINY_TOKENS, save_tiny_clip
 
 
@@ -126,7 +126,7 @@ def test_cache_is_bounded_and_least_recently_used_goes_first(tiny_clip_dir, monk
     encoder(b)
     encoder(a)  # a is now the most recent
     encoder(c)  # evicts b
-    assert len(encoder._cache) == 2
+    assert len(encoder.cache) == 2
     calls = []
     real = encoder._encode
     monkeypatch.setattr(encoder, "_encode", lambda pixels: calls.append(1) or real(pixels))
@@ -134,6 +134,26 @@ def test_cache_is_bounded_and_least_recently_used_goes_first(tiny_clip_dir, monk
     assert calls == []
     encoder(b)
     assert calls == [1]
+
+
+def test_a_shared_cache_outlives_its_encoder(tiny_clip_dir):
+    cache = TokenCache()
+    first = ImageEncoder.from_pretrained(tiny_clip_dir, cache=cache)
+    tokens = first(gradient(40, 40))
+    del first
+    assert cache.get(image_digest(gradient(40, 40))) is tokens
+    second = ImageEncoder.from_pretrained(tiny_clip_dir, cache=cache)
+    assert second(gradient(40, 40)) is tokens
+
+
+def test_image_digest_tells_pixels_mode_and_orientation_apart():
+    base = gradient(40, 30)
+    assert image_digest(base) == image_digest(base.copy())
+    assert image_digest(base) != image_digest(base.convert("RGBA"))
+    changed = base.copy()
+    changed.putpixel((0, 0), (1, 2, 3))
+    assert image_digest(base) != image_digest(changed)
+    assert image_digest(base) != image_digest(base.transpose(Image.Transpose.ROTATE_180))
 
 
 def test_unknown_model_offline_names_the_id_and_the_fix(tmp_path):

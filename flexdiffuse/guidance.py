@@ -1,0 +1,79 @@
+"""Guiding a whole conditioning: one or more vision towers, each on its slice of the width.
+
+SD 1.x and 2.x condition on one text encoder, so one tower covers the whole width. SDXL
+concatenates two text encoders' states (CLIP ViT-L/14, 768, then OpenCLIP ViT-bigG/14, 1280);
+each slice is aligned and tweened with the vision tower of its own text encoder, independently.
+Channels no tower covers are left as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .engine import guide, pure_image_guidance
+from .params import GuidanceParams
+
+
+@dataclass(frozen=True)
+class TowerGuidance:
+    """One vision tower's image tokens and the slice of the conditioning width they guide.
+
+    ``image_tokens`` is ``[n, d]``; the slice is channels ``start .. start + d``.
+    ``concept_cond`` is the same slice of the encoded mapping-concepts prompt, ``[77, d]``.
+    """
+
+    start: int
+    image_tokens: torch.Tensor
+    concept_cond: torch.Tensor | None = None
+
+    @property
+    def stop(self) -> int:
+        """One past the last channel of the slice."""
+        return self.start + self.image_tokens.shape[-1]
+
+
+@dataclass(frozen=True)
+class ImageGuidance:
+    """Everything needed to guide the conditionings of one generation."""
+
+    params: GuidanceParams
+    towers: tuple[TowerGuidance, ...]
+
+    def __post_init__(self) -> None:
+        previous_stop = 0
+        for tower in sorted(self.towers, key=lambda t: t.start):
+            if tower.start < previous_stop:
+                raise ValueError("ImageGuidance towers must cover disjoint channel slices.")
+            previous_stop = tower.stop
+
+    def apply(self, text_cond: torch.Tensor, *, pure: bool = False) -> torch.Tensor:
+        """The guided copy of ``text_cond`` ``[..., 77*k, width]``.
+
+        With ``pure`` (the prompt is empty) every tower's slice takes the image itself
+        (spec section 6) instead of being guided. Inputs are never modified.
+        """
+        width = text_cond.shape[-1]
+        pieces = []
+        position = 0
+        for tower in sorted(self.towers, key=lambda t: t.start):
+            if tower.stop > width:
+                raise ValueError(
+                    f"The conditioning has width {width}, but a vision tower guides channels "
+                    f"{tower.start}..{tower.stop}: the vision model does not fit this checkpoint."
+                )
+            if tower.start > position:
+                pieces.append(text_cond[..., position : tower.start])
+            pieces.append(self._guide_slice(text_cond[..., tower.start : tower.stop], tower, pure))
+            position = tower.stop
+        if position < width:
+            pieces.append(text_cond[..., position:])
+        if len(pieces) == 1 and pieces[0] is not text_cond:
+            return pieces[0]
+        return torch.cat(pieces, dim=-1)
+
+    def _guide_slice(self, text: torch.Tensor, tower: TowerGuidance, pure: bool) -> torch.Tensor:
+        if pure:
+            return pure_image_guidance(text, tower.image_tokens)
+        return guide(text, tower.image_tokens, self.params, tower.concept_cond)

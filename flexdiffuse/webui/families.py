@@ -1,0 +1,91 @@
+"""Model families: which CLIP vision tower guides which slice of a checkpoint's conditioning.
+
+Each text encoder pairs with the vision tower trained with it, whose projected image tokens
+share its space (spec "image tokens"). Nothing here imports A1111: the loaded model is read
+through the family flags A1111 sets on it (``is_sd1``, ``is_sd2``, ``is_sdxl``, ``is_sd3``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import FlexDiffuseError
+
+
+@dataclass(frozen=True)
+class Tower:
+    """A CLIP vision tower FlexDiffuse can load, and the setting that names its weights."""
+
+    key: str
+    label: str
+    width: int
+    default_model: str
+    size: str
+
+    @property
+    def setting(self) -> str:
+        """The A1111 setting holding the Hugging Face id, folder or file of this tower."""
+        return f"flexdiffuse_model_{self.key}"
+
+
+VIT_L = Tower("vit_l", "CLIP ViT-L/14", 768, "openai/clip-vit-large-patch14", "1.7 GB")
+VIT_H = Tower("vit_h", "OpenCLIP ViT-H/14", 1024, "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "3.9 GB")
+VIT_BIGG = Tower(
+    "vit_bigg", "OpenCLIP ViT-bigG/14", 1280, "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", "10.2 GB"
+)
+TOWERS: tuple[Tower, ...] = (VIT_L, VIT_H, VIT_BIGG)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A slice of the conditioning width, starting at channel ``start``, and its tower."""
+
+    start: int
+    tower: Tower
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.tower.width
+
+
+@dataclass(frozen=True)
+class Family:
+    """A checkpoint family: its conditioning width and the towers that guide its slices."""
+
+    name: str
+    width: int
+    slots: tuple[Slot, ...]
+
+
+SD1 = Family("SD 1.x", 768, (Slot(0, VIT_L),))
+SD2 = Family("SD 2.x", 1024, (Slot(0, VIT_H),))
+SDXL = Family("SDXL", 2048, (Slot(0, VIT_L), Slot(768, VIT_BIGG)))
+FAMILIES: tuple[Family, ...] = (SD1, SD2, SDXL)
+
+
+def detect_family(model: Any) -> Family:
+    """The family of A1111's loaded ``model`` (``shared.sd_model``).
+
+    Raises:
+        FlexDiffuseError: no model is loaded, or its family has no CLIP vision pairing.
+    """
+    if model is None:
+        raise FlexDiffuseError("No Stable Diffusion checkpoint is loaded. Load one and retry.")
+    if getattr(model, "is_sd3", False):
+        raise _unsupported("SD 3")
+    if getattr(model, "is_sdxl", False):  # SSD-1B too: it keeps SDXL's text encoders
+        return SDXL
+    if getattr(model, "is_sd2", False):
+        return SD2
+    if getattr(model, "is_sd1", False):
+        return SD1
+    raise _unsupported(type(model).__name__)
+
+
+def _unsupported(name: str) -> FlexDiffuseError:
+    supported = ", ".join(family.name for family in FAMILIES)
+    return FlexDiffuseError(
+        f"FlexDiffuse cannot guide {name} checkpoints: it supports {supported}. Switch to a "
+        "supported checkpoint or disable FlexDiffuse for this job."
+    )

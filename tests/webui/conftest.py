@@ -1,0 +1,140 @@
+"""The FlexDiffuse extension loaded into the fake A1111 host (``tests/fakehost``).
+
+The ``webui`` fixture does what A1111 does at startup, against the fakes: it runs
+``scripts/flexdiffuse.py`` the way ``modules.script_loading`` does, runs the settings
+callbacks, builds both tabs' panels in a gradio Blocks and puts the scripts in a runner. Its
+helpers then run txt2img / img2img jobs through the fake ``process_images``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from PIL import Image
+
+FAKEHOST = Path(__file__).resolve().parents[1] / "fakehost"
+sys.path.insert(0, str(FAKEHOST))
+
+import gradio as gr  # noqa: E402
+from modules import errors, processing, script_callbacks, scripts, shared  # noqa: E402
+from sdmodel import FakeSdModel  # noqa: E402
+
+from flexdiffuse.params import PARAM_SPECS, GuidanceParams, format_value  # noqa: E402
+from flexdiffuse.webui import prepare  # noqa: E402
+from flexdiffuse.webui.families import VIT_BIGG, VIT_H, VIT_L  # noqa: E402
+from flexdiffuse.webui.models import VisionTowers  # noqa: E402
+from tests.conftest import save_tiny_clip  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def gradient(width: int = 48, height: int = 40, seed: int = 0) -> Image.Image:
+    """A reproducible RGB test picture."""
+    generator = torch.Generator().manual_seed(seed)
+    pixels = (torch.rand(height, width, 3, generator=generator) * 255).to(torch.uint8)
+    return Image.fromarray(pixels.numpy(), "RGB")
+
+
+@pytest.fixture(scope="session")
+def tiny_towers(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random CLIP vision towers with the real towers' token widths, saved to disk."""
+    root = tmp_path_factory.mktemp("towers")
+    return {
+        tower.key: save_tiny_clip(root / tower.key, projection_dim=tower.width, seed=i)
+        for i, tower in enumerate((VIT_L, VIT_H, VIT_BIGG))
+    }
+
+
+def load_extension_script() -> Any:
+    """Run ``scripts/flexdiffuse.py`` like ``modules.script_loading.load_module``."""
+    path = ROOT / "scripts" / "flexdiffuse.py"
+    spec = importlib.util.spec_from_file_location(path.name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class Job:
+    p: Any
+    processed: Any
+
+    def cond_steps(self, hr: bool = False) -> list[torch.Tensor]:
+        """The prompt batch the UNet got at each step of a pass."""
+        return [call.text_cond for call in self.p.unet_calls if call.is_hr_pass == hr]
+
+
+class Webui:
+    """The extension inside the fake webui, with helpers to run jobs."""
+
+    def __init__(self, script_module: Any, towers: dict[str, Path]) -> None:
+        self.script_class = script_module.FlexDiffuseScript
+        self.towers = towers
+        self.runners = {False: scripts.ScriptRunner(), True: scripts.ScriptRunner()}
+        self.scripts: dict[bool, Any] = {}
+        self.controls: dict[bool, list[Any]] = {}
+        with gr.Blocks() as self.blocks:
+            for is_img2img, runner in self.runners.items():
+                script = self.script_class()
+                script.filename = str(ROOT / "scripts" / "flexdiffuse.py")
+                script.is_img2img = is_img2img
+                script.is_txt2img = not is_img2img
+                controls = script.ui(is_img2img)
+                runner.add(script, is_img2img, controls)
+                self.scripts[is_img2img] = script
+                self.controls[is_img2img] = controls
+
+    @staticmethod
+    def args(enabled: bool = True, image: Any = None, **params: Any) -> list[Any]:
+        """Script arguments as the panel sends them (defaults for what is not given)."""
+        defaults = GuidanceParams()
+        values = []
+        for spec in PARAM_SPECS:
+            value = params.pop(spec.name, getattr(defaults, spec.name))
+            values.append(format_value(spec, value) if spec.kind == "choice" else value)
+        assert not params, f"unknown parameters {params}"
+        return [enabled, image, *values]
+
+    def txt2img(self, args: list[Any] | None = None, **kwargs: Any) -> Job:
+        return self._run(processing.StableDiffusionProcessingTxt2Img, False, args, kwargs)
+
+    def img2img(self, args: list[Any] | None = None, **kwargs: Any) -> Job:
+        kwargs.setdefault("init_images", [gradient(64, 64, seed=9)])
+        return self._run(processing.StableDiffusionProcessingImg2Img, True, args, kwargs)
+
+    def _run(self, cls: Any, is_img2img: bool, args: Any, kwargs: dict[str, Any]) -> Job:
+        script = self.scripts[is_img2img]
+        script_args = [None] * script.args_from + list(args if args is not None else [False])
+        p = cls(scripts=self.runners[is_img2img], script_args=script_args, **kwargs)
+        return Job(p, processing.process_images(p))
+
+
+def reset_host(family: str = "sd1") -> None:
+    """A freshly started fake webui with one checkpoint of ``family`` loaded."""
+    shared.opts = shared.Options()
+    shared.state = shared.State()
+    shared.sd_model = FakeSdModel(family)
+    script_callbacks.clear_callbacks()
+    errors.reported.clear()
+    for cls in (processing.StableDiffusionProcessing, processing.StableDiffusionProcessingTxt2Img):
+        for name in ("cached_c", "cached_uc", "cached_hr_c", "cached_hr_uc"):
+            if name in vars(cls):
+                setattr(cls, name, [None, None])
+
+
+@pytest.fixture
+def webui(tiny_towers, monkeypatch) -> Webui:
+    """FlexDiffuse installed in a fresh fake webui with an SD 1.x checkpoint loaded."""
+    reset_host()
+    monkeypatch.setattr(prepare, "VISION_TOWERS", VisionTowers())
+    module = load_extension_script()
+    script_callbacks.ui_settings_callback()
+    for tower in (VIT_L, VIT_H, VIT_BIGG):
+        shared.opts.data[tower.setting] = str(tiny_towers[tower.key])
+    return Webui(module, tiny_towers)

@@ -1,0 +1,78 @@
+"""A1111's conditioning schedules and the guided batches rebuilt from them."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from modules import prompt_parser
+from sdmodel import FakeSdModel
+
+from flexdiffuse.webui.conds import (
+    GuidedBatches,
+    cond_rows,
+    schedule_index,
+    stack_rows,
+    uncond_rows,
+)
+
+MODEL = FakeSdModel("sd1")
+
+
+@given(
+    ends=st.lists(st.integers(0, 30), min_size=1, max_size=5, unique=True), step=st.integers(0, 40)
+)
+def test_schedule_index_picks_the_entry_a1111_uses(ends, step):
+    entries = [
+        prompt_parser.ScheduledPromptConditioning(end, torch.tensor([i]))
+        for i, end in enumerate(sorted(ends))
+    ]
+    batch = prompt_parser.reconstruct_cond_batch([entries], step)
+    assert entries[schedule_index(entries, step)].cond.equal(batch[0])
+
+
+def test_rows_and_stacking_match_a1111s_rebuild():
+    prompts = ["a [cat:dog:2] AND a long " + " ".join(["word"] * 90), "plain"]
+    multicond = prompt_parser.get_multicond_learned_conditioning(MODEL, prompts, 4)
+    uncond = prompt_parser.get_learned_conditioning(MODEL, ["bad", "bad"], 4)
+    for step in range(5):
+        _, expected = prompt_parser.reconstruct_multicond_batch(multicond, step)
+        rows = list(cond_rows(multicond, step))
+        assert [item for item, _ in rows] == [0, 0, 1]
+        assert stack_rows([cond for _, cond in rows]).equal(expected)
+        expected_uncond = prompt_parser.reconstruct_cond_batch(uncond, step)
+        assert stack_rows([c for _, c in uncond_rows(uncond, step)]).equal(expected_uncond)
+    every = list(cond_rows(multicond, None))
+    assert len(every) == 4  # cat, dog, the long sub-prompt, plain
+
+
+def test_sdxl_dicts_stack_key_by_key():
+    model = FakeSdModel("sdxl")
+    multicond = prompt_parser.get_multicond_learned_conditioning(model, ["a AND b"], 2)
+    _, expected = prompt_parser.reconstruct_multicond_batch(multicond, 0)
+    stacked = stack_rows([cond for _, cond in cond_rows(multicond, 0)])
+    assert stacked.keys() == expected.keys()
+    for key in stacked:
+        assert stacked[key].equal(expected[key])
+
+
+def test_guided_batches_guide_each_conditioning_once_and_reuse_batches():
+    calls = []
+
+    def guide_row(cond, empty):
+        calls.append(empty)
+        return cond + (100 if empty else 1)
+
+    multicond = prompt_parser.get_multicond_learned_conditioning(MODEL, ["", "x"], 3)
+    batches = GuidedBatches(guide_row)
+    batches.prepare(cond_rows(multicond, None), [True, False])
+    assert calls == [True, False]
+    first = batches.batch(cond_rows(multicond, 0), [True, False])
+    again = batches.batch(cond_rows(multicond, 2), [True, False])
+    assert again is first
+    assert calls == [True, False]
+    _, original = prompt_parser.reconstruct_multicond_batch(multicond, 0)
+    assert first.equal(original + torch.tensor([100.0, 1.0]).view(2, 1, 1))
+    batches.clear()
+    batches.batch(cond_rows(multicond, 0), [True, False])
+    assert len(calls) == 4

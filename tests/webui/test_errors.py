@@ -1,0 +1,158 @@
+"""Every way a guided job can be wrong stops it with a clear message, never unguided.
+
+The message reaches the user because the job raises from ``process_images`` (A1111 shows
+``<type>: <message>`` in the UI and puts it in the API's error body); afterwards the webui
+runs the next job normally.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+
+import pytest
+from modules import shared
+from PIL import Image
+from sdmodel import FakeSdModel
+
+from flexdiffuse import ImageEncoder, ModelLoadError
+from flexdiffuse.guidance import ImageGuidance
+from flexdiffuse.webui import host, prepare
+from flexdiffuse.webui.errors import FlexDiffuseError
+from flexdiffuse.webui.families import VIT_L
+from flexdiffuse.webui.models import VisionTowers
+from tests.webui.conftest import gradient
+
+IMAGE = gradient()
+
+
+def png_base64(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def assert_stops(webui, args, match, error=FlexDiffuseError, **job):
+    job.setdefault("prompt", "a cat")
+    job.setdefault("steps", 2)
+    with pytest.raises(error, match=match) as caught:
+        webui.txt2img(args, **job)
+    assert caught.value.__traceback__ is not None
+    return str(caught.value)
+
+
+def test_the_webui_runs_the_next_job_normally_after_a_failed_one(webui):
+    for bad in ([True, None], [True, "junk"], [{"image": png_base64(IMAGE), "linear": 7}]):
+        with pytest.raises(FlexDiffuseError):
+            webui.txt2img(bad, prompt="a cat", steps=2)
+        ok = webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=2)
+        plain = webui.txt2img(webui.args(enabled=False), prompt="a cat", steps=2)
+        assert len(ok.cond_steps()) == 2
+        assert not ok.cond_steps()[0].equal(plain.cond_steps()[0])
+
+
+def test_enabled_without_an_image(webui):
+    message = assert_stops(webui, webui.args(image=None), "no guidance image")
+    assert "Drop an image" in message
+
+
+@pytest.mark.parametrize(
+    ("image", "match"),
+    [
+        ("not base64 at all!", "not valid base64"),
+        (base64.b64encode(b"hello, not an image").decode(), "could not be read as an image"),
+        (12345, "must be an image or a base64-encoded image file"),
+    ],
+)
+def test_unreadable_images(webui, image, match):
+    assert_stops(webui, webui.args(image=image), match)
+
+
+def test_huge_image_is_refused_from_its_header(webui, monkeypatch):
+    from flexdiffuse.webui import args
+
+    monkeypatch.setattr(args, "MAX_IMAGE_PIXELS", 1000)
+    message = assert_stops(webui, webui.args(image=png_base64(gradient(50, 40))), "Downscale it")
+    assert "50x40" in message
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"linear": 3.0}, r"linear \(Linear\) must be a number from -1 to 1, got 3.0"),
+        ({"order": "best"}, r"order \(Mapping priority\) must be one of"),
+        ({"reuse": "maybe"}, "must be true or false"),
+        ({"max_guidance": float("nan")}, "max_guidance"),
+    ],
+)
+def test_out_of_range_values_from_the_api(webui, params, match):
+    assert_stops(webui, [{"image": png_base64(IMAGE), **params}], match)
+
+
+def test_unknown_api_names_are_listed(webui):
+    message = assert_stops(webui, [{"image": png_base64(IMAGE), "lineer": 0.3}], "'lineer'")
+    assert "linear" in message
+
+
+def test_unsupported_model_family(webui):
+    shared.sd_model = FakeSdModel("sd3")
+    with pytest.raises(FlexDiffuseError, match="cannot guide SD 3 checkpoints"):
+        webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
+
+
+def test_sdxl_refiner_width_is_named(webui):
+    refiner = FakeSdModel("sdxl", width=1280)
+    shared.sd_model = refiner
+    with pytest.raises(FlexDiffuseError, match="conditions on width 1280"):
+        webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
+
+
+def test_a_model_that_cannot_be_downloaded(webui, monkeypatch):
+    offline = functools.partial(ImageEncoder.from_pretrained, local_files_only=True)
+    monkeypatch.setattr(prepare, "VISION_TOWERS", VisionTowers(offline))
+    shared.opts.data[VIT_L.setting] = "someone/not-a-clip-model"
+    message = assert_stops(
+        webui, webui.args(image=IMAGE), "someone/not-a-clip-model", error=ModelLoadError
+    )
+    assert "local folder" in message
+
+
+def test_a_vision_model_of_the_wrong_width(webui):
+    shared.opts.data[VIT_L.setting] = str(webui.towers["vit_h"])  # 1024-wide tokens
+    message = assert_stops(webui, webui.args(image=IMAGE), "width 1024")
+    assert "CLIP ViT-L/14" in message
+    assert "Settings > FlexDiffuse" in message
+
+
+def test_concepts_longer_than_one_chunk(webui):
+    concepts = " ".join(f"c{i}" for i in range(80))
+    assert_stops(webui, webui.args(image=IMAGE, concepts=concepts), "must fit in one")
+
+
+def test_forge_is_refused_clearly(webui, monkeypatch):
+    monkeypatch.setattr(host, "is_forge", lambda: True)
+    message = assert_stops(webui, webui.args(image=IMAGE), "does not support")
+    assert "Forge" in message
+
+
+def test_a_failure_during_sampling_stops_the_job(webui, monkeypatch):
+    calls = []
+
+    def fail_on_second(self, cond, pure=False):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("tower exploded")
+        return cond.clone()
+
+    monkeypatch.setattr(ImageGuidance, "apply", fail_on_second)
+    job = {"prompt": "a cat", "enable_hr": True, "hr_prompt": "a dog", "steps": 3}
+    with pytest.raises(RuntimeError, match="tower exploded"):
+        webui.txt2img(webui.args(image=IMAGE), **job)
+    assert shared.state.interrupted  # the second pass was stopped at once
+
+
+def test_a_disabled_panel_with_stale_values_never_fails(webui):
+    job = webui.txt2img([False, "garbage", 99.0], prompt="a cat", steps=1)
+    assert len(job.cond_steps()) == 1
+    assert job.p.extra_generation_params == {}
