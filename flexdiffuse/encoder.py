@@ -98,11 +98,12 @@ class ImageEncoder:
         local_files_only: bool = False,
         cache: TokenCache | None = None,
     ) -> ImageEncoder:
-        """Load a CLIP vision tower from a Hugging Face id or a local folder (safetensors only).
+        """Load a CLIP vision tower from a Hugging Face id, a local folder or one file.
 
         Args:
-            name_or_path: a Hugging Face model id or a folder with ``config.json``,
-                ``model.safetensors`` and ``preprocessor_config.json``.
+            name_or_path: a Hugging Face model id, a folder with ``config.json``,
+                ``model.safetensors`` and ``preprocessor_config.json`` (as ``save_pretrained``
+                writes them), or a single weights file (see :meth:`from_single_file`).
             device: where to run the tower (default CPU).
             dtype: its dtype (default float32).
             cache_dir: where downloads go (default: the Hugging Face cache).
@@ -114,8 +115,13 @@ class ImageEncoder:
         """
         from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-        name = str(name_or_path)
-        _check_local_folder(name)
+        name = str(name_or_path).strip()
+        local = Path(name).expanduser()
+        if local.is_file():
+            return cls.from_single_file(local, device, dtype, cache=cache)
+        if local.is_dir():
+            name = str(local)
+        _check_local_path(name)
         options = {"cache_dir": str(cache_dir) if cache_dir else None}
         options["local_files_only"] = local_files_only
         try:
@@ -127,6 +133,54 @@ class ImageEncoder:
             raise ModelLoadError(_load_failure_message(name, error)) from error
         logger.info("Loaded CLIP vision model %s", name)
         return cls(model.to(device or "cpu"), processor, name, cache)
+
+    @classmethod
+    def from_single_file(
+        cls,
+        path: str | Path,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        cache: TokenCache | None = None,
+    ) -> ImageEncoder:
+        """Load a CLIP vision tower from one weights file, as IP-Adapter tools keep them.
+
+        ``path`` is a ``.safetensors`` file (or a ``.pth``/``.bin`` pickle, read with
+        ``weights_only=True``) in transformers' or OpenCLIP's layout, a whole CLIP model
+        included. The configuration comes from a ``config.json`` beside the file, else from
+        the tensor shapes; images get CLIP's standard preprocessing at the tower's input size.
+
+        Raises:
+            ModelLoadError: the file is missing, unreadable, or not a CLIP vision tower with
+                a visual projection.
+        """
+        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+        from .checkpoints import CheckpointError, read_weights, vision_config, vision_state_dict
+
+        file = Path(path)
+        try:
+            state = vision_state_dict(read_weights(file))
+            config = vision_config(state, _sibling_config(file))
+            model = CLIPVisionModelWithProjection(config)
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except CheckpointError as error:
+            raise ModelLoadError(_file_failure_message(file, error)) from error
+        except Exception as error:  # corrupt files fail in safetensors, pickle or torch
+            detail = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            raise ModelLoadError(_file_failure_message(file, detail)) from error
+        missing = [key for key in missing if not key.endswith("position_ids")]
+        if missing or unexpected:
+            names = ", ".join((missing or unexpected)[:3])
+            raise ModelLoadError(
+                _file_failure_message(file, f"its tensors do not fit the tower ({names}, ...)")
+            )
+        size = config.image_size
+        processor = CLIPImageProcessor(
+            size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+        )
+        logger.info("Loaded CLIP vision model from %s", file)
+        return cls(model.to(device=device or "cpu", dtype=dtype), processor, str(file), cache)
 
     @property
     def width(self) -> int:
@@ -209,8 +263,13 @@ def _high_depth_to_l(image: Image.Image) -> Image.Image:
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 
-def _check_local_folder(name: str) -> None:
+def _check_local_path(name: str) -> None:
     folder = Path(name)
+    if not folder.exists() and _looks_like_path(name):
+        raise ModelLoadError(
+            f"'{name}' does not exist. Give an existing folder or weights file, or a Hugging "
+            f"Face model id such as '{DEFAULT_MODEL_SD1}'."
+        )
     if not folder.is_dir():
         return
     if not (folder / "config.json").is_file():
@@ -228,6 +287,35 @@ def _check_local_folder(name: str) -> None:
         f"The folder '{name}' has no model.safetensors{found}. FlexDiffuse loads weights only "
         "from safetensors files, never from pickled .bin/.pt files, which can run code when "
         "loaded. Download the model's model.safetensors into that folder."
+    )
+
+
+def _sibling_config(file: Path):
+    """The vision config in a ``config.json`` beside ``file`` (heads cannot be inferred)."""
+    if not (file.parent / "config.json").is_file():
+        return None
+    from transformers import CLIPVisionConfig
+
+    try:
+        return CLIPVisionConfig.from_pretrained(file.parent)
+    except (OSError, ValueError):
+        return None
+
+
+def _looks_like_path(name: str) -> bool:
+    path = Path(name)
+    return (
+        name.startswith(("/", "~", ".", "\\"))
+        or bool(path.drive)
+        or path.suffix in (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+    )
+
+
+def _file_failure_message(file: Path, error: object) -> str:
+    return (
+        f"Could not load a CLIP vision model from the file '{file}': {error}. Use a CLIP vision "
+        "tower with its projection (the image encoder file IP-Adapter uses, or a whole CLIP "
+        "model) as .safetensors, or a folder saved by transformers."
     )
 
 

@@ -4,6 +4,10 @@ SD 1.x and 2.x condition on one text encoder, so one tower covers the whole widt
 concatenates two text encoders' states (CLIP ViT-L/14, 768, then OpenCLIP ViT-bigG/14, 1280);
 each slice is aligned and tweened with the vision tower of its own text encoder, independently.
 Channels no tower covers are left as they are.
+
+SDXL also conditions on a pooled vector whose first 1280 channels are the prompt's pooled
+OpenCLIP ViT-bigG embedding; :meth:`ImageGuidance.apply_pooled` can move that part toward the
+image's pooled embedding (the projected class token), an option beyond the FlexDiffuse method.
 """
 
 from __future__ import annotations
@@ -36,10 +40,15 @@ class TowerGuidance:
 
 @dataclass(frozen=True)
 class ImageGuidance:
-    """Everything needed to guide the conditionings of one generation."""
+    """Everything needed to guide the conditionings of one generation.
+
+    ``pooled_image`` is the image's pooled embedding ``[w]`` that ``params.pooled`` blends the
+    first ``w`` channels of a pooled text vector toward (None: pooled vectors stay as they are).
+    """
 
     params: GuidanceParams
     towers: tuple[TowerGuidance, ...]
+    pooled_image: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         previous_stop = 0
@@ -72,6 +81,24 @@ class ImageGuidance:
         if len(pieces) == 1 and pieces[0] is not text_cond:
             return pieces[0]
         return torch.cat(pieces, dim=-1)
+
+    def apply_pooled(self, vector: torch.Tensor) -> torch.Tensor:
+        """The pooled vector ``[..., v]`` with its text part blended toward the image's.
+
+        The text part turns toward the image embedding's direction by ``params.pooled`` (0:
+        unchanged, 1: the image's direction) and keeps its length: the two embeddings come
+        from different projections, whose scales differ.
+        """
+        if self.pooled_image is None or self.params.pooled == 0:
+            return vector
+        width = self.pooled_image.shape[-1]
+        text = vector[..., :width].float()
+        length = text.norm(dim=-1, keepdim=True)
+        image = self.pooled_image.to(device=vector.device, dtype=torch.float32)
+        image = image * length / image.norm().clamp(min=1e-12)
+        toward = torch.lerp(text, image, self.params.pooled)
+        blended = toward * length / toward.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        return torch.cat([blended.to(vector.dtype), vector[..., width:]], dim=-1)
 
     def _guide_slice(self, text: torch.Tensor, tower: TowerGuidance, pure: bool) -> torch.Tensor:
         if pure:

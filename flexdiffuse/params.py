@@ -29,7 +29,8 @@ class ParamSpec:
 
     ``kind`` is ``"float"``, ``"choice"``, ``"bool"`` or ``"text"``; ``minimum``/``maximum``
     bound floats, ``choices`` maps stored values to labels for ``"choice"``, ``placeholder``
-    is the example shown in an empty text box.
+    is the example shown in an empty text box. ``omit_default`` leaves the parameter out of
+    infotext while it has its default (an "off" state: missing reads back as the default).
     """
 
     name: str
@@ -42,6 +43,7 @@ class ParamSpec:
     step: float = 0.01
     choices: Mapping[str, str] | None = None
     placeholder: str = ""
+    omit_default: bool = False
 
 
 def _param(default: Any, *, infotext: str, **spec: Any) -> Any:
@@ -125,6 +127,7 @@ class GuidanceParams:
         info="Words naming the image concepts to map; empty maps none. Encoded like the prompt.",
         kind="text",
         placeholder="e.g. dog, sunset",
+        omit_default=True,
     )
     concept_threshold: float = _param(
         0.9,
@@ -134,6 +137,16 @@ class GuidanceParams:
         kind="float",
         minimum=0.0,
         maximum=1.0,
+    )
+    pooled: float = _param(
+        0.0,
+        label="Pooled image guidance (SDXL)",
+        infotext="pooled",
+        info="SDXL only: moves the prompt's pooled CLIP-G embedding toward the image's. 0 = off.",
+        kind="float",
+        minimum=0.0,
+        maximum=1.0,
+        omit_default=True,
     )
 
     def __post_init__(self) -> None:
@@ -150,11 +163,12 @@ class GuidanceParams:
         return dataclasses.replace(self, **changes)
 
     def to_infotext(self) -> dict[str, str]:
-        """Infotext key -> value for every parameter; an empty concepts prompt is left out."""
+        """Infotext key -> value for every parameter, but those off at their default."""
+        defaults = GuidanceParams()
         out = {}
         for spec in PARAM_SPECS:
             value = getattr(self, spec.name)
-            if spec.kind == "text" and not value:
+            if spec.omit_default and value == getattr(defaults, spec.name):
                 continue
             out[spec.infotext] = format_value(spec, value)
         return out

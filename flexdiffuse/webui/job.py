@@ -108,9 +108,10 @@ class GuidedJob:
 
     def _guide_row(self, cond: Cond, empty: bool) -> Cond:
         assert self.guidance is not None
-        if isinstance(cond, dict):
+        if isinstance(cond, dict):  # SDXL: token states and the pooled vector
             guided = dict(cond)
             guided["crossattn"] = self.guidance.apply(cond["crossattn"], pure=empty)
+            guided["vector"] = self.guidance.apply_pooled(cond["vector"])
             return guided
         return self.guidance.apply(cond, pure=empty)
 

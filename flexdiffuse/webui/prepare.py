@@ -12,7 +12,7 @@ from ..params import GuidanceParams
 from . import host
 from .conds import cond_rows
 from .errors import FlexDiffuseError
-from .families import SDXL, Family, Slot, detect_family
+from .families import SDXL, VIT_BIGG, Family, Slot, detect_family
 from .models import TowerPlacement, VisionTowers
 
 CHUNK = 77
@@ -40,14 +40,21 @@ def build_guidance(p: Any, params: GuidanceParams, image: Image.Image) -> ImageG
         download_dir=host.download_dir(),
         keep_loaded=bool(host.option(host.KEEP_LOADED, True)),
     )
+    slots = guided_slots(family)
+    _check_pooled(params, family, slots)
     towers = []
-    for slot in guided_slots(family):
+    for slot in slots:
         tokens = _image_tokens(slot, image, placement, family)
         concept = concepts[:, slot.start : slot.stop] if concepts is not None else None
         towers.append(TowerGuidance(slot.start, tokens, concept))
     if not placement.keep_loaded:
         host.free_memory()
-    return ImageGuidance(params, tuple(towers))
+    pooled = None
+    if params.pooled:  # the bigG tower's projected class token: its first image token
+        pooled = next(
+            t.image_tokens[0] for t, s in zip(towers, slots, strict=True) if s.tower is VIT_BIGG
+        )
+    return ImageGuidance(params, tuple(towers), pooled)
 
 
 def guided_slots(family: Family) -> tuple[Slot, ...]:
@@ -60,6 +67,21 @@ def guided_slots(family: Family) -> tuple[Slot, ...]:
 def tower_source(slot: Slot) -> str:
     """The Hugging Face id, folder or file set for the slot's tower (default: its id)."""
     return str(host.option(slot.tower.setting, "") or "").strip() or slot.tower.default_model
+
+
+def _check_pooled(params: GuidanceParams, family: Family, slots: tuple[Slot, ...]) -> None:
+    if not params.pooled:
+        return
+    if family is not SDXL:
+        raise FlexDiffuseError(
+            f"Pooled image guidance works with SDXL checkpoints only; set it to 0 for this "
+            f"{family.name} checkpoint."
+        )
+    if all(slot.tower is not VIT_BIGG for slot in slots):
+        raise FlexDiffuseError(
+            "Pooled image guidance needs the ViT-bigG vision model: turn off 'SDXL: guide only "
+            "the ViT-L part' in Settings > FlexDiffuse, or set pooled image guidance to 0."
+        )
 
 
 def _image_tokens(

@@ -1,0 +1,167 @@
+"""CLIP vision towers stored as one weights file, as image-prompt tools keep them.
+
+IP-Adapter users already have the ViT-H and ViT-bigG towers as single files (ComfyUI's
+``models/clip_vision``, the ControlNet extension's ``clip_vision`` folder), in one of two
+layouts: transformers' (``vision_model.*`` and ``visual_projection.weight``, the full
+``CLIPModel`` too) or OpenCLIP's (``visual.*``). This module reads either into a transformers
+``CLIPVisionModelWithProjection`` state dict and infers the tower's configuration from the
+tensor shapes. Weights come from ``.safetensors`` files, or from pickles read with
+``weights_only=True``, which cannot run code.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+VISION = "vision_model."
+PROJECTION = "visual_projection.weight"
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+
+# Attention heads and activation of the released towers, by hidden width: neither can be read
+# off the weights (heads share one matrix). Other widths take 64-wide heads and GELU.
+KNOWN_TOWERS: dict[int, tuple[int, str]] = {
+    768: (12, "quick_gelu"),  # OpenAI ViT-B
+    1024: (16, "quick_gelu"),  # OpenAI ViT-L/14 (SD 1.x, SDXL)
+    1280: (16, "gelu"),  # LAION ViT-H/14 (SD 2.x)
+    1664: (16, "gelu"),  # LAION ViT-bigG/14 (SDXL)
+}
+
+_OPEN_CLIP_BLOCK = {
+    "ln_1": "layer_norm1",
+    "ln_2": "layer_norm2",
+    "attn.out_proj": "self_attn.out_proj",
+    "mlp.c_fc": "mlp.fc1",
+    "mlp.c_proj": "mlp.fc2",
+}
+_OPEN_CLIP_TOP = {
+    "visual.class_embedding": "vision_model.embeddings.class_embedding",
+    "visual.conv1.weight": "vision_model.embeddings.patch_embedding.weight",
+    "visual.positional_embedding": "vision_model.embeddings.position_embedding.weight",
+    "visual.ln_pre.weight": "vision_model.pre_layrnorm.weight",
+    "visual.ln_pre.bias": "vision_model.pre_layrnorm.bias",
+    "visual.ln_post.weight": "vision_model.post_layernorm.weight",
+    "visual.ln_post.bias": "vision_model.post_layernorm.bias",
+}
+_BLOCK_KEY = re.compile(r"visual\.transformer\.resblocks\.(\d+)\.(.+)")
+_LAYER_KEY = re.compile(r"vision_model\.encoder\.layers\.(\d+)\.")
+
+
+class CheckpointError(ValueError):
+    """A weights file that is not a CLIP vision tower FlexDiffuse can use."""
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a ``.safetensors`` file, or of a pickle read with ``weights_only``."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    if path.suffix in PICKLE_SUFFIXES:
+        # torch.serialization.load, not torch.load: A1111 swaps torch.load for a checker of its
+        # own; weights_only is the safe loader here (no code runs while reading).
+        state = torch.serialization.load(str(path), map_location="cpu", weights_only=True)
+        if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+            state = state["state_dict"]
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"'{path.name}' holds a {type(state).__name__}, not weights.")
+        return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    raise CheckpointError(
+        f"'{path.name}' is not a weights file FlexDiffuse reads: use a .safetensors file "
+        f"(or {', '.join(PICKLE_SUFFIXES)})."
+    )
+
+
+def vision_state_dict(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tower's tensors under transformers' ``CLIPVisionModelWithProjection`` names.
+
+    Text-tower tensors of a whole CLIP model are dropped; a prefix before ``vision_model.``
+    or ``visual.`` (``clip.``, ``model.``) is ignored.
+    """
+    if any(_strip(key, VISION) for key in weights):
+        return {
+            name: tensor
+            for key, tensor in weights.items()
+            if (name := _strip(key, VISION) or _strip(key, PROJECTION)) is not None
+        }
+    visual = {name: t for key, t in weights.items() if (name := _strip(key, "visual.")) is not None}
+    if visual:
+        return _from_open_clip(visual)
+    raise CheckpointError(
+        "no CLIP vision tower in this file: expected transformers' 'vision_model.*' or "
+        "OpenCLIP's 'visual.*' tensors."
+    )
+
+
+def vision_config(state: Mapping[str, torch.Tensor], given: Any = None):
+    """A ``CLIPVisionConfig`` that fits the tensors of :func:`vision_state_dict`.
+
+    ``given`` (a config found beside the weights) supplies what shapes cannot tell, the
+    attention heads and the activation, when its sizes agree with the tensors.
+    """
+    from transformers import CLIPVisionConfig
+
+    try:
+        width = state["vision_model.embeddings.class_embedding"].shape[0]
+        patch = state["vision_model.embeddings.patch_embedding.weight"].shape[-1]
+        positions = state["vision_model.embeddings.position_embedding.weight"].shape[0]
+        intermediate = state["vision_model.encoder.layers.0.mlp.fc1.weight"].shape[0]
+    except KeyError as missing:
+        raise CheckpointError(f"the tower lacks {missing}.") from None
+    if PROJECTION not in state:
+        raise CheckpointError(
+            "the tower has no visual projection: FlexDiffuse needs the projected image "
+            "tokens (CLIPVisionModelWithProjection, or OpenCLIP's 'visual.proj')."
+        )
+    grid = math.isqrt(positions - 1)
+    if grid * grid != positions - 1:
+        raise CheckpointError(f"{positions} position embeddings are not a square grid + 1.")
+    layers = 1 + max(int(m.group(1)) for key in state if (m := _LAYER_KEY.match(key)))
+    heads, act = KNOWN_TOWERS.get(width, (max(1, width // 64), "gelu"))
+    if given is not None and getattr(given, "hidden_size", None) == width:
+        heads, act = given.num_attention_heads, given.hidden_act
+    return CLIPVisionConfig(
+        hidden_size=width,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        hidden_act=act,
+        image_size=grid * patch,
+        patch_size=patch,
+        projection_dim=state[PROJECTION].shape[0],
+    )
+
+
+def _strip(key: str, marker: str) -> str | None:
+    """``key`` from ``marker`` on (its prefix dropped), or None if it lacks the marker."""
+    index = key.find(marker)
+    if index < 0 or (index > 0 and key[index - 1] != "."):
+        return None
+    return key[index:]
+
+
+def _from_open_clip(visual: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = {}
+    for key, tensor in visual.items():
+        if key in _OPEN_CLIP_TOP:
+            state[_OPEN_CLIP_TOP[key]] = tensor
+        elif key == "visual.proj":
+            state[PROJECTION] = tensor.t().contiguous()
+        elif match := _BLOCK_KEY.fullmatch(key):
+            state.update(_open_clip_block(int(match.group(1)), match.group(2), tensor))
+    return state
+
+
+def _open_clip_block(index: int, name: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+    prefix = f"vision_model.encoder.layers.{index}."
+    if name.startswith("attn.in_proj_"):  # q, k and v stacked in one matrix
+        kind = name.rsplit("_", 1)[1]
+        parts = zip("qkv", tensor.chunk(3, dim=0), strict=True)
+        return {f"{prefix}self_attn.{p}_proj.{kind}": t for p, t in parts}
+    module, _, kind = name.rpartition(".")
+    return {f"{prefix}{_OPEN_CLIP_BLOCK.get(module, module)}.{kind}": tensor}

@@ -1,0 +1,205 @@
+"""CLIP vision towers from single weights files, in transformers' and OpenCLIP's layouts.
+
+Each test saves a tiny random tower to disk in some layout, loads it back through
+``ImageEncoder.from_pretrained`` (the path users hit) and checks that its image tokens equal
+those of the same tower loaded from a ``save_pretrained`` folder.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from flexdiffuse import ImageEncoder, ModelLoadError
+from flexdiffuse.checkpoints import KNOWN_TOWERS
+from tests.test_encoder import gradient
+
+IMAGE = gradient(50, 40)
+
+
+def tiny_tower(projection_dim: int = 48):
+    """A tiny tower whose heads and activation follow the inference rule for unknown widths."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(3)
+    config = CLIPVisionConfig(
+        hidden_size=128,
+        intermediate_size=96,
+        num_attention_heads=2,  # 64-wide heads
+        num_hidden_layers=2,
+        hidden_act="gelu",
+        image_size=32,
+        patch_size=8,
+        projection_dim=projection_dim,
+    )
+    return CLIPVisionModelWithProjection(config).eval()
+
+
+def to_open_clip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The same tower under OpenCLIP's names (``visual.*``, fused q/k/v, ``proj`` transposed)."""
+    out = {}
+    top = {
+        "embeddings.class_embedding": "class_embedding",
+        "embeddings.patch_embedding.weight": "conv1.weight",
+        "embeddings.position_embedding.weight": "positional_embedding",
+        "pre_layrnorm.weight": "ln_pre.weight",
+        "pre_layrnorm.bias": "ln_pre.bias",
+        "post_layernorm.weight": "ln_post.weight",
+        "post_layernorm.bias": "ln_post.bias",
+    }
+    block = {
+        "layer_norm1": "ln_1",
+        "layer_norm2": "ln_2",
+        "self_attn.out_proj": "attn.out_proj",
+        "mlp.fc1": "mlp.c_fc",
+        "mlp.fc2": "mlp.c_proj",
+    }
+    for key, tensor in state.items():
+        name = key.removeprefix("vision_model.")
+        if name in top:
+            out[f"visual.{top[name]}"] = tensor
+        elif key == "visual_projection.weight":
+            out["visual.proj"] = tensor.t().contiguous()
+        elif name.startswith("encoder.layers."):
+            index, rest = name.removeprefix("encoder.layers.").split(".", 1)
+            module, kind = rest.rsplit(".", 1)
+            prefix = f"visual.transformer.resblocks.{index}."
+            if module.startswith("self_attn.") and module.endswith(("q_proj", "k_proj", "v_proj")):
+                continue
+            out[f"{prefix}{block[module]}.{kind}"] = tensor
+    for index in {k.split(".")[3] for k in state if ".layers." in k}:
+        for kind in ("weight", "bias"):
+            parts = [
+                state[f"vision_model.encoder.layers.{index}.self_attn.{p}_proj.{kind}"]
+                for p in "qkv"
+            ]
+            out[f"visual.transformer.resblocks.{index}.attn.in_proj_{kind}"] = torch.cat(parts)
+    out["text_projection"] = torch.zeros(4, 4)  # a whole OpenCLIP model has a text tower
+    out["transformer.resblocks.0.ln_1.weight"] = torch.zeros(4)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The tiny tower and its tokens for IMAGE, loaded from a save_pretrained folder."""
+    from transformers import CLIPImageProcessor
+
+    model = tiny_tower()
+    folder = tmp_path_factory.mktemp("reference")
+    model.save_pretrained(folder, safe_serialization=True)
+    size = {"shortest_edge": 32}
+    CLIPImageProcessor(size=size, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return model, ImageEncoder.from_pretrained(folder)(IMAGE)
+
+
+def state_of(model) -> dict[str, torch.Tensor]:
+    return {k: v.contiguous() for k, v in model.state_dict().items() if "position_ids" not in k}
+
+
+@pytest.mark.parametrize(
+    "layout", ["transformers", "prefixed", "whole-clip", "open-clip"], ids=lambda x: x
+)
+def test_safetensors_file_in_every_layout(tmp_path, reference, layout):
+    model, expected = reference
+    state = state_of(model)
+    if layout == "prefixed":
+        state = {f"clip.{k}": v for k, v in state.items()}
+    elif layout == "whole-clip":
+        state = {**state, "text_model.embeddings.token_embedding.weight": torch.zeros(10, 8)}
+        state["text_projection.weight"] = torch.zeros(8, 8)
+        state["logit_scale"] = torch.tensor(1.0)
+    elif layout == "open-clip":
+        state = to_open_clip(state)
+    path = tmp_path / "clip_vision.safetensors"
+    save_file(state, str(path))
+    encoder = ImageEncoder.from_pretrained(path)
+    torch.testing.assert_close(encoder(IMAGE), expected)
+    assert encoder.width == 48
+
+
+def test_pickled_weights_load_with_weights_only(tmp_path, reference):
+    model, expected = reference
+    path = tmp_path / "clip_h.pth"
+    torch.save({"state_dict": to_open_clip(state_of(model))}, path)
+    torch.testing.assert_close(ImageEncoder.from_pretrained(path)(IMAGE), expected)
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this would run when unpickled",))
+
+
+def test_a_pickle_that_runs_code_is_refused(tmp_path):
+    path = tmp_path / "evil.bin"
+    path.write_bytes(pickle.dumps({"visual.proj": Payload()}))
+    with pytest.raises(ModelLoadError, match=r"evil\.bin"):
+        ImageEncoder.from_pretrained(path)
+
+
+def test_a_file_without_a_vision_tower(tmp_path):
+    path = tmp_path / "unet.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.weight": torch.zeros(2, 2)}, str(path))
+    with pytest.raises(ModelLoadError, match="no CLIP vision tower in this file"):
+        ImageEncoder.from_pretrained(path)
+
+
+def test_a_tower_without_projection(tmp_path, reference):
+    state = {k: v for k, v in state_of(reference[0]).items() if "visual_projection" not in k}
+    path = tmp_path / "no_projection.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(ModelLoadError, match="no visual projection"):
+        ImageEncoder.from_pretrained(path)
+
+
+def test_tensors_that_do_not_fit(tmp_path, reference):
+    state = state_of(reference[0])
+    state["vision_model.encoder.layers.1.mlp.fc1.weight"] = torch.zeros(7, 7)
+    path = tmp_path / "broken.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(ModelLoadError, match=r"broken\.safetensors"):
+        ImageEncoder.from_pretrained(path)
+
+
+def test_a_missing_path_is_named(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        ImageEncoder.from_pretrained(tmp_path / "nothing.safetensors")
+
+
+def test_a_corrupt_file(tmp_path):
+    path = Path(tmp_path / "corrupt.safetensors")
+    path.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelLoadError, match=r"corrupt\.safetensors"):
+        ImageEncoder.from_pretrained(path)
+
+
+def test_released_towers_have_known_heads_and_activations():
+    # ViT-L/14 (OpenAI, quick GELU), ViT-H/14 and ViT-bigG/14 (LAION, GELU): 16 heads each.
+    assert KNOWN_TOWERS[1024] == (16, "quick_gelu")
+    assert KNOWN_TOWERS[1280] == (16, "gelu")
+    assert KNOWN_TOWERS[1664] == (16, "gelu")
+
+
+def test_a_config_beside_the_file_gives_heads_and_activation(tmp_path):
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(4)
+    config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=40,
+        num_attention_heads=4,  # not what 32-wide shapes suggest
+        num_hidden_layers=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=16,
+    )
+    folder = tmp_path / "tower"
+    CLIPVisionModelWithProjection(config).save_pretrained(folder, safe_serialization=True)
+    size = {"shortest_edge": 32}
+    CLIPImageProcessor(size=size, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    from_folder = ImageEncoder.from_pretrained(folder)(IMAGE)
+    from_file = ImageEncoder.from_pretrained(folder / "model.safetensors")(IMAGE)
+    torch.testing.assert_close(from_file, from_folder)

@@ -1,0 +1,145 @@
+"""SD 1.x, SD 2.x and SDXL: each checkpoint family guided by the towers of its text encoders."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from modules import shared
+from safetensors.torch import load_file, save_file
+from sdmodel import FakeSdModel
+
+from flexdiffuse import GuidanceParams, ImageEncoder, guide
+from flexdiffuse.webui import host, prepare
+from flexdiffuse.webui.errors import FlexDiffuseError
+from flexdiffuse.webui.families import SD1, SD2, SDXL, VIT_BIGG, VIT_H, VIT_L, detect_family
+from flexdiffuse.webui.job import job_of
+from tests.webui.conftest import gradient
+
+IMAGE = gradient()
+PARAMS = GuidanceParams(linear=0.7, max_guidance=0.6)
+VALUES = {"linear": 0.7, "max_guidance": 0.6}
+
+
+def tokens_of(webui, tower) -> torch.Tensor:
+    return ImageEncoder.from_pretrained(webui.towers[tower.key])(IMAGE)
+
+
+def run_pair(webui, **job):
+    job.setdefault("prompt", "a cat in the snow")
+    job.setdefault("steps", 2)
+    plain = webui.txt2img(webui.args(enabled=False), **job)
+    guided = webui.txt2img(webui.args(image=IMAGE, **VALUES), **job)
+    return plain.cond_steps(), guided.cond_steps(), guided
+
+
+@pytest.mark.parametrize(
+    ("flags", "family"),
+    [("sd1", SD1), ("sd2", SD2), ("sdxl", SDXL)],
+)
+def test_family_detection_from_the_model_flags(flags, family):
+    assert detect_family(FakeSdModel(flags)) is family
+
+
+def test_no_checkpoint_loaded():
+    with pytest.raises(FlexDiffuseError, match="No Stable Diffusion checkpoint is loaded"):
+        detect_family(None)
+
+
+def test_sd2_is_guided_by_the_vit_h_tower(webui):
+    shared.sd_model = FakeSdModel("sd2")
+    plain, guided, _ = run_pair(webui)
+    assert guided[0].shape == (1, 77, 1024)
+    for before, after in zip(plain, guided, strict=True):
+        torch.testing.assert_close(after, guide(before, tokens_of(webui, VIT_H), PARAMS))
+
+
+def test_sdxl_guides_each_part_with_its_own_tower(webui):
+    shared.sd_model = FakeSdModel("sdxl")
+    plain, guided, _ = run_pair(webui)
+    assert guided[0]["crossattn"].shape == (1, 77, 2048)
+    for before, after in zip(plain, guided, strict=True):
+        clip_l, clip_g = before["crossattn"][..., :768], before["crossattn"][..., 768:]
+        expected_l = guide(clip_l, tokens_of(webui, VIT_L), PARAMS)
+        expected_g = guide(clip_g, tokens_of(webui, VIT_BIGG), PARAMS)
+        torch.testing.assert_close(after["crossattn"][..., :768], expected_l)
+        torch.testing.assert_close(after["crossattn"][..., 768:], expected_g)
+        assert torch.equal(after["vector"], before["vector"])  # pooled guidance is off
+        assert after.shape == after["crossattn"].shape  # A1111's DictWithShape survives
+
+
+def test_sdxl_vit_l_only_leaves_the_bigg_part_and_never_loads_bigg(webui):
+    shared.sd_model = FakeSdModel("sdxl")
+    shared.opts.data[host.SDXL_VIT_L_ONLY] = True
+    plain, guided, _ = run_pair(webui)
+    before, after = plain[0]["crossattn"], guided[0]["crossattn"]
+    assert torch.equal(after[..., 768:], before[..., 768:])
+    assert not torch.equal(after[..., :768], before[..., :768])
+    assert str(webui.towers["vit_bigg"]) not in prepare.VISION_TOWERS.loaded()
+
+
+def test_sdxl_pooled_guidance_turns_the_clip_g_embedding_toward_the_image(webui):
+    shared.sd_model = FakeSdModel("sdxl")
+    args = webui.args(image=IMAGE, pooled=1.0)
+    plain = webui.txt2img(webui.args(enabled=False), prompt="a cat", steps=1).cond_steps()[0]
+    guided = webui.txt2img(args, prompt="a cat", steps=1)
+    vector, before = guided.cond_steps()[0]["vector"][0], plain["vector"][0]
+    image = tokens_of(webui, VIT_BIGG)[0]
+    assert torch.equal(vector[1280:], before[1280:])  # size and crop embeddings untouched
+    torch.testing.assert_close(vector[:1280].norm(), before[:1280].norm())
+    cosine = torch.nn.functional.cosine_similarity(vector[:1280], image, dim=0)
+    torch.testing.assert_close(cosine, torch.tensor(1.0))
+    assert "FlexDiffuse pooled: 1.0" in guided.processed.infotexts[0]
+
+
+@pytest.mark.parametrize(
+    ("family", "vit_l_only", "match"),
+    [("sd1", False, "SDXL checkpoints only"), ("sdxl", True, "needs the ViT-bigG")],
+)
+def test_pooled_guidance_where_it_cannot_apply(webui, family, vit_l_only, match):
+    shared.sd_model = FakeSdModel(family)
+    shared.opts.data[host.SDXL_VIT_L_ONLY] = vit_l_only
+    with pytest.raises(FlexDiffuseError, match=match):
+        webui.txt2img(webui.args(image=IMAGE, pooled=0.5), prompt="a cat", steps=1)
+
+
+def test_keep_loaded_off_holds_one_tower_at_a_time(webui, monkeypatch):
+    shared.sd_model = FakeSdModel("sdxl")
+    shared.opts.data[host.KEEP_LOADED] = False
+    towers = prepare.VISION_TOWERS
+    peak = []
+    real = towers._encoder
+
+    def track(*args, **kwargs):
+        encoder = real(*args, **kwargs)
+        peak.append(len(towers.loaded()))
+        return encoder
+
+    monkeypatch.setattr(towers, "_encoder", track)
+    webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
+    assert peak == [1, 1]
+    assert towers.loaded() == []
+
+
+def test_checkpoints_switch_between_jobs(webui):
+    for family, width in (("sd1", 768), ("sdxl", 2048), ("sd2", 1024), ("sd1", 768)):
+        shared.sd_model = FakeSdModel(family)
+        job = webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
+        cond = job.cond_steps()[0]
+        assert (cond["crossattn"] if isinstance(cond, dict) else cond).shape[-1] == width
+
+
+def test_a_single_safetensors_file_as_the_tower(webui, tmp_path):
+    file = tmp_path / "CLIP-ViT-L-14.safetensors"
+    save_file(load_file(str(webui.towers["vit_l"] / "model.safetensors")), str(file))
+    shared.opts.data[VIT_L.setting] = str(file)
+    job = webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
+    assert job_of(job.p).guidance.towers[0].image_tokens.shape[-1] == 768
+    assert str(file) in prepare.VISION_TOWERS.loaded()
+
+
+def test_a_file_whose_tensors_do_not_fit_the_family(webui, tmp_path):
+    file = tmp_path / "clip_h.safetensors"  # a ViT-H file set where ViT-L belongs
+    save_file(load_file(str(webui.towers["vit_h"] / "model.safetensors")), str(file))
+    shared.opts.data[VIT_L.setting] = str(file)
+    with pytest.raises(FlexDiffuseError, match="width 1024"):
+        webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
