@@ -12,6 +12,30 @@ settings.register_profile(
 )
 settings.load_profile("default")
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("webui", "live tests against a running A1111 webui (opt-in)")
+    group.addoption(
+        "--webui-url",
+        default=None,
+        help="URL of a running A1111 with FlexDiffuse installed and --api, e.g. "
+        "http://127.0.0.1:7860; the live tests are skipped without it",
+    )
+    for key, label in (("vit-l", "ViT-L/14"), ("vit-h", "ViT-H/14"), ("vit-bigg", "ViT-bigG/14")):
+        group.addoption(
+            f"--webui-{key}",
+            default=None,
+            help=f"{label} vision model (id, folder or file, as the server sees it) for live "
+            "jobs; default: the webui's own setting",
+        )
+    for family in ("sd2", "sdxl"):
+        group.addoption(
+            f"--webui-{family}-checkpoint",
+            default=None,
+            help=f"title of an {family.upper()} checkpoint of the webui: adds live {family} runs",
+        )
+
+
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 
 

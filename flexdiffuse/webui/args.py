@@ -142,9 +142,14 @@ def _from_base64(text: str) -> Image.Image:
         image = Image.open(io.BytesIO(data))
         _check_size(image)  # before decoding pixels: the header alone gives the size
         image.load()
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+    except UnidentifiedImageError:
         raise FlexDiffuseError(
-            f"The guidance image could not be read as an image file ({error}). Send a PNG, "
+            "The guidance image could not be read as an image: the decoded data is not an "
+            "image file. Send a PNG, JPEG or WebP file, base64-encoded."
+        ) from None
+    except (OSError, Image.DecompressionBombError) as error:
+        raise FlexDiffuseError(
+            f"The guidance image could not be read as an image: {error}. Send a complete PNG, "
             "JPEG or WebP file, base64-encoded."
         ) from None
     return image

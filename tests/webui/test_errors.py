@@ -156,3 +156,9 @@ def test_a_disabled_panel_with_stale_values_never_fails(webui):
     job = webui.txt2img([False, "garbage", 99.0], prompt="a cat", steps=1)
     assert len(job.cond_steps()) == 1
     assert job.p.extra_generation_params == {}
+
+
+def test_a_truncated_image_file(webui):
+    data = base64.b64decode(png_base64(gradient(64, 64)))
+    truncated = base64.b64encode(data[: len(data) // 2]).decode()
+    assert_stops(webui, webui.args(image=truncated), "could not be read as an image")

@@ -117,6 +117,11 @@ class StableDiffusionProcessing:
     def get_conds(self):
         return self.c, self.uc
 
+    def sample(
+        self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts
+    ):
+        raise NotImplementedError()
+
     def latents(self):
         return torch.zeros(len(self.prompts), 4, self.height // 8, self.width // 8)
 

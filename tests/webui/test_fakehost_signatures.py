@@ -1,0 +1,205 @@
+"""The fake host mirrors the real A1111: signatures and the facts the glue relies on.
+
+Opt-in: set ``FLEXDIFFUSE_A1111_SRC`` to one or more A1111 source trees (joined with
+``os.pathsep``), e.g. the c8a5322d tree and a v1.10 tree. The real files are parsed with
+``ast``, never imported. A real function may take extra trailing parameters with defaults
+(1.10 adds ``name=None`` to the callback registrations); everything else must match.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.webui import test_xyz
+
+SOURCES = [Path(p) for p in os.environ.get("FLEXDIFFUSE_A1111_SRC", "").split(os.pathsep) if p]
+pytestmark = pytest.mark.skipif(
+    not SOURCES, reason="set FLEXDIFFUSE_A1111_SRC to A1111 source tree(s) to check the fakes"
+)
+
+# fake module -> (real file, functions and methods mirrored there)
+MIRRORED = {
+    "modules.script_callbacks": (
+        "modules/script_callbacks.py",
+        [
+            "CFGDenoiserParams.__init__",
+            "cfg_denoiser_callback",
+            "infotext_pasted_callback",
+            "on_cfg_denoiser",
+            "on_ui_settings",
+            "on_before_ui",
+            "on_infotext_pasted",
+            "on_script_unloaded",
+        ],
+    ),
+    "modules.scripts": (
+        "modules/scripts.py",
+        [
+            "Script.title",
+            "Script.ui",
+            "Script.show",
+            "Script.run",
+            "Script.setup",
+            "Script.before_process",
+            "Script.process",
+            "Script.process_batch",
+            "Script.postprocess",
+            "Script.before_hr",
+            "Script.elem_id",
+        ],
+    ),
+    "modules.ui_components": ("modules/ui_components.py", ["InputAccordion.__init__"]),
+    "modules.prompt_parser": (
+        "modules/prompt_parser.py",
+        [
+            "SdConditioning.__init__",
+            "ComposableScheduledPromptConditioning.__init__",
+            "MulticondLearnedConditioning.__init__",
+            "DictWithShape.__init__",
+            "get_learned_conditioning",
+            "get_multicond_learned_conditioning",
+            "reconstruct_cond_batch",
+            "reconstruct_multicond_batch",
+            "stack_conds",
+        ],
+    ),
+    "modules.sd_samplers_cfg_denoiser": (
+        "modules/sd_samplers_cfg_denoiser.py",
+        ["CFGDenoiser.__init__", "CFGDenoiser.forward", "CFGDenoiser.pad_cond_uncond"],
+    ),
+    "modules.processing": (
+        "modules/processing.py",
+        [
+            "StableDiffusionProcessing.comment",
+            "StableDiffusionProcessing.setup_conds",
+            "StableDiffusionProcessing.get_conds",
+            "StableDiffusionProcessing.get_conds_with_caching",
+            "StableDiffusionProcessing.sample",
+            "StableDiffusionProcessingTxt2Img.sample",
+            "StableDiffusionProcessingTxt2Img.calculate_hr_conds",
+            "StableDiffusionProcessingImg2Img.sample",
+        ],
+    ),
+    "modules.devices": ("modules/devices.py", ["autocast", "torch_gc"]),
+    "modules.errors": ("modules/errors.py", ["report"]),
+    "modules.infotext_utils": (
+        "modules/infotext_utils.py",
+        ["quote", "unquote", "parse_generation_parameters"],
+    ),
+}
+# Fakes whose real class lives in another module than the fake's.
+MOVED = {
+    ("modules.shared", "OptionInfo.__init__"): "modules/options.py",
+    ("modules.shared", "OptionInfo.info"): "modules/options.py",
+    ("modules.shared", "Options.add_option"): "modules/options.py",
+    ("modules.shared", "State.interrupt"): "modules/shared_state.py",
+    ("modules.shared", "State.begin"): "modules/shared_state.py",
+}
+# What the glue reads from A1111 objects and modules beyond signatures: (file, text in it).
+FACTS = [
+    ("modules/sd_samplers_cfg_denoiser.py", "self.sampler.sampler_extra_args['cond']"),
+    ("modules/sd_samplers_cfg_denoiser.py", "self.p = None"),
+    ("modules/sd_samplers_cfg_denoiser.py", "CFGDenoiserParams(x_in, image_cond_in, sigma_in"),
+    ("modules/sd_samplers_cfg_denoiser.py", "tensor = denoiser_params.text_cond"),
+    ("modules/sd_samplers_cfg_denoiser.py", "self.step += 1"),
+    ("modules/processing.py", "is_hr_pass"),
+    ("modules/processing.py", "self.hr_prompts = "),
+    (
+        "modules/processing.py",
+        "samples_ddim = p.sample(conditioning=p.c, unconditional_conditioning=p.uc",
+    ),
+    ("modules/processing.py", "p.scripts.process(p)"),
+    ("modules/processing.py", "self.extra_generation_params"),
+    ("modules/prompt_parser.py", "ScheduledPromptConditioning = namedtuple("),
+    ("modules/scripts.py", '["script_class", "path", "basedir", "module"]'),
+    ("modules/scripts.py", "AlwaysVisible = object()"),
+    ("modules/scripts.py", "script.process(p, *script_args)"),
+    ("modules/shared_state.py", "self.interrupted = True"),
+    ("modules/paths.py", "from modules.paths_internal import models_path"),
+    ("modules/sd_models.py", "model.is_sdxl"),
+    ("modules/devices.py", 'cpu: torch.device = torch.device("cpu")'),
+    ("scripts/xyz_grid.py", "axis_options = ["),
+    ("scripts/xyz_grid.py", "opt.confirm(p, valslist)"),
+]
+
+
+def real_functions(path: Path) -> dict[str, ast.FunctionDef]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            found[node.name] = node
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    found[f"{node.name}.{item.name}"] = item
+    return found
+
+
+def real_parameters(node: ast.FunctionDef) -> list[tuple[str, bool]]:
+    """(name, has a default) in order; ``*args``/``**kwargs`` as ``*name``/``**name``."""
+    args = node.args
+    positional = args.posonlyargs + args.args
+    defaults = [False] * (len(positional) - len(args.defaults)) + [True] * len(args.defaults)
+    params = [(a.arg, d) for a, d in zip(positional, defaults, strict=True)]
+    if args.vararg:
+        params.append((f"*{args.vararg.arg}", True))
+    params += [
+        (a.arg, d is not None) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+    ]
+    if args.kwarg:
+        params.append((f"**{args.kwarg.arg}", True))
+    return params
+
+
+def fake_parameters(function) -> list[str]:
+    names = []
+    for parameter in inspect.signature(function).parameters.values():
+        prefix = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}
+        names.append(prefix.get(parameter.kind, "") + parameter.name)
+    return names
+
+
+def fake_function(module_name: str, qualified: str):
+    target = importlib.import_module(module_name)
+    for part in qualified.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def mirrored():
+    for module, (path, names) in MIRRORED.items():
+        for name in names:
+            yield module, name, path
+    for (module, name), path in MOVED.items():
+        yield module, name, path
+    yield "tests.webui.test_xyz", "AxisOption.__init__", "scripts/xyz_grid.py"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=str)
+@pytest.mark.parametrize(("module", "name", "path"), list(mirrored()), ids=lambda x: str(x))
+def test_fake_signatures_match_the_real_ones(source, module, name, path):
+    real = real_functions(source / path).get(name)
+    assert real is not None, f"{name} not found in {source / path}"
+    expected = real_parameters(real)
+    fake = fake_parameters(fake_function(module, name))
+    names = [n for n, _ in expected]
+    assert names[: len(fake)] == fake, f"{module}.{name}: fake {fake}, real {names}"
+    extra = expected[len(fake) :]
+    assert all(has_default for _, has_default in extra), f"real {name} needs {extra}"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=str)
+@pytest.mark.parametrize(("path", "text"), FACTS, ids=lambda x: str(x)[:40])
+def test_facts_the_glue_relies_on(source, path, text):
+    assert text in (source / path).read_text(encoding="utf-8"), f"{text!r} not in {path}"
+
+
+def test_the_xyz_fake_module_is_used():
+    assert test_xyz.AxisOption.__init__ is not None
