@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -89,3 +91,52 @@ def test_infotext_values_are_readable():
 
 def test_missing_infotext_keys_take_defaults():
     assert GuidanceParams.from_infotext({"FlexDiffuse linear": "0.2"}) == GuidanceParams(linear=0.2)
+
+
+def spec_values(spec):
+    """Every valid value of one parameter, read from its spec alone."""
+    if spec.kind == "float":
+        return st.floats(spec.minimum, spec.maximum, allow_nan=False)
+    if spec.kind == "choice":
+        return st.sampled_from(list(spec.choices))
+    if spec.kind == "bool":
+        return st.booleans()
+    return st.text(max_size=40)
+
+
+any_params = st.fixed_dictionaries({spec.name: spec_values(spec) for spec in PARAM_SPECS}).map(
+    lambda values: GuidanceParams(**values)
+)
+
+
+@given(params=any_params)
+def test_every_parameter_round_trips_through_infotext(params):
+    assert GuidanceParams.from_infotext(params.to_infotext()) == params
+
+
+def readme_parameter_table() -> str:
+    defaults = GuidanceParams()
+    rows = [
+        "| parameter | default | range | what it does | infotext key |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for spec in PARAM_SPECS:
+        default = format_value(spec, getattr(defaults, spec.name)) or "(empty)"
+        if spec.kind == "float":
+            allowed = f"{spec.minimum:g} – {spec.maximum:g}"
+        elif spec.kind == "choice":
+            allowed = ", ".join(spec.choices.values())
+        elif spec.kind == "bool":
+            allowed = "True, False"
+        else:
+            allowed = "text"
+        rows.append(f"| {spec.label} | {default} | {allowed} | {spec.info} | `{spec.infotext}` |")
+    return "\n".join(rows)
+
+
+def test_readme_lists_every_parameter():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("<!-- PARAMETERS -->\n", 1)[1].split("\n<!-- /PARAMETERS -->", 1)[0]
+    assert table == readme_parameter_table(), "README's parameter table is stale; use:\n" + (
+        readme_parameter_table()
+    )

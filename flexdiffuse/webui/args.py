@@ -25,7 +25,7 @@ from .errors import FlexDiffuseError
 ARG_NAMES: tuple[str, ...] = ("enabled", "image", *(spec.name for spec in PARAM_SPECS))
 """The script's arguments in ``ui()`` order; also the keys of the API's object form."""
 
-MAX_IMAGE_PIXELS = 8192 * 8192
+MAX_IMAGE_PIXELS = 64_000_000
 """Largest guidance image accepted; the tower sees it at 224 pixels anyway."""
 
 _DATA_URL = re.compile(r"^data:[\w/+.-]*(;[\w=-]+)*;base64,", re.IGNORECASE)
