@@ -13,7 +13,7 @@ step. The structures are read by duck typing (``.batch``, ``.schedules``, ``.end
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -22,7 +22,7 @@ Cond = torch.Tensor | dict[str, torch.Tensor]
 """One prompt's conditioning: ``[77*k, d]``, or SDXL's dict with ``crossattn`` and ``vector``."""
 
 GuideRow = Callable[[Cond, bool], Cond]
-"""Returns the guided copy of one conditioning; the flag says its prompt is empty."""
+"""Returns the guided copy of stacked conditionings; the flag says their prompts are empty."""
 
 
 def schedule_index(schedules: Sequence[Any], step: int) -> int:
@@ -86,41 +86,58 @@ def _stack_tensors(tensors: list[torch.Tensor]) -> torch.Tensor:
 class GuidedBatches:
     """Guided batches for the steps of one sampling pass, each built once.
 
-    ``guide_row`` guides one conditioning; ``empty_prompts[i]`` says whether batch item ``i``
-    has an empty prompt (pure image guidance). Guided conditionings are remembered by the
-    identity of A1111's tensors (kept alive here, so identities are not reused), guided
-    batches by the identities of their rows.
+    ``guide`` guides a stack of conditionings (``[rows, 77*k, d]``, or SDXL's dict of
+    stacks); the flag says their prompts are empty (pure image guidance). Conditionings are
+    guided once each, those of one shape together in one call, and remembered by the identity
+    of A1111's tensors (kept alive here, so identities are not reused); guided batches are
+    remembered by the identities of their rows.
     """
 
-    def __init__(self, guide_row: GuideRow) -> None:
-        self._guide_row = guide_row
+    def __init__(self, guide: GuideRow) -> None:
+        self._guide = guide
         self._rows: dict[tuple[int, bool], tuple[Cond, Cond]] = {}
         self._batches: dict[tuple[tuple[int, bool], ...], Cond] = {}
 
-    def guided(self, cond: Cond, empty: bool) -> Cond:
-        """The guided copy of one conditioning, computed on first use."""
-        key = (id(cond), empty)
-        if key not in self._rows:
-            self._rows[key] = (cond, self._guide_row(cond, empty))
-        return self._rows[key][1]
+    def prepare(self, rows: Iterable[tuple[int, Cond]], empty_prompts: Sequence[bool]) -> None:
+        """Guide every conditioning of ``rows`` not guided yet (errors surface here)."""
+        self._guide_new((cond, _is_empty(empty_prompts, item)) for item, cond in rows)
 
-    def prepare(self, rows: Iterator[tuple[int, Cond]], empty_prompts: Sequence[bool]) -> None:
-        """Guide every conditioning of ``rows`` now (so errors surface before sampling)."""
-        for item, cond in rows:
-            self.guided(cond, _is_empty(empty_prompts, item))
-
-    def batch(self, rows: Iterator[tuple[int, Cond]], empty_prompts: Sequence[bool]) -> Cond:
+    def batch(self, rows: Iterable[tuple[int, Cond]], empty_prompts: Sequence[bool]) -> Cond:
         """The guided batch for ``rows`` (see :func:`cond_rows`), built once per distinct rows."""
         selected = [(cond, _is_empty(empty_prompts, item)) for item, cond in rows]
         key = tuple((id(cond), empty) for cond, empty in selected)
         if key not in self._batches:
-            self._batches[key] = stack_rows([self.guided(c, empty) for c, empty in selected])
+            self._guide_new(selected)
+            self._batches[key] = stack_rows([self._rows[row][1] for row in key])
         return self._batches[key]
+
+    def _guide_new(self, conds: Iterable[tuple[Cond, bool]]) -> None:
+        pending: dict[tuple[Any, bool], dict[int, Cond]] = {}
+        for cond, empty in conds:
+            if (id(cond), empty) not in self._rows:
+                pending.setdefault((_shape(cond), empty), {})[id(cond)] = cond
+        for (_, empty), group in pending.items():
+            stack = list(group.values())
+            guided = self._guide(stack_rows(stack), empty)
+            for index, cond in enumerate(stack):
+                self._rows[(id(cond), empty)] = (cond, _row(guided, index))
 
     def clear(self) -> None:
         """Forget everything (a new batch of prompts comes with new conditionings)."""
         self._rows.clear()
         self._batches.clear()
+
+
+def _shape(cond: Cond) -> Any:
+    if isinstance(cond, dict):
+        return tuple((key, tuple(value.shape)) for key, value in cond.items())
+    return tuple(cond.shape)
+
+
+def _row(stacked: Cond, index: int) -> Cond:
+    if isinstance(stacked, dict):
+        return {key: value[index] for key, value in stacked.items()}
+    return stacked[index]
 
 
 def _is_empty(empty_prompts: Sequence[bool], item: int) -> bool:

@@ -47,7 +47,7 @@ class GuidedJob:
         self.guidance: ImageGuidance | None = None
         self._build = build
         self._interrupt = interrupt
-        self._conds = GuidedBatches(self._guide_row)
+        self._conds = GuidedBatches(self._guide)
         self._warned_pure = False
 
     @classmethod
@@ -106,7 +106,7 @@ class GuidedJob:
             self._interrupt()
             raise
 
-    def _guide_row(self, cond: Cond, empty: bool) -> Cond:
+    def _guide(self, cond: Cond, empty: bool) -> Cond:
         assert self.guidance is not None
         if isinstance(cond, dict):  # SDXL: token states and the pooled vector
             guided = dict(cond)

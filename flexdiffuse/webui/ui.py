@@ -46,7 +46,7 @@ def build_panel(elem_id: Callable[[str], str], warning: str | None = None) -> Pa
     controls: dict[str, Any] = {}
     with InputAccordion(False, label="FlexDiffuse", elem_id=elem_id("enabled")) as enabled:
         if warning:
-            gr.Markdown(warning, elem_id=elem_id("warning"))
+            gr.Markdown(warning)
         with gr.Row():
             image = gr.Image(
                 label="Guidance image",
@@ -64,7 +64,7 @@ def build_panel(elem_id: Callable[[str], str], warning: str | None = None) -> Pa
             with gr.Row():
                 for spec in floats[pair : pair + 2]:
                     controls[spec.name] = _control(spec, defaults, elem_id)
-        gr.Markdown(GARBAGE_HINT, elem_id=elem_id("hint"))
+        gr.Markdown(GARBAGE_HINT)
     # Dropping an image means "guide with this": switch FlexDiffuse on, as ControlNet does.
     image.upload(fn=lambda: True, inputs=None, outputs=[enabled], show_progress=False)
     ordered = {spec.name: controls[spec.name] for spec in PARAM_SPECS}

@@ -59,20 +59,23 @@ def test_sdxl_dicts_stack_key_by_key():
 def test_guided_batches_guide_each_conditioning_once_and_reuse_batches():
     calls = []
 
-    def guide_row(cond, empty):
-        calls.append(empty)
-        return cond + (100 if empty else 1)
+    def guide(stack, empty):
+        calls.append((stack.shape[0], empty))
+        return stack + (100 if empty else 1)
 
-    multicond = prompt_parser.get_multicond_learned_conditioning(MODEL, ["", "x"], 3)
-    batches = GuidedBatches(guide_row)
-    batches.prepare(cond_rows(multicond, None), [True, False])
-    assert calls == [True, False]
-    first = batches.batch(cond_rows(multicond, 0), [True, False])
-    again = batches.batch(cond_rows(multicond, 2), [True, False])
+    prompts = ["", "x", "y", "z " * 80]
+    multicond = prompt_parser.get_multicond_learned_conditioning(MODEL, prompts, 3)
+    batches = GuidedBatches(guide)
+    batches.prepare(cond_rows(multicond, None), [True, False, False, False])
+    # One call per shape and kind: the empty prompt, "x" and "y" together, the long prompt.
+    assert sorted(calls) == [(1, False), (1, True), (2, False)]
+    first = batches.batch(cond_rows(multicond, 0), [True, False, False, False])
+    again = batches.batch(cond_rows(multicond, 2), [True, False, False, False])
     assert again is first
-    assert calls == [True, False]
+    assert len(calls) == 3
     _, original = prompt_parser.reconstruct_multicond_batch(multicond, 0)
-    assert first.equal(original + torch.tensor([100.0, 1.0]).view(2, 1, 1))
+    offsets = torch.tensor([100.0, 1.0, 1.0, 1.0]).view(4, 1, 1)
+    assert first[:, :77].equal(original[:, :77] + offsets)
     batches.clear()
-    batches.batch(cond_rows(multicond, 0), [True, False])
-    assert len(calls) == 4
+    batches.batch(cond_rows(multicond, 0), [True, False, False, False])
+    assert len(calls) == 6

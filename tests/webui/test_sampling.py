@@ -137,14 +137,17 @@ def test_cached_conditionings_are_never_modified(webui):
 
 
 def test_guidance_is_computed_once_per_conditioning_not_per_step(webui, monkeypatch):
-    calls = []
+    rows = []
     real = ImageGuidance.apply
-    monkeypatch.setattr(
-        ImageGuidance, "apply", lambda self, cond, pure=False: calls.append(1) or real(self, cond)
-    )
+
+    def counting(self, cond, pure=False):
+        rows.append(cond.shape[0])
+        return real(self, cond, pure=pure)
+
+    monkeypatch.setattr(ImageGuidance, "apply", counting)
     job = webui.txt2img(webui.args(image=IMAGE), prompt="a [cat:dog:3] here", steps=6)
     assert len(job.cond_steps()) == 6
-    assert len(calls) == 2  # one per scheduled conditioning
+    assert rows == [2]  # both scheduled conditionings, guided together once
 
 
 def test_concepts_prompt_is_encoded_by_the_checkpoint_and_maps_tokens(webui, tokens):
