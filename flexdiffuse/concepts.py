@@ -27,24 +27,45 @@ def concept_map(concepts: torch.Tensor, image: torch.Tensor) -> ConceptMap:
     return ConceptMap(taken.index, concepts)
 
 
+class ConceptHits(NamedTuple):
+    """Per editable text position: whether a concept maps it, and to which image token."""
+
+    hit: torch.Tensor
+    image_index: torch.Tensor
+
+
+def concept_hits(text: torch.Tensor, mapping: ConceptMap, concept_threshold: float) -> ConceptHits:
+    """Step 2: which editable positions of ``text`` ``[..., 77, d]`` a concept maps.
+
+    Each position finds its best concept position (header included as a candidate); it is
+    hit when that is not the header, its score is above ``concept_threshold`` and that concept
+    has an image token.
+    """
+    taken = assign(alignment(text, mapping.concepts), reuse=True)
+    concept_index = taken.index  # 0 is the concept prompt's header
+    image_index = mapping.image_index[(concept_index - 1).clamp(min=0)]
+    hit = (concept_index != 0) & above(taken.score, concept_threshold) & (image_index >= 0)
+    return ConceptHits(hit, image_index)
+
+
 def apply_concepts(
     guided: torch.Tensor,
     text: torch.Tensor,
     image: torch.Tensor,
     mapping: ConceptMap,
     concept_threshold: float,
+    token_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Steps 2 and 3: text positions that match a concept closely take its image token.
+    """Step 3: positions a concept maps take its image token, overriding ``guided``.
 
-    Each editable position of ``text`` ``[..., 77, d]`` finds its best concept position
-    (header included as a candidate); when that is not the header, its score is above
-    ``concept_threshold`` and that concept has an image token, the position of ``guided``
-    becomes the image token, overriding the tween and ignoring the max cap.
+    The override ignores the max cap. With ``token_weights`` a position moves from its text
+    toward the image token by that token's weight (all the way from 1 up).
     """
-    taken = assign(alignment(text, mapping.concepts), reuse=True)
-    concept_index = taken.index  # 0 is the concept prompt's header
-    image_index = mapping.image_index[(concept_index - 1).clamp(min=0)]
-    hit = (concept_index != 0) & above(taken.score, concept_threshold) & (image_index >= 0)
+    hit, image_index = concept_hits(text, mapping, concept_threshold)
     target = image.to(guided.dtype)[image_index.clamp(min=0)]
+    if token_weights is not None:
+        mix = token_weights[image_index.clamp(min=0)].clamp(max=1).unsqueeze(-1)
+        source = text[..., 1:, :].to(guided.dtype)
+        target = torch.where(mix >= 1, target, source + (target - source) * mix)
     editable = torch.where(hit.unsqueeze(-1), target, guided[..., 1:, :])
     return torch.cat([guided[..., :1, :], editable], dim=-2)

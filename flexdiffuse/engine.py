@@ -30,6 +30,7 @@ def guide(
     params: GuidanceParams,
     concept_cond: torch.Tensor | None = None,
     *,
+    token_weights: torch.Tensor | None = None,
     check_finite: bool = True,
 ) -> torch.Tensor:
     """Move prompt tokens toward their best-aligned image tokens (spec sections 1-5).
@@ -41,6 +42,10 @@ def guide(
         params: the guidance parameters.
         concept_cond: the encoded mapping-concepts prompt ``[77, d]``, or None for no
             concept mapping.
+        token_weights: a weight per image token ``[n]`` (an extension beyond the spec, for
+            several images of their own weights): a position's capped weight is multiplied by
+            its image token's weight, and a concept-mapped position moves that fraction of
+            the way (all of it from 1 up). None is the spec: every token weighs 1.
         check_finite: reject NaN/inf inputs. This reads one flag back from the device; pass
             False where the inputs are known to be finite.
 
@@ -50,17 +55,14 @@ def guide(
     Raises:
         ValueError: shapes that do not fit together, empty or non-finite inputs.
     """
-    _check_text(text_cond)
-    _check_tokens(image_tokens, "image_tokens", text_cond.shape[-1])
-    if concept_cond is not None:
-        _check_tokens(concept_cond, "concept_cond", text_cond.shape[-1], rows=CHUNK)
-    if check_finite:
-        _check_finite(text_cond=text_cond, image_tokens=image_tokens, concept_cond=concept_cond)
+    check_inputs(text_cond, image_tokens, concept_cond, token_weights, check_finite=check_finite)
     if not params.has_weights and concept_cond is None:
         return text_cond.clone()
 
     chunks = text_cond.reshape(-1, CHUNK, text_cond.shape[-1])
     image = image_tokens.to(text_cond.device)
+    if token_weights is not None:
+        token_weights = token_weights.to(device=text_cond.device, dtype=torch.float32)
     taken = assign(alignment(chunks, image), reuse=params.reuse, order=params.order)
     weights = guidance_weights(
         taken.score,
@@ -69,10 +71,12 @@ def guide(
         threshold_mult=params.threshold_mult,
         threshold_floor=params.threshold_floor,
     )
-    guided = tween(chunks, image, taken, weights, params.max_guidance)
+    guided = tween(chunks, image, taken, weights, params.max_guidance, token_weights)
     if concept_cond is not None:
         mapping = concept_map(concept_cond.to(text_cond.device), image)
-        guided = apply_concepts(guided, chunks, image, mapping, params.concept_threshold)
+        guided = apply_concepts(
+            guided, chunks, image, mapping, params.concept_threshold, token_weights
+        )
     return guided.to(text_cond.dtype).reshape(text_cond.shape)
 
 
@@ -95,6 +99,34 @@ def pure_image_guidance(
     image = image_tokens[:take].to(device=text_cond.device, dtype=text_cond.dtype)
     chunks[:, 1 : 1 + take] = image
     return chunks.reshape(text_cond.shape)
+
+
+def check_inputs(
+    text_cond: torch.Tensor,
+    image_tokens: torch.Tensor,
+    concept_cond: torch.Tensor | None = None,
+    token_weights: torch.Tensor | None = None,
+    *,
+    check_finite: bool = True,
+) -> None:
+    """Check the inputs of :func:`guide` fit together.
+
+    Raises:
+        ValueError: saying what was expected.
+    """
+    _check_text(text_cond)
+    _check_tokens(image_tokens, "image_tokens", text_cond.shape[-1])
+    if concept_cond is not None:
+        _check_tokens(concept_cond, "concept_cond", text_cond.shape[-1], rows=CHUNK)
+    if token_weights is not None:
+        _check_token_weights(token_weights, image_tokens.shape[0])
+    if check_finite:
+        _check_finite(
+            text_cond=text_cond,
+            image_tokens=image_tokens,
+            concept_cond=concept_cond,
+            token_weights=token_weights,
+        )
 
 
 def _check_text(text_cond: torch.Tensor) -> None:
@@ -126,6 +158,14 @@ def _check_tokens(tokens: torch.Tensor, name: str, width: int, rows: int | None 
             f"{name} has width {tokens.shape[1]} but the text states have width {width}: the "
             "vision model does not match the text encoder (for SD 1.x use a ViT-L/14 CLIP "
             "vision model with projection dim 768)."
+        )
+
+
+def _check_token_weights(weights: torch.Tensor, count: int) -> None:
+    if not isinstance(weights, torch.Tensor) or tuple(weights.shape) != (count,):
+        raise ValueError(
+            f"token_weights must be a tensor [{count}] (one weight per image token), got "
+            f"{_describe(weights)}."
         )
 
 

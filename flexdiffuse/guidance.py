@@ -24,13 +24,16 @@ from .params import GuidanceParams
 class TowerGuidance:
     """One vision tower's image tokens and the slice of the conditioning width they guide.
 
-    ``image_tokens`` is ``[n, d]``; the slice is channels ``start .. start + d``.
-    ``concept_cond`` is the same slice of the encoded mapping-concepts prompt, ``[77, d]``.
+    ``image_tokens`` is ``[n, d]`` (several images' tokens concatenated, the first image's
+    first); the slice is channels ``start .. start + d``. ``token_weights`` ``[n]`` weighs
+    each token by its image (None: all 1). ``concept_cond`` is the same slice of the encoded
+    mapping-concepts prompt, ``[77, d]``.
     """
 
     start: int
     image_tokens: torch.Tensor
     concept_cond: torch.Tensor | None = None
+    token_weights: torch.Tensor | None = None
 
     @property
     def stop(self) -> int:
@@ -60,7 +63,7 @@ class ImageGuidance:
     def apply(self, text_cond: torch.Tensor, *, pure: bool = False) -> torch.Tensor:
         """The guided copy of ``text_cond`` ``[..., 77*k, width]``.
 
-        With ``pure`` (the prompt is empty) every tower's slice takes the image itself
+        With ``pure`` (the prompt is empty) every tower's slice takes the first image's tokens
         (spec section 6) instead of being guided. Inputs are never modified.
         """
         width = text_cond.shape[-1]
@@ -103,4 +106,10 @@ class ImageGuidance:
     def _guide_slice(self, text: torch.Tensor, tower: TowerGuidance, pure: bool) -> torch.Tensor:
         if pure:
             return pure_image_guidance(text, tower.image_tokens)
-        return guide(text, tower.image_tokens, self.params, tower.concept_cond)
+        return guide(
+            text,
+            tower.image_tokens,
+            self.params,
+            tower.concept_cond,
+            token_weights=tower.token_weights,
+        )

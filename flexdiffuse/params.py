@@ -31,6 +31,8 @@ class ParamSpec:
     bound floats, ``choices`` maps stored values to labels for ``"choice"``, ``placeholder``
     is the example shown in an empty text box. ``omit_default`` leaves the parameter out of
     infotext while it has its default (an "off" state: missing reads back as the default).
+    ``group`` places its control in the panel: ``"sliders"``, ``"options"`` (beside the
+    guidance image), or the name of the image input it belongs to (``"image_2"``).
     """
 
     name: str
@@ -44,6 +46,7 @@ class ParamSpec:
     choices: Mapping[str, str] | None = None
     placeholder: str = ""
     omit_default: bool = False
+    group: str = "sliders"
 
 
 def _param(default: Any, *, infotext: str, **spec: Any) -> Any:
@@ -112,6 +115,7 @@ class GuidanceParams:
         info="Optimal fit: best-aligned pairs choose first. Text order: earlier tokens first.",
         kind="choice",
         choices=ORDER_LABELS,
+        group="options",
     )
     reuse: bool = _param(
         True,
@@ -119,6 +123,7 @@ class GuidanceParams:
         infotext="reuse",
         info="Let several prompt tokens take the same image token. Off spreads them out.",
         kind="bool",
+        group="options",
     )
     concepts: str = _param(
         "",
@@ -128,6 +133,7 @@ class GuidanceParams:
         kind="text",
         placeholder="e.g. dog, sunset",
         omit_default=True,
+        group="options",
     )
     concept_threshold: float = _param(
         0.9,
@@ -137,6 +143,26 @@ class GuidanceParams:
         kind="float",
         minimum=0.0,
         maximum=1.0,
+    )
+    start: float = _param(
+        0.0,
+        label="Guidance start",
+        infotext="start",
+        info="Fraction of the sampling steps done before the image starts guiding.",
+        kind="float",
+        minimum=0.0,
+        maximum=1.0,
+        omit_default=True,
+    )
+    end: float = _param(
+        1.0,
+        label="Guidance end",
+        infotext="end",
+        info="Fraction of the sampling steps after which the image stops guiding.",
+        kind="float",
+        minimum=0.0,
+        maximum=1.0,
+        omit_default=True,
     )
     pooled: float = _param(
         0.0,
@@ -148,10 +174,70 @@ class GuidanceParams:
         maximum=1.0,
         omit_default=True,
     )
+    image_weight: float = _param(
+        1.0,
+        label="Image 1 weight",
+        infotext="image weight",
+        info="Scales how far prompt tokens move toward this image's tokens. 0 = unused.",
+        kind="float",
+        minimum=0.0,
+        maximum=2.0,
+        omit_default=True,
+        group="image",
+    )
+    image_2_weight: float = _param(
+        1.0,
+        label="Image 2 weight",
+        infotext="image 2 weight",
+        info="Scales how far prompt tokens move toward this image's tokens. 0 = unused.",
+        kind="float",
+        minimum=0.0,
+        maximum=2.0,
+        omit_default=True,
+        group="image_2",
+    )
+    image_3_weight: float = _param(
+        1.0,
+        label="Image 3 weight",
+        infotext="image 3 weight",
+        info="Scales how far prompt tokens move toward this image's tokens. 0 = unused.",
+        kind="float",
+        minimum=0.0,
+        maximum=2.0,
+        omit_default=True,
+        group="image_3",
+    )
+    image_4_weight: float = _param(
+        1.0,
+        label="Image 4 weight",
+        infotext="image 4 weight",
+        info="Scales how far prompt tokens move toward this image's tokens. 0 = unused.",
+        kind="float",
+        minimum=0.0,
+        maximum=2.0,
+        omit_default=True,
+        group="image_4",
+    )
+    negative_weight: float = _param(
+        1.0,
+        label="Negative image weight",
+        infotext="negative weight",
+        info="How far the negative prompt moves toward this image, to steer away from it.",
+        kind="float",
+        minimum=0.0,
+        maximum=2.0,
+        omit_default=True,
+        group="negative_image",
+    )
 
     def __post_init__(self) -> None:
         for spec in PARAM_SPECS:
             object.__setattr__(self, spec.name, _coerce(spec, getattr(self, spec.name)))
+        if self.start >= self.end:
+            raise ValueError(
+                f"start (Guidance start) must be below end (Guidance end), got {self.start:g} "
+                f"and {self.end:g}: no step would be guided."
+            )
 
     @property
     def has_weights(self) -> bool:
@@ -186,6 +272,18 @@ PARAM_SPECS: tuple[ParamSpec, ...] = tuple(
 """Specs of every :class:`GuidanceParams` field, in the order the UI shows them."""
 
 SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in PARAM_SPECS}
+
+
+def check_value(name: str, value: Any) -> Any:
+    """``value`` validated for parameter ``name`` alone, in the field's type.
+
+    For a value met before its neighbours (an X/Y/Z axis, a pasted key): checks the range
+    but not the rules between fields, which :class:`GuidanceParams` checks.
+
+    Raises:
+        ValueError: naming the parameter and its allowed values.
+    """
+    return _coerce(SPECS_BY_NAME[name], value)
 
 
 def format_value(spec: ParamSpec, value: Any) -> str:

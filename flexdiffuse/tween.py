@@ -2,9 +2,44 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from .assignment import Assignment
+
+
+class TweenPlan(NamedTuple):
+    """How each editable position moves, ``[..., 76]`` each.
+
+    ``weight`` is the applied weight (0 where nothing moves), ``whole`` marks positions that
+    take their image token whole.
+    """
+
+    weight: torch.Tensor
+    whole: torch.Tensor
+
+
+def tween_plan(
+    assignment: Assignment,
+    weights: torch.Tensor,
+    max_guidance: float,
+    token_weights: torch.Tensor | None = None,
+) -> TweenPlan:
+    """Decide how far each editable position moves toward its image token.
+
+    A position's weight is capped at ``max_guidance`` (negative weights are not capped), then
+    multiplied by its image token's weight in ``token_weights`` ``[n]`` if given. A weight of
+    0, or no assigned image token, keeps the text token; a weight whose size reaches
+    ``1 - score`` takes the image token whole; anything else interpolates (negative weights
+    push away from the image).
+    """
+    capped = weights.clamp(max=max_guidance)
+    if token_weights is not None:
+        capped = capped * token_weights[assignment.index.clamp(min=0)]
+    applied = torch.where(assignment.assigned, capped, 0.0)
+    whole = (applied != 0) & (applied.abs() >= 1.0 - assignment.score)
+    return TweenPlan(applied, whole)
 
 
 def tween(
@@ -13,21 +48,17 @@ def tween(
     assignment: Assignment,
     weights: torch.Tensor,
     max_guidance: float,
+    token_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Tween the editable positions of ``text`` ``[..., 77, d]`` toward ``image`` ``[n, d]``.
 
-    A position's weight is capped at ``max_guidance`` (negative weights are not capped). A
-    weight of 0, or no assigned image token, keeps the text token exactly; a weight whose size
-    reaches ``1 - score`` takes the image token whole; anything else interpolates (negative
-    weights push away from the image). The header (position 0) is never changed. Works in
-    float32; returns float32.
+    Each position moves as :func:`tween_plan` decides; the header (position 0) is never
+    changed. Works in float32; returns float32.
     """
+    plan = tween_plan(assignment, weights, max_guidance, token_weights)
     editable = text[..., 1:, :].float()
     target = image.float()[assignment.index.clamp(min=0)]
-    capped = weights.clamp(max=max_guidance).unsqueeze(-1)
-    score = assignment.score.unsqueeze(-1)
-    moved = torch.where(
-        capped.abs() >= 1.0 - score, target, editable + (target - editable) * capped
-    )
-    keep = (capped == 0) | ~assignment.assigned.unsqueeze(-1)
+    weight = plan.weight.unsqueeze(-1)
+    moved = torch.where(plan.whole.unsqueeze(-1), target, editable + (target - editable) * weight)
+    keep = (weight == 0).expand_as(editable)
     return torch.cat([text[..., :1, :].float(), torch.where(keep, editable, moved)], dim=-2)

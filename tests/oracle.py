@@ -123,10 +123,14 @@ def oracle_chunk(
     params: GuidanceParams,
     align: list[list[float]],
     concepts: tuple[list[list[float]], list[list[float]]] | None,
+    token_weights: list[float] | None = None,
 ) -> torch.Tensor:
     """Spec 2-5 for one chunk ``[77, d]`` given its alignment; returns float32.
 
     ``concepts`` holds the concept->image and text->concept alignments, or None.
+    ``token_weights`` (FlexDiffuse's extension for several images, not in the spec) scales
+    the move toward each image token: the tween's capped weight is multiplied by it, and a
+    concept-mapped position moves that fraction of the way (at most all of it).
     """
     text = text.float()
     image = image.float()
@@ -138,6 +142,8 @@ def oracle_chunk(
         if index[k] is None:
             continue
         iw = min(w[k], params.max_guidance)
+        if token_weights is not None:
+            iw *= token_weights[index[k]]
         target = image[index[k]]
         if iw == 0:
             continue
@@ -153,8 +159,13 @@ def oracle_chunk(
             c = concept_of[p - 1]
             if c != 0 and concept_score[p - 1] > params.concept_threshold:
                 taken = concept_image[c - 1]
-                if taken is not None:
+                if taken is None:
+                    continue
+                mix = 1.0 if token_weights is None else min(token_weights[taken], 1.0)
+                if mix >= 1:
                     out[p] = image[taken]
+                else:
+                    out[p] = text[p] + (image[taken] - text[p]) * mix
     return out
 
 
@@ -165,6 +176,7 @@ def oracle_guide(
     concepts: torch.Tensor | None = None,
     *,
     pairwise: bool = False,
+    token_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Spec 1-5 on ``[..., 77*k, d]``: every chunk of every prompt on its own.
 
@@ -184,8 +196,9 @@ def oracle_guide(
         else:
             concept_to_image = alignment(concepts, image).tolist()
             text_to_concept = alignment(chunks, concepts).tolist()
+    weights = None if token_weights is None else token_weights.tolist()
     out = []
     for c, chunk in enumerate(chunks):
         pair = (concept_to_image, text_to_concept[c]) if concepts is not None else None
-        out.append(oracle_chunk(chunk, image, params, align[c], pair))
+        out.append(oracle_chunk(chunk, image, params, align[c], pair, weights))
     return torch.stack(out).to(text_cond.dtype).reshape(text_cond.shape)

@@ -110,3 +110,27 @@ def test_weights_match_oracle_on_plateaus(scores, params):
         threshold_floor=params.threshold_floor,
     )
     torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-6)
+
+
+@settings(max_examples=60)
+@given(inputs=guidance_inputs(), params=guidance_params, data=st.data())
+def test_token_weights_match_oracle(inputs, params, data):
+    text, image, concepts = inputs
+    # Powers of two scale float32 and float64 alike, so the engine's float32 weights meet the
+    # oracle's float64 ones on the same side of every "take the image token whole" boundary.
+    choices = st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0])
+    weights = torch.tensor(data.draw(st.lists(choices, min_size=len(image), max_size=len(image))))
+    expected = oracle_guide(text, image, params, concepts, token_weights=weights)
+    actual = guide(text, image, params, concepts, token_weights=weights)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=30)
+@given(inputs=guidance_inputs(), params=guidance_params)
+def test_unit_token_weights_are_the_spec_exactly(inputs, params):
+    text, image, concepts = inputs
+    ones = torch.ones(len(image))
+    assert torch.equal(
+        guide(text, image, params, concepts, token_weights=ones),
+        guide(text, image, params, concepts),
+    )

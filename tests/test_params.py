@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flexdiffuse import PARAM_SPECS, GuidanceParams
-from flexdiffuse.params import SPECS_BY_NAME, format_value
+from flexdiffuse.params import DECIMALS, SPECS_BY_NAME, check_value, format_value
 from tests.test_engine_oracle import guidance_params
 
 SPEC_TABLE = {  # shared/spec/guidance.md section 7
@@ -104,9 +104,23 @@ def spec_values(spec):
     return st.text(max_size=40)
 
 
-any_params = st.fixed_dictionaries({spec.name: spec_values(spec) for spec in PARAM_SPECS}).map(
-    lambda values: GuidanceParams(**values)
+any_params = (
+    st.fixed_dictionaries({spec.name: spec_values(spec) for spec in PARAM_SPECS})
+    .filter(lambda values: round(values["start"], DECIMALS) < round(values["end"], DECIMALS))
+    .map(lambda values: GuidanceParams(**values))
 )
+
+
+@pytest.mark.parametrize(("start", "end"), [(0.5, 0.5), (0.8, 0.2)])
+def test_the_guidance_window_must_hold_a_step(start, end):
+    with pytest.raises(ValueError, match=r"start \(Guidance start\) must be below end"):
+        GuidanceParams(start=start, end=end)
+
+
+def test_check_value_checks_one_field_alone():
+    assert check_value("end", "0.0") == 0.0  # below the default start is for the caller
+    with pytest.raises(ValueError, match="Guidance end"):
+        check_value("end", 1.5)
 
 
 @given(params=any_params)

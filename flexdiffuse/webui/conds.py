@@ -61,6 +61,12 @@ def _scheduled(item: int, schedules: Sequence[Any], step: int | None) -> Iterato
         yield item, schedules[schedule_index(schedules, step)].cond
 
 
+def cond_width(multicond: Any) -> int:
+    """The width of a prompt batch's conditionings (SDXL: of its token states)."""
+    _, cond = next(cond_rows(multicond, None))
+    return (cond["crossattn"] if isinstance(cond, dict) else cond).shape[-1]
+
+
 def stack_rows(rows: Sequence[Cond]) -> Cond:
     """Stack conditionings into a batch as A1111 does.
 

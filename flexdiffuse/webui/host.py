@@ -6,7 +6,10 @@ glue is plain Python that tests run against it with a fake host.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +82,61 @@ def free_memory() -> None:
 def interrupt() -> None:
     """Stop the current sampling loop at its next step."""
     shared.state.interrupt()
+
+
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """Hold the webui's job queue: no generation runs while the model is used here."""
+    from modules.call_queue import queue_lock
+
+    with queue_lock:
+        yield
+
+
+START, END, PAD = "<start>", "<end>", ""
+
+
+def prompt_token_labels(prompt: str) -> list[list[str]] | None:
+    """The token at each position of each 77-token chunk of ``prompt``, as text.
+
+    Split the way the checkpoint's text encoder splits prompts (emphasis, ``BREAK``,
+    textual-inversion embeddings by name); None when the encoder offers no tokenizer.
+    """
+    wrapper = _text_wrapper()
+    decode = _token_decoder(wrapper) if wrapper is not None else None
+    if decode is None:
+        return None
+    chunks, _ = wrapper.tokenize_line(prompt)
+    labels = []
+    for chunk in chunks:
+        row = [START] + [decode(token) for token in chunk.tokens[1:]]
+        if wrapper.id_end in chunk.tokens[1:]:
+            end = chunk.tokens.index(wrapper.id_end, 1)
+            row[end:] = [END] + [PAD] * (len(row) - end - 1)
+        for fix in chunk.fixes:  # an embedding fills the positions after its offset (+1: BOS)
+            width = int(getattr(fix.embedding, "vectors", 1))
+            names = [fix.embedding.name] + ["\u2026"] * (width - 1)
+            row[fix.offset + 1 : fix.offset + 1 + width] = names
+        labels.append(row)
+    return labels
+
+
+def _text_wrapper() -> Any:
+    """A1111's prompt tokenizer wrapper of the loaded model (SDXL: its CLIP-L embedder)."""
+    from modules import sd_hijack
+
+    clip = sd_hijack.model_hijack.clip
+    for candidate in [clip, *getattr(clip, "embedders", [])]:
+        if hasattr(candidate, "tokenize_line"):
+            return candidate
+    return None
+
+
+def _token_decoder(wrapper: Any) -> Callable[[int], str] | None:
+    tokenizer = getattr(wrapper, "tokenizer", None)
+    if hasattr(tokenizer, "convert_ids_to_tokens"):  # transformers' CLIPTokenizer (CLIP-L)
+        return lambda token: tokenizer.convert_ids_to_tokens(token).replace("</w>", "")
+    open_clip = getattr(sys.modules.get("modules.sd_hijack_open_clip"), "tokenizer", None)
+    if hasattr(open_clip, "decoder"):  # OpenCLIP's tokenizer (SD 2.x)
+        return lambda token: open_clip.decoder.get(token, "?").replace("</w>", "")
+    return None

@@ -11,19 +11,29 @@ the processing object ``p`` and the callback parameters are read by duck typing.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..engine import PURE_IMAGE_WARNING
 from ..guidance import ImageGuidance
 from .args import GuidanceRequest
-from .conds import Cond, GuidedBatches, cond_rows
+from .conds import Cond, GuidedBatches, cond_rows, uncond_rows
 from .errors import FlexDiffuseError
 
 JOB_ATTRIBUTE = "flexdiffuse_job"
 """Name of the attribute that holds a processing object's job (absent: not guided)."""
 
-BuildGuidance = Callable[[Any], ImageGuidance]
-"""Builds the guidance of a job from its processing object (encodes the image, concepts)."""
+
+@dataclass(frozen=True)
+class JobGuidance:
+    """A job's guidance of its prompts and of its negative prompts (None: left as they are)."""
+
+    prompt: ImageGuidance | None
+    negative: ImageGuidance | None
+
+
+BuildGuidance = Callable[[Any], JobGuidance]
+"""Builds the guidance of a job from its processing object (encodes the images, concepts)."""
 
 
 def job_of(p: Any) -> GuidedJob | None:
@@ -44,10 +54,11 @@ class GuidedJob:
     ) -> None:
         self.request = request
         self.error = error
-        self.guidance: ImageGuidance | None = None
+        self.guidance: JobGuidance | None = None
         self._build = build
         self._interrupt = interrupt
-        self._conds = GuidedBatches(self._guide)
+        self._prompts: GuidedBatches | None = None  # set with the guidance it applies
+        self._negatives: GuidedBatches | None = None
         self._warned_pure = False
 
     @classmethod
@@ -79,41 +90,65 @@ class GuidedJob:
         try:
             if self.guidance is None:
                 assert self._build is not None
-                self.guidance = self._build(p)
-            self._conds.clear()
-            self._conds.prepare(cond_rows(p.c, None), self._empty_prompts(p))
+                self._set_guidance(self._build(p))
+            if self._prompts is not None:
+                self._prompts.clear()
+                self._prompts.prepare(cond_rows(p.c, None), self._empty_prompts(p))
+            if self._negatives is not None:
+                self._negatives.clear()
+                self._negatives.prepare(uncond_rows(p.uc, None), ())
         except ValueError as error:
             self.error = FlexDiffuseError(str(error))
             raise self.error from error
 
     def on_step(self, params: Any) -> None:
-        """Replace the prompt rows of this step's ``text_cond`` by their guided rows.
+        """Replace this step's prompt (and negative) rows by their guided rows.
 
-        ``params`` is A1111's ``CFGDenoiserParams``. An error is kept, sampling is
-        interrupted, and the error is raised again when sampling returns.
+        ``params`` is A1111's ``CFGDenoiserParams``. Outside the guidance window the step is
+        left alone. An error is kept, sampling is interrupted, and the error is raised again
+        when sampling returns.
         """
-        if self.error is not None or self.guidance is None:
+        if self.error is not None or self.guidance is None or not self._in_window(params):
             return
         try:
             denoiser = params.denoiser
-            cond = denoiser.sampler.sampler_extra_args["cond"]
-            guided = self._conds.batch(
-                cond_rows(cond, denoiser.step), self._empty_prompts(denoiser.p)
-            )
-            params.text_cond = _replace_rows(params.text_cond, guided)
+            conds = denoiser.sampler.sampler_extra_args
+            if self._prompts is not None:
+                rows = cond_rows(conds["cond"], denoiser.step)
+                guided = self._prompts.batch(rows, self._empty_prompts(denoiser.p))
+                params.text_cond = _replace_rows(params.text_cond, guided)
+            if self._negatives is not None:
+                rows = uncond_rows(conds["uncond"], denoiser.step)
+                guided = self._negatives.batch(rows, ())
+                params.text_uncond = _replace_rows(params.text_uncond, guided)
         except Exception as error:
             self.error = FlexDiffuseError(str(error)) if isinstance(error, ValueError) else error
             self._interrupt()
             raise
 
-    def _guide(self, cond: Cond, empty: bool) -> Cond:
-        assert self.guidance is not None
-        if isinstance(cond, dict):  # SDXL: token states and the pooled vector
-            guided = dict(cond)
-            guided["crossattn"] = self.guidance.apply(cond["crossattn"], pure=empty)
-            guided["vector"] = self.guidance.apply_pooled(cond["vector"])
-            return guided
-        return self.guidance.apply(cond, pure=empty)
+    def _in_window(self, params: Any) -> bool:
+        """Whether this step lies in the guidance window (start..end, fractions of the run)."""
+        assert self.request is not None
+        start, end = self.request.params.start, self.request.params.end
+        if start == 0 and end == 1:
+            return True
+        denoiser = params.denoiser
+        # The denoiser counts its own calls against the calls expected for this pass (A1111
+        # measures the refiner switch the same way); the state's counters are the fallback.
+        step, total = denoiser.step, getattr(denoiser, "total_steps", None)
+        if not total:
+            step, total = params.sampling_step, params.total_sampling_steps
+        progress = step / total if total else 0.0
+        return start <= progress <= end
+
+    def _set_guidance(self, guidance: JobGuidance) -> None:
+        self.guidance = guidance
+        prompt, negative = guidance.prompt, guidance.negative
+        if prompt is not None:
+            self._prompts = GuidedBatches(lambda cond, empty: _guide_cond(prompt, cond, empty))
+        if negative is not None:
+            # An empty negative prompt is guided like any other: it has no image to take over.
+            self._negatives = GuidedBatches(lambda cond, _: _guide_cond(negative, cond, False))
 
     def _empty_prompts(self, p: Any) -> list[bool]:
         prompts: Sequence[str] = p.hr_prompts if getattr(p, "is_hr_pass", False) else p.prompts
@@ -125,13 +160,22 @@ class GuidedJob:
         return empty
 
 
+def _guide_cond(guidance: ImageGuidance, cond: Cond, empty: bool) -> Cond:
+    if isinstance(cond, dict):  # SDXL: token states and the pooled vector
+        guided = dict(cond)
+        guided["crossattn"] = guidance.apply(cond["crossattn"], pure=empty)
+        guided["vector"] = guidance.apply_pooled(cond["vector"])
+        return guided
+    return guidance.apply(cond, pure=empty)
+
+
 def _replace_rows(text_cond: Cond, guided: Cond) -> Cond:
     """``guided`` in the form of ``text_cond`` (SDXL's dict keeps its class), shapes checked."""
     old = text_cond["crossattn"] if isinstance(text_cond, dict) else text_cond
     new = guided["crossattn"] if isinstance(guided, dict) else guided
     if old.shape != new.shape:
         raise ValueError(
-            f"This step's prompt conditioning has shape {tuple(old.shape)}, but FlexDiffuse "
+            f"This step's conditioning has shape {tuple(old.shape)}, but FlexDiffuse "
             f"built {tuple(new.shape)} from the job's prompts: another extension changed the "
             "conditioning before FlexDiffuse. Disable it or FlexDiffuse for this job."
         )

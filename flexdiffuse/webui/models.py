@@ -40,26 +40,26 @@ class VisionTowers:
         self._encoders: dict[str, ImageEncoder] = {}
         self._caches: dict[tuple[str, str, torch.dtype], TokenCache] = {}
 
-    def image_tokens(
-        self, source: str, image: Image.Image, placement: TowerPlacement
-    ) -> torch.Tensor:
-        """The image tokens of ``image`` from the tower at ``source``.
+    def encode(
+        self, source: str, images: list[Image.Image], placement: TowerPlacement
+    ) -> list[torch.Tensor]:
+        """The image tokens of each of ``images`` from the tower at ``source``.
 
-        With ``placement.keep_loaded`` off the tower is unloaded right after encoding, so at
-        most one tower is in memory at a time.
+        The tower is loaded only if an image is new to it. With ``placement.keep_loaded`` off
+        it is unloaded right after, so at most one tower is in memory at a time.
 
         Raises:
             ModelLoadError: the tower cannot be loaded (the message says what to do).
         """
         device = torch.device(placement.device)
         cache = self._caches.setdefault((source, device.type, placement.dtype), TokenCache())
-        tokens = cache.get(image_digest(image))
-        if tokens is None:
+        encoded = [cache.get(image_digest(image)) for image in images]
+        if any(tokens is None for tokens in encoded):
             encoder = self._encoder(source, placement, cache)
-            tokens = encoder(image)
+            encoded = [encoder(image) for image in images]
         if not placement.keep_loaded:
             self.unload(source)
-        return tokens
+        return encoded
 
     def loaded(self) -> list[str]:
         """Sources of the towers in memory now."""

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from PIL import Image
 
 from ..guidance import ImageGuidance, TowerGuidance
 from ..params import GuidanceParams
 from . import host
-from .conds import cond_rows
+from .args import NEGATIVE_SLOT, GuidanceRequest, weight_of
 from .errors import FlexDiffuseError
 from .families import SDXL, VIT_BIGG, Family, Slot, detect_family
+from .job import JobGuidance
 from .models import TowerPlacement, VisionTowers
 
 CHUNK = 77
@@ -21,10 +20,11 @@ VISION_TOWERS = VisionTowers()
 """The vision towers of this webui process (kept across jobs and UI reloads)."""
 
 
-def build_guidance(p: Any, params: GuidanceParams, image: Image.Image) -> ImageGuidance:
-    """The guidance of job ``p``: its image through the family's towers, its concepts encoded.
+def build_guidance(request: GuidanceRequest, width: int) -> JobGuidance:
+    """The guidance ``request`` asks for: its images through the family's towers, concepts
+    encoded. ``width`` is the width of the loaded checkpoint's conditioning.
 
-    Runs once per job, when its first batch starts sampling (prompts are encoded by then).
+    A job builds it once, when its first batch starts sampling (its prompts are encoded then).
 
     Raises:
         FlexDiffuseError: an unsupported host or checkpoint, a vision model that does not fit
@@ -33,28 +33,28 @@ def build_guidance(p: Any, params: GuidanceParams, image: Image.Image) -> ImageG
     """
     host.check_host()
     family = detect_family(host.sd_model())
-    _check_width(p, family)
-    concepts = _encode_concepts(params.concepts)
+    _check_width(width, family)
+    params = request.params
+    slots = guided_slots(family)
+    _check_pooled(params, family, slots)
     placement = TowerPlacement(
         *host.tower_device_and_dtype(),
         download_dir=host.download_dir(),
         keep_loaded=bool(host.option(host.KEEP_LOADED, True)),
     )
-    slots = guided_slots(family)
-    _check_pooled(params, family, slots)
-    towers = []
-    for slot in slots:
-        tokens = _image_tokens(slot, image, placement, family)
-        concept = concepts[:, slot.start : slot.stop] if concepts is not None else None
-        towers.append(TowerGuidance(slot.start, tokens, concept))
+    prompt = negative = None
+    images = request.guidance_images()
+    if images:
+        concepts = _encode_concepts(params.concepts)
+        towers = tuple(_tower(slot, images, placement, family, concepts) for slot in slots)
+        prompt = ImageGuidance(params, towers, _pooled_image(params, towers, slots, images))
+    if request.negative_image is not None:
+        weighted = [(request.negative_image, weight_of(params, NEGATIVE_SLOT))]
+        towers = tuple(_tower(slot, weighted, placement, family, None) for slot in slots)
+        negative = ImageGuidance(params, towers)
     if not placement.keep_loaded:
         host.free_memory()
-    pooled = None
-    if params.pooled:  # the bigG tower's projected class token: its first image token
-        pooled = next(
-            t.image_tokens[0] for t, s in zip(towers, slots, strict=True) if s.tower is VIT_BIGG
-        )
-    return ImageGuidance(params, tuple(towers), pooled)
+    return JobGuidance(prompt, negative)
 
 
 def guided_slots(family: Family) -> tuple[Slot, ...]:
@@ -84,27 +84,54 @@ def _check_pooled(params: GuidanceParams, family: Family, slots: tuple[Slot, ...
         )
 
 
-def _image_tokens(
-    slot: Slot, image: Image.Image, placement: TowerPlacement, family: Family
-) -> torch.Tensor:
+def _tower(
+    slot: Slot,
+    images: list[tuple[Image.Image, float]],
+    placement: TowerPlacement,
+    family: Family,
+    concepts: torch.Tensor | None,
+) -> TowerGuidance:
+    """The slot's tower guidance: every image's tokens, each weighted by its image."""
     source = tower_source(slot)
-    tokens = VISION_TOWERS.image_tokens(source, image, placement)
-    if tokens.shape[-1] != slot.tower.width:
+    encoded = VISION_TOWERS.encode(source, [image for image, _ in images], placement)
+    width = encoded[0].shape[-1]
+    if width != slot.tower.width:
         raise FlexDiffuseError(
-            f"The CLIP vision model '{source}' gives image tokens of width {tokens.shape[-1]}, "
-            f"but {family.name} needs a {slot.tower.label} vision model (width "
+            f"The CLIP vision model '{source}' gives image tokens of width {width}, but "
+            f"{family.name} needs a {slot.tower.label} vision model (width "
             f"{slot.tower.width}). In Settings > FlexDiffuse, set the {slot.tower.label} model "
             f"to such a model (default: {slot.tower.default_model})."
         )
-    return tokens
+    weights = None
+    if any(weight != 1 for _, weight in images):  # all 1 is the spec's exact path
+        weights = torch.cat(
+            [torch.full((len(t),), weight) for t, (_, weight) in zip(encoded, images, strict=True)]
+        )
+    concept = concepts[:, slot.start : slot.stop] if concepts is not None else None
+    return TowerGuidance(slot.start, torch.cat(encoded), concept, weights)
 
 
-def _check_width(p: Any, family: Family) -> None:
-    _, cond = next(cond_rows(p.c, None))
-    tensor = cond["crossattn"] if isinstance(cond, dict) else cond
-    if tensor.shape[-1] != family.width:
+def _pooled_image(
+    params: GuidanceParams,
+    towers: tuple[TowerGuidance, ...],
+    slots: tuple[Slot, ...],
+    images: list[tuple[Image.Image, float]],
+) -> torch.Tensor | None:
+    """The images' pooled bigG embedding (projected class token), weighted, for SDXL."""
+    if not params.pooled:
+        return None
+    tower = next(t for t, s in zip(towers, slots, strict=True) if s.tower is VIT_BIGG)
+    weights = [weight for _, weight in images]
+    counts = [len(tower.image_tokens) // len(images)] * len(images)
+    classes = torch.stack([tokens[0] for tokens in tower.image_tokens.split(counts)])
+    mix = torch.tensor(weights, dtype=classes.dtype, device=classes.device).unsqueeze(-1)
+    return (classes * mix).sum(0) / mix.sum()
+
+
+def _check_width(width: int, family: Family) -> None:
+    if width != family.width:
         raise FlexDiffuseError(
-            f"This {family.name} checkpoint conditions on width {tensor.shape[-1]}, not "
+            f"This {family.name} checkpoint conditions on width {width}, not "
             f"{family.name}'s {family.width}, so FlexDiffuse has no vision model for it (an "
             "SDXL refiner or a custom text encoder?). Disable FlexDiffuse for this checkpoint."
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from modules import script_callbacks, scripts
@@ -11,10 +12,12 @@ from modules import script_callbacks, scripts
 from ..encoder import image_digest
 from . import host
 from .args import GuidanceRequest, make_params, parse_script_args
+from .conds import cond_width
 from .errors import FlexDiffuseError
 from .infotext import PANEL_KEYS, complete_pasted, generation_params
 from .job import GuidedJob, job_of
 from .prepare import build_guidance
+from .preview import preview_from_panel
 from .settings import register_settings
 from .ui import build_panel
 from .xyz import add_axis_options, overrides_of
@@ -31,6 +34,15 @@ FORGE_WARNING = (
 class FlexDiffuseScript(scripts.Script):
     """The always-visible FlexDiffuse panel of txt2img and img2img."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.prompts: dict[str, Any] = {}  # the tabs' prompt boxes, for the mapping preview
+        for tab in ("txt2img", "img2img"):
+            self.on_after_component(self._keep_prompt, elem_id=f"{tab}_prompt")
+
+    def _keep_prompt(self, created: Any) -> None:
+        self.prompts[created.component.elem_id] = created.component
+
     def title(self) -> str:
         return TITLE
 
@@ -38,7 +50,13 @@ class FlexDiffuseScript(scripts.Script):
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img: bool) -> list[Any]:
-        panel = build_panel(self.elem_id, warning=FORGE_WARNING if host.is_forge() else None)
+        prompt = self.prompts.get("img2img_prompt" if is_img2img else "txt2img_prompt")
+        panel = build_panel(
+            self.elem_id,
+            warning=FORGE_WARNING if host.is_forge() else None,
+            prompt=prompt,
+            previewer=preview_from_panel,
+        )
         self.infotext_fields = panel.infotext_fields
         self.paste_field_names = list(PANEL_KEYS)
         return panel.inputs
@@ -61,12 +79,11 @@ def start_job(p: Any, args: Sequence[Any]) -> GuidedJob | None:
     else:
         if request is None:
             return None
-        image, params = request.image, request.params
-        assert image is not None
-        p.extra_generation_params.update(generation_params(params, image_digest(image)))
+        digests = {slot: image_digest(image) for slot, image in request.images.items()}
+        p.extra_generation_params.update(generation_params(request.params, digests))
         job = GuidedJob(
             request,
-            lambda job_p: build_guidance(job_p, params, image),
+            lambda job_p: build_guidance(request, cond_width(job_p.c)),
             interrupt=host.interrupt,
         )
     job.attach(p)
@@ -84,12 +101,12 @@ def _request(p: Any, args: Sequence[Any]) -> GuidanceRequest | None:
             )
         return None
     host.check_host()
-    if request.image is None:
+    if not request.images:
         raise FlexDiffuseError(
             "FlexDiffuse is enabled but has no guidance image. Drop an image into the "
             "FlexDiffuse panel (API: send it base64-encoded), or disable FlexDiffuse."
         )
-    return GuidanceRequest(True, request.image, make_params(overrides, base=request.params))
+    return replace(request, params=make_params(overrides, base=request.params))
 
 
 def on_cfg_denoiser(params: Any) -> None:

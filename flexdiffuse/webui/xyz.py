@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..params import PARAM_SPECS, GuidanceParams, ParamSpec
+from ..params import PARAM_SPECS, ParamSpec, check_value
 from .errors import FlexDiffuseError
 
 OVERRIDES_ATTRIBUTE = "flexdiffuse_overrides"
@@ -67,7 +67,7 @@ def _confirmer(spec: ParamSpec) -> Callable[[Any, Any], None]:
     def confirm(p: Any, values: Any) -> None:
         for value in values:
             try:
-                GuidanceParams(**{spec.name: value})
+                check_value(spec.name, value)
             except ValueError as error:
                 raise FlexDiffuseError(f"X/Y/Z plot: {error}") from None
 

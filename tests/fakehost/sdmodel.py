@@ -7,6 +7,8 @@ prompt with empty-prompt chunks, as A1111's CLIP wrapper does.
 
 import math
 import zlib
+from collections import namedtuple
+from types import SimpleNamespace
 
 import torch
 
@@ -24,6 +26,8 @@ class FakeSdModel:
         self.encoded = []  # every batch of texts encoded, for tests
         self._bos = _randn(self.width, seed=1)
         self.cond_stage_model_empty_prompt = self._chunks("").unsqueeze(0)
+        wrapper = FakeTextWrapper()  # SDXL: the hijack's clip is the conditioner
+        self.text_wrapper = SimpleNamespace(embedders=[wrapper]) if self.is_sdxl else wrapper
 
     def get_learned_conditioning(self, texts):
         self.encoded.append(list(texts))
@@ -53,3 +57,51 @@ def _seed(text, index):
 
 def _randn(*shape, seed):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+PromptChunk = namedtuple("PromptChunk", ["tokens", "multipliers", "fixes"])
+PromptChunkFix = namedtuple("PromptChunkFix", ["offset", "embedding"])
+
+
+class FakeTokenizer:
+    """Words are tokens; ids are given out as words are met."""
+
+    def __init__(self):
+        self.ids = {"<|startoftext|>": 49406, "<|endoftext|>": 49407}
+
+    def convert_ids_to_tokens(self, token):
+        words = [word for word, number in self.ids.items() if number == token]
+        return (words[0] if words else "!") + "</w>"
+
+    def encode(self, word):
+        return self.ids.setdefault(word, len(self.ids) + 100)
+
+
+class FakeTextWrapper:
+    """Mirrors A1111's ``FrozenCLIPEmbedderWithCustomWords.tokenize_line``: 75 words a chunk,
+    each chunk <start> + tokens + <end>, padded with <end>; words named ``emb:<name>`` are a
+    two-vector textual-inversion embedding."""
+
+    chunk_length = 75
+
+    def __init__(self):
+        self.tokenizer = FakeTokenizer()
+        self.id_start, self.id_end = 49406, 49407
+
+    def tokenize_line(self, line):
+        chunks, tokens, fixes = [], [], []
+        for word in line.split():
+            if len(tokens) == self.chunk_length:
+                chunks.append(self._chunk(tokens, fixes))
+                tokens, fixes = [], []
+            if word.startswith("emb:"):
+                fixes.append(PromptChunkFix(len(tokens), SimpleNamespace(name=word[4:], vectors=2)))
+                tokens += [0, 0]
+            else:
+                tokens.append(self.tokenizer.encode(word))
+        chunks.append(self._chunk(tokens, fixes))
+        return chunks, sum(len(c.tokens) for c in chunks)
+
+    def _chunk(self, tokens, fixes):
+        padded = [self.id_start, *tokens, *[self.id_end] * (self.chunk_length + 1 - len(tokens))]
+        return PromptChunk(padded, [1.0] * len(padded), fixes)

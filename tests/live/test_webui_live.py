@@ -14,11 +14,19 @@ import json
 import numpy as np
 import pytest
 
-from flexdiffuse.params import PARAM_SPECS, GuidanceParams, format_value
+from flexdiffuse.params import PARAM_SPECS, SPECS_BY_NAME, GuidanceParams, format_value
+from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS, describe_slot
 from flexdiffuse.webui.infotext import ENABLED_KEY, IMAGE_KEY
 from tests.live.conftest import pixels
 
-LABELS = ["FlexDiffuse", "Guidance image", *(spec.label for spec in PARAM_SPECS)]
+LABELS = [
+    "FlexDiffuse"
+    if name == "enabled"
+    else describe_slot(name).capitalize()
+    if name in IMAGE_INPUTS
+    else SPECS_BY_NAME[name].label
+    for name in ARG_NAMES
+]
 
 
 def ok(response):
@@ -164,3 +172,30 @@ def test_other_families_are_guided(webui, guidance_image, other_family):
         vit_l_only = {**checkpoint, "flexdiffuse_sdxl_vit_l_only": True}
         lighter = ok(webui.job(guidance=[{"image": guidance_image}], override_settings=vit_l_only))
         assert not np.array_equal(pixels(plain["images"][0]), pixels(lighter["images"][0]))
+
+
+def test_several_images_a_negative_image_and_a_step_window(webui, guidance_image):
+    from PIL import Image
+
+    from tests.conftest import TESTDATA
+    from tests.live.conftest import image_base64
+
+    with Image.open(TESTDATA / "zeus_mod.webp") as other:
+        second = image_base64(other)
+    plain = ok(webui.job())
+    one = ok(webui.job(guidance=[{"image": guidance_image}]))
+    two = ok(
+        webui.job(guidance=[{"image": guidance_image, "image_2": second, "image_2_weight": 1.5}])
+    )
+    negative = ok(webui.job(guidance=[{"negative_image": second}], negative_prompt="blurry"))
+    late = ok(webui.job(guidance=[{"image": guidance_image, "start": 0.5}]))
+    images = [pixels(body["images"][0]) for body in (plain, one, two, negative, late)]
+    for index, image in enumerate(images[1:], 1):
+        assert not np.array_equal(images[0], image), index
+    assert not np.array_equal(images[1], images[2])
+    assert not np.array_equal(images[1], images[4])
+    infotext = info(two)["infotexts"][0]
+    assert "FlexDiffuse image 2: " in infotext
+    assert "FlexDiffuse image 2 weight: 1.5" in infotext
+    assert "FlexDiffuse start: 0.5" in info(late)["infotexts"][0]
+    assert "FlexDiffuse negative image: " in info(negative)["infotexts"][0]

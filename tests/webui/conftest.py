@@ -22,11 +22,12 @@ FAKEHOST = Path(__file__).resolve().parents[1] / "fakehost"
 sys.path.insert(0, str(FAKEHOST))
 
 import gradio as gr  # noqa: E402
-from modules import errors, processing, script_callbacks, scripts, shared  # noqa: E402
+from modules import errors, processing, script_callbacks, scripts, sd_hijack, shared  # noqa: E402
 from sdmodel import FakeSdModel  # noqa: E402
 
 from flexdiffuse.params import PARAM_SPECS, GuidanceParams, format_value  # noqa: E402
 from flexdiffuse.webui import prepare  # noqa: E402
+from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS  # noqa: E402
 from flexdiffuse.webui.families import VIT_BIGG, VIT_H, VIT_L  # noqa: E402
 from flexdiffuse.webui.models import VisionTowers  # noqa: E402
 from tests.conftest import save_tiny_clip  # noqa: E402
@@ -79,27 +80,37 @@ class Webui:
         self.runners = {False: scripts.ScriptRunner(), True: scripts.ScriptRunner()}
         self.scripts: dict[bool, Any] = {}
         self.controls: dict[bool, list[Any]] = {}
+        self.prompts: dict[bool, Any] = {}
         with gr.Blocks() as self.blocks:
             for is_img2img, runner in self.runners.items():
                 script = self.script_class()
                 script.filename = str(ROOT / "scripts" / "flexdiffuse.py")
                 script.is_img2img = is_img2img
                 script.is_txt2img = not is_img2img
+                runner.register(script)
+                tab = "img2img" if is_img2img else "txt2img"
+                self.prompts[is_img2img] = gr.Textbox(elem_id=f"{tab}_prompt")
+                runner.after_component(self.prompts[is_img2img])  # the top row comes first
                 controls = script.ui(is_img2img)
                 runner.add(script, is_img2img, controls)
                 self.scripts[is_img2img] = script
                 self.controls[is_img2img] = controls
 
     @staticmethod
-    def args(enabled: bool = True, image: Any = None, **params: Any) -> list[Any]:
-        """Script arguments as the panel sends them (defaults for what is not given)."""
+    def args(enabled: bool = True, image: Any = None, **values: Any) -> list[Any]:
+        """Script arguments as the panel sends them, in order; defaults for what is not given.
+
+        ``values`` are parameters and the other image inputs (``image_2=...``).
+        """
         defaults = GuidanceParams()
-        values = []
+        args = {"enabled": enabled, "image": image}
         for spec in PARAM_SPECS:
-            value = params.pop(spec.name, getattr(defaults, spec.name))
-            values.append(format_value(spec, value) if spec.kind == "choice" else value)
-        assert not params, f"unknown parameters {params}"
-        return [enabled, image, *values]
+            value = values.pop(spec.name, getattr(defaults, spec.name))
+            args[spec.name] = format_value(spec, value) if spec.kind == "choice" else value
+        for slot in IMAGE_INPUTS[1:]:
+            args[slot] = values.pop(slot, None)
+        assert not values, f"unknown arguments {values}"
+        return [args[name] for name in ARG_NAMES]
 
     def txt2img(self, args: list[Any] | None = None, **kwargs: Any) -> Job:
         return self._run(processing.StableDiffusionProcessingTxt2Img, False, args, kwargs)
@@ -120,6 +131,7 @@ def reset_host(family: str = "sd1") -> None:
     shared.opts = shared.Options()
     shared.state = shared.State()
     shared.sd_model = FakeSdModel(family)
+    sd_hijack.model_hijack.clip = shared.sd_model.text_wrapper
     script_callbacks.clear_callbacks()
     errors.reported.clear()
     for cls in (processing.StableDiffusionProcessing, processing.StableDiffusionProcessingTxt2Img):
@@ -138,3 +150,9 @@ def webui(tiny_towers, monkeypatch) -> Webui:
     for tower in (VIT_L, VIT_H, VIT_BIGG):
         shared.opts.data[tower.setting] = str(tiny_towers[tower.key])
     return Webui(module, tiny_towers)
+
+
+def use_checkpoint(family: str) -> None:
+    """Load a checkpoint of another family into the fake webui."""
+    shared.sd_model = FakeSdModel(family)
+    sd_hijack.model_hijack.clip = shared.sd_model.text_wrapper

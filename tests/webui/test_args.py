@@ -30,7 +30,7 @@ def test_positional_arguments_in_panel_order():
     values = [0.1, 0.2, 0.3, 0.4, 0.5, "Text order", False, "dog", 0.6]
     request = parse_script_args([True, IMAGE, *values])
     assert request.enabled
-    assert request.image is IMAGE
+    assert request.images == {"image": IMAGE}
     assert request.params == GuidanceParams(
         threshold_mult=0.1,
         threshold_floor=0.2,
@@ -42,14 +42,39 @@ def test_positional_arguments_in_panel_order():
         concepts="dog",
         concept_threshold=0.6,
     )
-    assert ARG_NAMES[2:] == tuple(spec.name for spec in PARAM_SPECS)
+    params = tuple(spec.name for spec in PARAM_SPECS)
+    assert (
+        "enabled",
+        "image",
+        *params,
+        "image_2",
+        "image_3",
+        "image_4",
+        "negative_image",
+    ) == ARG_NAMES
+
+
+def test_every_image_input_and_its_weight():
+    args = {"image": IMAGE, "image_3": encoded(IMAGE), "negative_image": IMAGE}
+    request = parse_script_args([{**args, "image_3_weight": 0.5, "image_weight": 0}])
+    assert set(request.images) == {"image", "image_3", "negative_image"}
+    assert [weight for _, weight in request.guidance_images()] == [0.5]  # weight 0: left out
+    assert request.negative_image is IMAGE
+    assert parse_script_args([{**args, "negative_weight": 0}]).negative_image is None
+
+
+def test_errors_name_the_image_input():
+    with pytest.raises(FlexDiffuseError, match="The guidance image 3 is not valid base64"):
+        parse_script_args([{"image_3": "%%%"}])
+    with pytest.raises(FlexDiffuseError, match="The negative image is not valid base64"):
+        parse_script_args([{"negative_image": "%%%"}])
 
 
 def test_named_arguments_default_the_rest_and_imply_enabled():
     request = parse_script_args([{"image": encoded(IMAGE), "linear": 0.2, "reuse": "false"}])
     assert request.enabled
     assert request.params == GuidanceParams(linear=0.2, reuse=False)
-    assert request.image.size == (20, 10)
+    assert request.images["image"].size == (20, 10)
     assert not parse_script_args([{"enabled": False, "linear": 99}]).enabled
 
 

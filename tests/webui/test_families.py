@@ -133,7 +133,7 @@ def test_a_single_safetensors_file_as_the_tower(webui, tmp_path):
     save_file(load_file(str(webui.towers["vit_l"] / "model.safetensors")), str(file))
     shared.opts.data[VIT_L.setting] = str(file)
     job = webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
-    assert job_of(job.p).guidance.towers[0].image_tokens.shape[-1] == 768
+    assert job_of(job.p).guidance.prompt.towers[0].image_tokens.shape[-1] == 768
     assert str(file) in prepare.VISION_TOWERS.loaded()
 
 

@@ -8,8 +8,8 @@ from modules.infotext_utils import UNCHANGED, paste_values
 from modules.ui_components import InputAccordion
 
 from flexdiffuse.params import PARAM_SPECS, GuidanceParams, format_value
-from flexdiffuse.webui.args import ARG_NAMES
-from flexdiffuse.webui.infotext import ENABLED_KEY, IMAGE_KEY, PANEL_KEYS
+from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS
+from flexdiffuse.webui.infotext import ENABLED_KEY, IMAGE_KEY, PANEL_KEYS, image_key
 from tests.webui.conftest import gradient
 
 IMAGE = gradient()
@@ -94,9 +94,11 @@ def test_infotext_round_trip_restores_every_control(webui):
     infotext = job.processed.infotexts[0]
     assert f"{IMAGE_KEY}: " in infotext
     pasted = paste(webui, infotext)
-    assert pasted[IMAGE_KEY] is UNCHANGED  # a hash cannot become an image
-    restored = [pasted[key] for key in PANEL_KEYS if key != IMAGE_KEY]
-    assert restored == [True, *args[2:]]
+    images = {image_key(slot) for slot in IMAGE_INPUTS}
+    assert all(pasted[key] is UNCHANGED for key in images)  # a hash cannot become an image
+    restored = {key: value for key, value in pasted.items() if key not in images}
+    sent = dict(zip(PANEL_KEYS, args, strict=True))
+    assert restored == {key: value for key, value in sent.items() if key not in images}
 
 
 def test_defaults_missing_from_infotext_are_restored_too(webui):

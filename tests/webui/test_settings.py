@@ -63,7 +63,7 @@ def test_compute_device_setting(webui, monkeypatch, setting, dtype):
     job = webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
     encoder = prepare.VISION_TOWERS._encoders[str(webui.towers["vit_l"])]
     assert encoder.dtype == dtype
-    assert job_of(job.p).guidance.towers[0].image_tokens.dtype == dtype
+    assert job_of(job.p).guidance.prompt.towers[0].image_tokens.dtype == dtype
 
 
 def test_an_empty_model_setting_means_the_default_id(webui):

@@ -28,6 +28,7 @@ class FakeSampler:
             "s_min_uncond": p.s_min_uncond,
         }
         sigmas = torch.linspace(10.0, 0.1, steps)
+        self.model_wrap_cfg.total_steps = steps  # one denoiser call per step (Euler)
         shared.state.sampling_steps = steps
         for step in range(steps):
             if shared.state.interrupted:

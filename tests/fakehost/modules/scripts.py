@@ -2,10 +2,17 @@
 
 import re
 from collections import namedtuple
+from dataclasses import dataclass
 
 from modules import errors
 
 AlwaysVisible = object()
+
+
+@dataclass
+class OnComponent:
+    component: object
+
 
 ScriptClassData = namedtuple("ScriptClassData", ["script_class", "path", "basedir", "module"])
 scripts_data = []
@@ -26,6 +33,7 @@ class Script:
     infotext_fields = None
     paste_field_names = None
     api_info = None
+    on_after_component_elem_id = None
 
     def title(self):
         raise NotImplementedError()
@@ -57,6 +65,11 @@ class Script:
     def before_hr(self, p, *args):
         pass
 
+    def on_after_component(self, callback, *, elem_id):
+        if self.on_after_component_elem_id is None:
+            self.on_after_component_elem_id = []
+        self.on_after_component_elem_id.append((elem_id, callback))
+
     def elem_id(self, item_id):
         need_tabname = self.show(True) == self.show(False)
         tabkind = "img2img" if self.is_img2img else "txt2img"
@@ -71,6 +84,19 @@ class ScriptRunner:
     def __init__(self):
         self.alwayson_scripts = []
         self.inputs = [None]
+        self.on_after_component_elem_id = {}
+
+    def register(self, script):
+        """Like ``initialize_scripts``: take the script's on_after_component callbacks."""
+        for elem_id, callback in script.on_after_component_elem_id or []:
+            self.on_after_component_elem_id.setdefault(elem_id, []).append((callback, script))
+
+    def after_component(self, component, **kwargs):
+        for callback, script in self.on_after_component_elem_id.get(component.elem_id, []):
+            try:
+                callback(OnComponent(component=component))
+            except Exception:
+                errors.report(f"Error running on_after_component: {script.filename}", exc_info=True)
 
     def add(self, script, is_img2img, controls):
         script.is_img2img = is_img2img

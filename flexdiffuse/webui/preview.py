@@ -1,0 +1,206 @@
+"""The panel's "Preview mapping": what guidance does to the current prompt, without generating.
+
+For every prompt token it shows the image token it maps to, their alignment, how far the token
+moves and whether a mapping concept decided it; beside the table, each guidance image with its
+mapped patches lit (hovering a row outlines its patch, see ``javascript/flexdiffuse.js``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import time
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ..encoder import ModelLoadError, prepare_image
+from ..engine import PURE_IMAGE_WARNING
+from ..preview import PositionReport, explain
+from . import host
+from .args import GuidanceRequest, parse_script_args
+from .errors import FlexDiffuseError
+from .prepare import build_guidance
+
+DISPLAY_SIZE = 224
+HEAT_COLOUR = (255, 64, 32)
+
+
+def preview_from_panel(prompt: str, *args: Any) -> str:
+    """The preview for the panel's values (the script's arguments), whether enabled or not."""
+    try:
+        request = parse_script_args([True, *args[1:]])
+    except FlexDiffuseError as error:
+        return notice(str(error), error=True)
+    if not request.images:
+        return notice("Drop a guidance image into the panel to preview its mapping.")
+    return preview_html(prompt, request)
+
+
+def preview_html(prompt: str, request: GuidanceRequest) -> str:
+    """The preview of ``prompt`` guided as ``request`` asks, as HTML (errors included)."""
+    started = time.perf_counter()
+    try:
+        with host.exclusive():
+            cond = host.encode_prompt(prompt)
+            tokens = cond["crossattn"] if isinstance(cond, dict) else cond
+            guidance = build_guidance(request, tokens.shape[-1]).prompt
+            labels = host.prompt_token_labels(prompt)
+    except (FlexDiffuseError, ModelLoadError, ValueError) as error:
+        return notice(str(error), error=True)
+    if guidance is None:
+        return notice(
+            "Nothing to preview: the prompt is guided only by guidance images of weight above "
+            "0 (a negative image guides the negative prompt)."
+        )
+    if not prompt.strip():
+        return notice(PURE_IMAGE_WARNING)
+    images = [image for image, _ in request.guidance_images()]
+    sections = []
+    for number, tower in enumerate(guidance.towers):
+        reports = explain(
+            tokens[..., tower.start : tower.stop],
+            tower.image_tokens,
+            request.params,
+            tower.concept_cond,
+            tower.token_weights,
+        )
+        title = f"Vision tower {number + 1} of {len(guidance.towers)}" if number else ""
+        sections.append(render_mapping(reports, labels, images, len(tower.image_tokens), title))
+    elapsed = (time.perf_counter() - started) * 1000
+    footer = f'<p class="flexdiffuse-note">Computed in {elapsed:.0f} ms.</p>'
+    return f'<div class="flexdiffuse-preview">{"".join(sections)}{footer}</div>'
+
+
+def notice(text: str, *, error: bool = False) -> str:
+    """A one-line message in the preview area."""
+    kind = "flexdiffuse-error" if error else "flexdiffuse-note"
+    return f'<div class="flexdiffuse-preview"><p class="{kind}">{html.escape(text)}</p></div>'
+
+
+def render_mapping(
+    reports: list[PositionReport],
+    labels: list[list[str]] | None,
+    images: list[Image.Image],
+    token_count: int,
+    title: str = "",
+) -> str:
+    """One tower's table of prompt positions and its images with the mapped patches lit.
+
+    ``token_count`` is the number of image tokens of all ``images`` together; each image has
+    a class token, then a square grid of patches.
+    """
+    per_image = token_count // max(1, len(images))
+    grid = math.isqrt(per_image - 1)
+    rows = []
+    for chunk in sorted({report.chunk for report in reports}):
+        in_chunk = [report for report in reports if report.chunk == chunk]
+        padding = [report for report in in_chunk if _label(labels, report) == host.PAD]
+        rows += [
+            _row(report, labels, per_image, grid) for report in in_chunk if report not in padding
+        ]
+        if padding:
+            rows.append(_padding_row(padding))
+    moved = sum(report.moved for report in reports)
+    heading = f"<h4>{html.escape(title)}</h4>" if title else ""
+    summary = f"{moved} of {len(reports)} prompt positions move toward the image."
+    pictures = "".join(
+        _picture(image, number, _patch_heat(reports, number, per_image, grid), grid)
+        for number, image in enumerate(images)
+    )
+    return (
+        f'<div class="flexdiffuse-section">{heading}<p class="flexdiffuse-note">{summary}</p>'
+        f'<div class="flexdiffuse-images">{pictures}</div>'
+        '<table class="flexdiffuse-table"><thead><tr><th>#</th><th>token</th>'
+        "<th>alignment</th><th>image token</th><th>weight</th><th>effect</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def _padding_row(padding: list[PositionReport]) -> str:
+    """One row for a chunk's padding: the encoder's states there carry the prompt too."""
+    first, last = (report.chunk * 77 + report.position for report in (padding[0], padding[-1]))
+    moved = [report for report in padding if report.moved]
+    mean = sum(report.weight for report in moved) / len(moved) if moved else 0.0
+    effect = f"{len(moved)} of {len(padding)} move (mean weight {mean:+.2f})"
+    return (
+        f'<tr class="flexdiffuse-padding"><td>{first}\u2013{last}</td><td>(padding)</td>'
+        f"<td></td><td></td><td></td><td>{effect}</td></tr>"
+    )
+
+
+def _label(labels: list[list[str]] | None, report: PositionReport) -> str | None:
+    if labels is None or report.chunk >= len(labels):
+        return None
+    return labels[report.chunk][report.position]
+
+
+def _row(report: PositionReport, labels: list[list[str]] | None, per_image: int, grid: int) -> str:
+    label = _label(labels, report)
+    number = report.chunk * 77 + report.position
+    token = html.escape(label if label is not None else "")
+    where, data = "\u2014", ""
+    if report.image_token >= 0:
+        image, index = divmod(report.image_token, per_image)
+        data = f' data-flexdiffuse-image="{image}"'
+        if index == 0:
+            where = f"image {image + 1}, class"
+        else:
+            row, column = divmod(index - 1, grid)
+            where = f"image {image + 1}, patch {row + 1},{column + 1}"
+            data += f' data-flexdiffuse-row="{row}" data-flexdiffuse-col="{column}"'
+            data += f' data-flexdiffuse-grid="{grid}"'
+    bar = f'<span class="flexdiffuse-bar" style="width:{report.alignment * 4:.2f}em"></span>'
+    alignment = f"{bar}{report.alignment:.2f}" if report.image_token >= 0 else "\u2014"
+    moved = " flexdiffuse-moved" if report.moved else ""
+    return (
+        f'<tr class="flexdiffuse-position{moved}"{data}><td>{number}</td><td>{token}</td>'
+        f"<td>{alignment}</td><td>{where}</td><td>{report.weight:+.2f}</td>"
+        f"<td>{_effect(report)}</td></tr>"
+    )
+
+
+def _effect(report: PositionReport) -> str:
+    if report.concept:
+        return "concept: takes it whole" if report.whole else f"concept: {report.weight:.0%}"
+    if report.whole:
+        return "takes it whole"
+    if report.weight > 0:
+        return f"moves {report.weight:.0%} toward it"
+    if report.weight < 0:
+        return f"pushed {-report.weight:.0%} away"
+    return "unchanged"
+
+
+def _patch_heat(
+    reports: list[PositionReport], image: int, per_image: int, grid: int
+) -> torch.Tensor:
+    """How much the prompt takes from each patch of one image ``[grid, grid]``."""
+    heat = torch.zeros(grid * grid)
+    for report in reports:
+        index = report.image_token - image * per_image
+        if report.moved and 0 < index < per_image:
+            heat[index - 1] += 1.0 if report.whole else abs(report.weight)
+    return heat.reshape(grid, grid)
+
+
+def _picture(image: Image.Image, number: int, heat: torch.Tensor, grid: int) -> str:
+    square = prepare_image(image, DISPLAY_SIZE).convert("RGBA")
+    if heat.max() > 0:
+        alpha = (heat / heat.max() * 160).to(torch.uint8).numpy()
+        mask = Image.fromarray(alpha, "L").resize(square.size, Image.Resampling.NEAREST)
+        overlay = Image.new("RGBA", square.size, (*HEAT_COLOUR, 0))
+        overlay.putalpha(mask)
+        square = Image.alpha_composite(square, overlay)
+    buffer = io.BytesIO()
+    square.convert("RGB").save(buffer, "PNG")
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return (
+        f'<figure class="flexdiffuse-image" data-image="{number}" data-grid="{grid}">'
+        f'<img src="data:image/png;base64,{data}" alt="guidance image {number + 1}">'
+        '<div class="flexdiffuse-patch"></div>'
+        f"<figcaption>image {number + 1}</figcaption></figure>"
+    )
