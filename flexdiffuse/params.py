@@ -55,6 +55,21 @@ def _param(default: Any, *, infotext: str, **spec: Any) -> Any:
     return field(default=default, metadata={"spec": spec})
 
 
+def _image_weight(number: int) -> Any:
+    # Image inputs are "image", "image_2", ...; their weights go with them in the panel.
+    return _param(
+        1.0,
+        label=f"Image {number} weight",
+        infotext="image weight" if number == 1 else f"image {number} weight",
+        info="Scales how far prompt tokens move toward this image's tokens. 0 = unused.",
+        kind="float",
+        minimum=0.0,
+        maximum=2.0,
+        omit_default=True,
+        group="image" if number == 1 else f"image_{number}",
+    )
+
+
 @dataclass(frozen=True)
 class GuidanceParams:
     """Everything that shapes how the image moves the prompt (spec section 7).
@@ -174,50 +189,10 @@ class GuidanceParams:
         maximum=1.0,
         omit_default=True,
     )
-    image_weight: float = _param(
-        1.0,
-        label="Image 1 weight",
-        infotext="image weight",
-        info="Scales how far prompt tokens move toward this image's tokens. 0 = unused.",
-        kind="float",
-        minimum=0.0,
-        maximum=2.0,
-        omit_default=True,
-        group="image",
-    )
-    image_2_weight: float = _param(
-        1.0,
-        label="Image 2 weight",
-        infotext="image 2 weight",
-        info="Scales how far prompt tokens move toward this image's tokens. 0 = unused.",
-        kind="float",
-        minimum=0.0,
-        maximum=2.0,
-        omit_default=True,
-        group="image_2",
-    )
-    image_3_weight: float = _param(
-        1.0,
-        label="Image 3 weight",
-        infotext="image 3 weight",
-        info="Scales how far prompt tokens move toward this image's tokens. 0 = unused.",
-        kind="float",
-        minimum=0.0,
-        maximum=2.0,
-        omit_default=True,
-        group="image_3",
-    )
-    image_4_weight: float = _param(
-        1.0,
-        label="Image 4 weight",
-        infotext="image 4 weight",
-        info="Scales how far prompt tokens move toward this image's tokens. 0 = unused.",
-        kind="float",
-        minimum=0.0,
-        maximum=2.0,
-        omit_default=True,
-        group="image_4",
-    )
+    image_weight: float = _image_weight(1)
+    image_2_weight: float = _image_weight(2)
+    image_3_weight: float = _image_weight(3)
+    image_4_weight: float = _image_weight(4)
     negative_weight: float = _param(
         1.0,
         label="Negative image weight",

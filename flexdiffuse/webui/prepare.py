@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
+from ..engine import CHUNK
 from ..guidance import ImageGuidance, TowerGuidance
 from ..params import GuidanceParams
 from . import host
@@ -13,8 +14,6 @@ from .errors import FlexDiffuseError
 from .families import SDXL, VIT_BIGG, Family, Slot, detect_family
 from .job import JobGuidance
 from .models import TowerPlacement, VisionTowers
-
-CHUNK = 77
 
 VISION_TOWERS = VisionTowers()
 """The vision towers of this webui process (kept across jobs and UI reloads)."""
@@ -42,15 +41,22 @@ def build_guidance(request: GuidanceRequest, width: int) -> JobGuidance:
         download_dir=host.download_dir(),
         keep_loaded=bool(host.option(host.KEEP_LOADED, True)),
     )
-    prompt = negative = None
     images = request.guidance_images()
+    negative_image = request.negative_image
+    # Each tower encodes all of the job's images in one go (loaded once, even if not kept).
+    everything = [image for image, _ in images] + ([negative_image] if negative_image else [])
+    encoded = {slot: _encode(slot, everything, placement, family) for slot in slots if everything}
+    prompt = negative = None
     if images:
         concepts = _encode_concepts(params.concepts)
-        towers = tuple(_tower(slot, images, placement, family, concepts) for slot in slots)
-        prompt = ImageGuidance(params, towers, _pooled_image(params, towers, slots, images))
-    if request.negative_image is not None:
-        weighted = [(request.negative_image, weight_of(params, NEGATIVE_SLOT))]
-        towers = tuple(_tower(slot, weighted, placement, family, None) for slot in slots)
+        weights = [weight for _, weight in images]
+        towers = tuple(
+            _tower(slot, encoded[slot][: len(images)], weights, concepts) for slot in slots
+        )
+        prompt = ImageGuidance(params, towers, _pooled_image(params, towers, slots, weights))
+    if negative_image is not None:
+        weights = [weight_of(params, NEGATIVE_SLOT)]
+        towers = tuple(_tower(slot, encoded[slot][-1:], weights, None) for slot in slots)
         negative = ImageGuidance(params, towers)
     if not placement.keep_loaded:
         host.free_memory()
@@ -84,16 +90,12 @@ def _check_pooled(params: GuidanceParams, family: Family, slots: tuple[Slot, ...
         )
 
 
-def _tower(
-    slot: Slot,
-    images: list[tuple[Image.Image, float]],
-    placement: TowerPlacement,
-    family: Family,
-    concepts: torch.Tensor | None,
-) -> TowerGuidance:
-    """The slot's tower guidance: every image's tokens, each weighted by its image."""
+def _encode(
+    slot: Slot, images: list[Image.Image], placement: TowerPlacement, family: Family
+) -> list[torch.Tensor]:
+    """Every image's tokens from the slot's tower, checked to fit the slot."""
     source = tower_source(slot)
-    encoded = VISION_TOWERS.encode(source, [image for image, _ in images], placement)
+    encoded = VISION_TOWERS.encode(source, images, placement)
     width = encoded[0].shape[-1]
     if width != slot.tower.width:
         raise FlexDiffuseError(
@@ -102,27 +104,36 @@ def _tower(
             f"{slot.tower.width}). In Settings > FlexDiffuse, set the {slot.tower.label} model "
             f"to such a model (default: {slot.tower.default_model})."
         )
-    weights = None
-    if any(weight != 1 for _, weight in images):  # all 1 is the spec's exact path
-        weights = torch.cat(
-            [torch.full((len(t),), weight) for t, (_, weight) in zip(encoded, images, strict=True)]
+    return encoded
+
+
+def _tower(
+    slot: Slot,
+    encoded: list[torch.Tensor],
+    weights: list[float],
+    concepts: torch.Tensor | None,
+) -> TowerGuidance:
+    """The slot's guidance by the images ``encoded``, each token weighted by its image."""
+    token_weights = None
+    if any(weight != 1 for weight in weights):  # all 1 is the spec's exact path
+        token_weights = torch.cat(
+            [torch.full((len(t),), w) for t, w in zip(encoded, weights, strict=True)]
         )
     concept = concepts[:, slot.start : slot.stop] if concepts is not None else None
-    return TowerGuidance(slot.start, torch.cat(encoded), concept, weights)
+    return TowerGuidance(slot.start, torch.cat(encoded), concept, token_weights)
 
 
 def _pooled_image(
     params: GuidanceParams,
     towers: tuple[TowerGuidance, ...],
     slots: tuple[Slot, ...],
-    images: list[tuple[Image.Image, float]],
+    weights: list[float],
 ) -> torch.Tensor | None:
     """The images' pooled bigG embedding (projected class token), weighted, for SDXL."""
     if not params.pooled:
         return None
     tower = next(t for t, s in zip(towers, slots, strict=True) if s.tower is VIT_BIGG)
-    weights = [weight for _, weight in images]
-    counts = [len(tower.image_tokens) // len(images)] * len(images)
+    counts = [len(tower.image_tokens) // len(weights)] * len(weights)
     classes = torch.stack([tokens[0] for tokens in tower.image_tokens.split(counts)])
     mix = torch.tensor(weights, dtype=classes.dtype, device=classes.device).unsqueeze(-1)
     return (classes * mix).sum(0) / mix.sum()

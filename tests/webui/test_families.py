@@ -115,8 +115,9 @@ def test_keep_loaded_off_holds_one_tower_at_a_time(webui, monkeypatch):
         return encoder
 
     monkeypatch.setattr(towers, "_encoder", track)
-    webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
-    assert peak == [1, 1]
+    args = webui.args(image=IMAGE, image_2=gradient(seed=4), negative_image=gradient(seed=5))
+    webui.txt2img(args, prompt="a cat", steps=1)
+    assert peak == [1, 1]  # each tower loaded once for all three images, then unloaded
     assert towers.loaded() == []
 
 
