@@ -95,20 +95,23 @@ def render_mapping(
     """
     per_image = token_count // max(1, len(images))
     grid = math.isqrt(per_image - 1)
-    rows = []
+    rows, tokens = [], []
     for chunk in sorted({report.chunk for report in reports}):
         in_chunk = [report for report in reports if report.chunk == chunk]
         padding = [report for report in in_chunk if _label(labels, report) == host.PAD]
-        rows += [
-            _row(report, labels, per_image, grid) for report in in_chunk if report not in padding
-        ]
+        shown = [report for report in in_chunk if report not in padding]
+        rows += [_row(report, labels, per_image, grid) for report in shown]
+        tokens += shown
         if padding:
             rows.append(_padding_row(padding))
     moved = sum(report.moved for report in reports)
     heading = f"<h4>{html.escape(title)}</h4>" if title else ""
-    summary = f"{moved} of {len(reports)} prompt positions move toward the image."
+    summary = (
+        f"{moved} of {len(reports)} prompt positions move toward the image. Lit patches: "
+        "what the prompt's own tokens (the rows before the padding) take."
+    )
     pictures = "".join(
-        _picture(image, number, _patch_heat(reports, number, per_image, grid), grid)
+        _picture(image, number, _patch_heat(tokens, number, per_image, grid), grid)
         for number, image in enumerate(images)
     )
     return (
@@ -200,7 +203,7 @@ def _picture(image: Image.Image, number: int, heat: torch.Tensor, grid: int) -> 
     data = base64.b64encode(buffer.getvalue()).decode()
     return (
         f'<figure class="flexdiffuse-image" data-image="{number}" data-grid="{grid}">'
-        f'<img src="data:image/png;base64,{data}" alt="guidance image {number + 1}">'
-        '<div class="flexdiffuse-patch"></div>'
+        f'<div class="flexdiffuse-frame"><img src="data:image/png;base64,{data}" '
+        f'alt="guidance image {number + 1}"><div class="flexdiffuse-patch"></div></div>'
         f"<figcaption>image {number + 1}</figcaption></figure>"
     )
