@@ -98,7 +98,7 @@ def vision_state_dict(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
     )
 
 
-def vision_config(state: Mapping[str, torch.Tensor], given: Any = None):
+def vision_config(state: Mapping[str, torch.Tensor], given: Any = None) -> Any:
     """A ``CLIPVisionConfig`` that fits the tensors of :func:`vision_state_dict`.
 
     ``given`` (a config found beside the weights) supplies what shapes cannot tell, the

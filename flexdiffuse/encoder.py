@@ -189,13 +189,17 @@ class ImageEncoder:
 
     @property
     def device(self) -> torch.device:
+        """Where the tower runs."""
         return next(self.model.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The tower's dtype."""
         return next(self.model.parameters()).dtype
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> ImageEncoder:
         """Move the tower like ``Module.to``; returns self. Cached encodings stay as they are."""
         self.model.to(device=device, dtype=dtype)
         return self

@@ -46,6 +46,7 @@ class Slot:
 
     @property
     def stop(self) -> int:
+        """One past the last channel of the slice."""
         return self.start + self.tower.width
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -21,8 +20,6 @@ from .preview import preview_from_panel
 from .settings import register_settings
 from .ui import build_panel
 from .xyz import add_axis_options, overrides_of
-
-logger = logging.getLogger(__name__)
 
 TITLE = "FlexDiffuse"
 FORGE_WARNING = (
@@ -44,12 +41,15 @@ class FlexDiffuseScript(scripts.Script):
         self.prompts[created.component.elem_id] = created.component
 
     def title(self) -> str:
+        """The script's name; lower-cased, the API's ``alwayson_scripts`` key."""
         return TITLE
 
     def show(self, is_img2img: bool) -> Any:
+        """Shown in both tabs, always (the accordion's checkbox enables it)."""
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img: bool) -> list[Any]:
+        """Build the panel; its controls' values become the script's arguments."""
         prompt = self.prompts.get("img2img_prompt" if is_img2img else "txt2img_prompt")
         panel = build_panel(
             self.elem_id,
@@ -62,6 +62,7 @@ class FlexDiffuseScript(scripts.Script):
         return panel.inputs
 
     def process(self, p: Any, *args: Any) -> None:
+        """Set up guidance for the job ``p`` (once per job, before its first batch)."""
         start_job(p, args)
 
 
