@@ -93,6 +93,20 @@ def exclusive() -> Iterator[None]:
         yield
 
 
+def first_scheduled_text(prompt: str) -> str:
+    """The text the checkpoint encodes first for ``prompt``, as A1111 reads prompts.
+
+    Extra networks (``<lora:...>``) removed, the first ``AND`` sub-prompt, at the first step
+    of prompt editing and alternation.
+    """
+    from modules import extra_networks, prompt_parser
+
+    text, _ = extra_networks.parse_prompt(prompt)
+    _, sub_prompts, _ = prompt_parser.get_multicond_prompt_list([text])
+    schedule = prompt_parser.get_learned_conditioning_prompt_schedules([sub_prompts[0]], 100)
+    return schedule[0][0][1]
+
+
 START, END, PAD = "<start>", "<end>", ""
 
 

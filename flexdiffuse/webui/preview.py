@@ -41,10 +41,14 @@ def preview_from_panel(prompt: str, *args: Any) -> str:
 
 
 def preview_html(prompt: str, request: GuidanceRequest) -> str:
-    """The preview of ``prompt`` guided as ``request`` asks, as HTML (errors included)."""
+    """The preview of ``prompt`` guided as ``request`` asks, as HTML (errors included).
+
+    It shows the text the checkpoint encodes first (see :func:`host.first_scheduled_text`).
+    """
     started = time.perf_counter()
     try:
         with host.exclusive():
+            prompt = host.first_scheduled_text(prompt)
             cond = host.encode_prompt(prompt)
             tokens = cond["crossattn"] if isinstance(cond, dict) else cond
             guidance = build_guidance(request, tokens.shape[-1]).prompt

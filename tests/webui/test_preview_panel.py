@@ -97,3 +97,14 @@ def test_an_unsupported_checkpoint_is_explained(webui):
     page = click_preview(webui, "a cat", webui.args(image=IMAGE))
     assert "flexdiffuse-error" in page
     assert "cannot guide SD 3" in page
+
+
+def test_the_preview_reads_the_prompt_as_a1111_encodes_it_first(webui):
+    page = click_preview(
+        webui, "a <lora:ink:0.8> [red:blue:0.5] cat AND a dog", webui.args(image=IMAGE)
+    )
+    tokens = re.findall(r"<td>([^<]*)</td>", page)
+    assert "red" in tokens
+    assert "blue" not in tokens
+    assert "dog" not in tokens
+    assert not any("lora" in token for token in tokens)

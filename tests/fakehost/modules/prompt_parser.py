@@ -79,7 +79,7 @@ def get_learned_conditioning(model, prompts, steps, hires_steps=None, use_old_sc
         if prompt in cache:
             res.append(cache[prompt])
             continue
-        schedule = prompt_schedule(prompt, steps)
+        schedule = get_learned_conditioning_prompt_schedules([prompt], steps)[0]
         conds = model.get_learned_conditioning(
             SdConditioning([text for _, text in schedule], copy_from=prompts)
         )
@@ -96,10 +96,14 @@ _AND = re.compile(r"\bAND\b")
 _WEIGHT = re.compile(r"^(.*?)(?:\s*:\s*([-+]?\d*\.?\d+))?\s*$", re.DOTALL)
 
 
-def get_multicond_learned_conditioning(
-    model, prompts, steps, hires_steps=None, use_old_scheduling=False
+def get_learned_conditioning_prompt_schedules(
+    prompts, base_steps, hires_steps=None, use_old_scheduling=False
 ):
-    flat, indexes = [], []
+    return [prompt_schedule(prompt, base_steps) for prompt in prompts]
+
+
+def get_multicond_prompt_list(prompts):
+    flat, res_indexes = [], []
     for prompt in prompts:
         item = []
         for sub in _AND.split(prompt):
@@ -108,8 +112,15 @@ def get_multicond_learned_conditioning(
             if text not in flat:
                 flat.append(text)
             item.append((flat.index(text), float(weight) if weight else 1.0))
-        indexes.append(item)
-    learned = get_learned_conditioning(model, SdConditioning(flat, copy_from=prompts), steps)
+        res_indexes.append(item)
+    return res_indexes, SdConditioning(flat, copy_from=prompts), {t: i for i, t in enumerate(flat)}
+
+
+def get_multicond_learned_conditioning(
+    model, prompts, steps, hires_steps=None, use_old_scheduling=False
+):
+    indexes, flat, _ = get_multicond_prompt_list(prompts)
+    learned = get_learned_conditioning(model, flat, steps)
     batch = [
         [ComposableScheduledPromptConditioning(learned[i], w) for i, w in item] for item in indexes
     ]
