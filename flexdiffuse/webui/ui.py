@@ -27,11 +27,6 @@ class Panel:
     controls: dict[str, Any]
 
     @property
-    def enabled(self) -> Any:
-        """The enable switch (the accordion's checkbox)."""
-        return self.controls["enabled"]
-
-    @property
     def inputs(self) -> list[Any]:
         """The controls in the script's argument order."""
         return [self.controls[name] for name in ARG_NAMES]
