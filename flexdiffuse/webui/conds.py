@@ -21,8 +21,13 @@ import torch
 Cond = torch.Tensor | dict[str, torch.Tensor]
 """One prompt's conditioning: ``[77*k, d]``, or SDXL's dict with ``crossattn`` and ``vector``."""
 
-GuideRow = Callable[[Cond, bool], Cond]
+GuideStack = Callable[[Cond, bool], Cond]
 """Returns the guided copy of stacked conditionings; the flag says their prompts are empty."""
+
+
+def token_states(cond: Cond) -> torch.Tensor:
+    """The token states of a conditioning (SDXL's ``crossattn``; others are nothing else)."""
+    return cond["crossattn"] if isinstance(cond, dict) else cond
 
 
 def schedule_index(schedules: Sequence[Any], step: int) -> int:
@@ -64,7 +69,7 @@ def _scheduled(item: int, schedules: Sequence[Any], step: int | None) -> Iterato
 def cond_width(multicond: Any) -> int:
     """The width of a prompt batch's conditionings (SDXL: of its token states)."""
     _, cond = next(cond_rows(multicond, None))
-    return (cond["crossattn"] if isinstance(cond, dict) else cond).shape[-1]
+    return token_states(cond).shape[-1]
 
 
 def stack_rows(rows: Sequence[Cond]) -> Cond:
@@ -99,7 +104,7 @@ class GuidedBatches:
     remembered by the identities of their rows.
     """
 
-    def __init__(self, guide: GuideRow) -> None:
+    def __init__(self, guide: GuideStack) -> None:
         self._guide = guide
         self._rows: dict[tuple[int, bool], tuple[Cond, Cond]] = {}
         self._batches: dict[tuple[tuple[int, bool], ...], Cond] = {}

@@ -17,7 +17,7 @@ from typing import Any
 from ..engine import PURE_IMAGE_WARNING
 from ..guidance import ImageGuidance
 from .args import GuidanceRequest
-from .conds import Cond, GuidedBatches, cond_rows, uncond_rows
+from .conds import Cond, GuidedBatches, cond_rows, token_states, uncond_rows
 from .errors import FlexDiffuseError
 
 JOB_ATTRIBUTE = "flexdiffuse_job"
@@ -60,6 +60,7 @@ class GuidedJob:
         self._prompts: GuidedBatches | None = None  # set with the guidance it applies
         self._negatives: GuidedBatches | None = None
         self._warned_pure = False
+        self._empty: tuple[Sequence[str], list[bool]] | None = None  # prompts, their flags
 
     @classmethod
     def failed(cls, error: BaseException) -> GuidedJob:
@@ -151,8 +152,12 @@ class GuidedJob:
             self._negatives = GuidedBatches(lambda cond, _: _guide_cond(negative, cond, False))
 
     def _empty_prompts(self, p: Any) -> list[bool]:
+        """Which prompts of this pass are empty; read once per prompt list, not every step."""
         prompts: Sequence[str] = p.hr_prompts if getattr(p, "is_hr_pass", False) else p.prompts
+        if self._empty is not None and self._empty[0] is prompts:
+            return self._empty[1]
         empty = [not prompt.strip() for prompt in prompts]
+        self._empty = (prompts, empty)
         if any(empty) and not self._warned_pure:
             self._warned_pure = True  # the engine logs it; this shows it under the images
             if hasattr(p, "comment"):
@@ -171,8 +176,7 @@ def _guide_cond(guidance: ImageGuidance, cond: Cond, empty: bool) -> Cond:
 
 def _replace_rows(text_cond: Cond, guided: Cond) -> Cond:
     """``guided`` in the form of ``text_cond`` (SDXL's dict keeps its class), shapes checked."""
-    old = text_cond["crossattn"] if isinstance(text_cond, dict) else text_cond
-    new = guided["crossattn"] if isinstance(guided, dict) else guided
+    old, new = token_states(text_cond), token_states(guided)
     if old.shape != new.shape:
         raise ValueError(
             f"This step's conditioning has shape {tuple(old.shape)}, but FlexDiffuse "

@@ -10,6 +10,7 @@ from ..guidance import ImageGuidance, TowerGuidance
 from ..params import GuidanceParams
 from . import host
 from .args import NEGATIVE_SLOT, GuidanceRequest, weight_of
+from .conds import token_states
 from .errors import FlexDiffuseError
 from .families import SDXL, VIT_BIGG, Family, Slot, detect_family
 from .job import JobGuidance
@@ -151,8 +152,7 @@ def _check_width(width: int, family: Family) -> None:
 def _encode_concepts(text: str) -> torch.Tensor | None:
     if not text.strip():
         return None
-    cond = host.encode_prompt(text)
-    tokens = cond["crossattn"] if isinstance(cond, dict) else cond
+    tokens = token_states(host.encode_prompt(text))
     if tokens.shape[0] > CHUNK:
         raise FlexDiffuseError(
             f"The mapping concepts prompt is {tokens.shape[0] // CHUNK} chunks long; it must fit "

@@ -22,6 +22,7 @@ from ..engine import PURE_IMAGE_WARNING
 from ..preview import PositionReport, explain
 from . import host
 from .args import GuidanceRequest, parse_script_args
+from .conds import token_states
 from .errors import FlexDiffuseError
 from .prepare import build_guidance
 
@@ -49,8 +50,7 @@ def preview_html(prompt: str, request: GuidanceRequest) -> str:
     try:
         with host.exclusive():
             prompt = host.first_scheduled_text(prompt)
-            cond = host.encode_prompt(prompt)
-            tokens = cond["crossattn"] if isinstance(cond, dict) else cond
+            tokens = token_states(host.encode_prompt(prompt))
             guidance = build_guidance(request, tokens.shape[-1]).prompt
             labels = host.prompt_token_labels(prompt)
     except (FlexDiffuseError, ModelLoadError, ValueError) as error:
