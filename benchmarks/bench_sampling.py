@@ -31,7 +31,8 @@ from sdmodel import FakeSdModel  # noqa: E402
 
 from flexdiffuse import GuidanceParams  # noqa: E402
 from flexdiffuse.guidance import ImageGuidance, TowerGuidance  # noqa: E402
-from flexdiffuse.webui.job import GuidedJob  # noqa: E402
+from flexdiffuse.webui.args import GuidanceRequest  # noqa: E402
+from flexdiffuse.webui.job import GuidedJob, JobGuidance  # noqa: E402
 
 STEPS = 20
 FAMILIES = {"SD 1.x": ("sd1", (0, 768)), "SDXL": ("sdxl", (0, 768), (768, 1280))}
@@ -49,7 +50,8 @@ def bench_row(family: str, batch: int, chunks: int, edit: bool, repeat: int) -> 
         TowerGuidance(start, torch.randn(257, width, generator=generator)) for start, width in slots
     )
     guidance = ImageGuidance(GuidanceParams(), towers)
-    job = GuidedJob(None, lambda p: guidance)
+    request = GuidanceRequest(True, {}, guidance.params)
+    job = GuidedJob(request, lambda p: JobGuidance(guidance, None))
     p = SimpleNamespace(c=cond, prompts=prompts, is_hr_pass=False)
     denoiser = SimpleNamespace(
         p=p, step=0, sampler=SimpleNamespace(sampler_extra_args={"cond": cond})

@@ -1,0 +1,35 @@
+"""Each benchmark still runs (one small row each): CI never runs them in full."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # bench_sampling and bench_preview import bench_guide's timer
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_guide_row():
+    bench = load("bench_guide")
+    args = argparse.Namespace(repeat=1, no_oracle=True)
+    row = bench.bench_row(torch.device("cpu"), 1, 1, False, True, args, torch.Generator())
+    assert row.startswith("| cpu | 1 | 1 | off | on |")
+
+
+def test_bench_sampling_row():
+    assert load("bench_sampling").bench_row("SDXL", 1, 1, True, 1).startswith("| SDXL | 1 | 1 |")
+
+
+def test_bench_preview_row():
+    assert load("bench_preview").bench_row(2, True, 1).startswith("| 2 | on |")
