@@ -23,6 +23,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "fakehost"), str(ROOT / "benchma
 from bench_guide import timed  # noqa: E402
 
 from flexdiffuse import GuidanceParams  # noqa: E402
+from flexdiffuse.images import GuidanceImage  # noqa: E402
 from flexdiffuse.preview import explain  # noqa: E402
 from flexdiffuse.webui.preview import render_mapping  # noqa: E402
 
@@ -34,7 +35,10 @@ def bench_row(images: int, concepts: bool, repeat: int) -> str:
     text = torch.randn(77, WIDTH, generator=generator)
     tokens = torch.randn(TOKENS * images, WIDTH, generator=generator)
     concept = torch.randn(77, WIDTH, generator=generator) if concepts else None
-    pictures = [Image.new("RGB", (512, 512), (40 * i, 90, 160)) for i in range(images)]
+    pictures = [
+        GuidanceImage.from_pil(Image.new("RGB", (512, 512), (40 * i, 90, 160)))
+        for i in range(images)
+    ]
     labels = [["<start>", *[f"word{i}" for i in range(1, 20)], "<end>", *[""] * 56]]
     params = GuidanceParams()
     cpu = torch.device("cpu")

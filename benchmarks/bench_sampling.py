@@ -26,20 +26,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "fakehost"), str(ROOT / "benchmarks")]
 
 from bench_guide import timed  # noqa: E402
-from modules import prompt_parser  # noqa: E402
+from modules import prompt_parser, shared  # noqa: E402
 from sdmodel import FakeSdModel  # noqa: E402
 
-from flexdiffuse import GuidanceParams  # noqa: E402
-from flexdiffuse.guidance import ImageGuidance, TowerGuidance  # noqa: E402
-from flexdiffuse.webui.args import GuidanceRequest  # noqa: E402
-from flexdiffuse.webui.job import GuidedJob, JobGuidance  # noqa: E402
+from flexdiffuse import GuidanceParams, JobParams  # noqa: E402
+from flexdiffuse.guidance import ConditioningGuide, PartGuide  # noqa: E402
+from flexdiffuse.webui.args import ScriptArgs  # noqa: E402
+from flexdiffuse.webui.hosts.a1111 import A1111Host  # noqa: E402
+from flexdiffuse.webui.job import GuidedJob, JobGuides  # noqa: E402
 
 STEPS = 20
 FAMILIES = {"SD 1.x": ("sd1", (0, 768)), "SDXL": ("sdxl", (0, 768), (768, 1280))}
 
 
 def bench_row(family: str, batch: int, chunks: int, edit: bool, repeat: int) -> str:
-    flags, *slots = FAMILIES[family]
+    flags, *parts = FAMILIES[family]
     model = FakeSdModel(flags)
     words = " ".join(f"word{i}" for i in range(75 * chunks - 10))
     prompt = f"a [cat:dog:0.5] {words}" if edit else f"a cat {words}"
@@ -47,20 +48,23 @@ def bench_row(family: str, batch: int, chunks: int, edit: bool, repeat: int) -> 
     cond = prompt_parser.get_multicond_learned_conditioning(model, prompts, STEPS)
     generator = torch.Generator().manual_seed(0)
     towers = tuple(
-        TowerGuidance(start, torch.randn(257, width, generator=generator)) for start, width in slots
+        PartGuide(start, torch.randn(257, width, generator=generator)) for start, width in parts
     )
-    guidance = ImageGuidance(GuidanceParams(), towers)
-    request = GuidanceRequest(True, {}, guidance.params)
-    job = GuidedJob(request, lambda p: JobGuidance(guidance, None))
-    p = SimpleNamespace(c=cond, prompts=prompts, is_hr_pass=False)
+    guidance = ConditioningGuide(GuidanceParams(), towers)
+    shared.sd_model = model
+    job = GuidedJob(
+        ScriptArgs(True, {}, JobParams()), lambda width: JobGuides(guidance, None), A1111Host()
+    )
+    p = SimpleNamespace(c=cond, uc=None, prompts=prompts, is_hr_pass=False)
+    extra_args = {"cond": cond, "uncond": None}
     denoiser = SimpleNamespace(
-        p=p, step=0, sampler=SimpleNamespace(sampler_extra_args={"cond": cond})
+        p=p, step=0, total_steps=STEPS, sampler=SimpleNamespace(sampler_extra_args=extra_args)
     )
     _, text_cond = prompt_parser.reconstruct_multicond_batch(cond, 0)
     params = SimpleNamespace(denoiser=denoiser, text_cond=text_cond)
 
     def prepare():
-        job.guidance = None
+        job.guides = None
         job.before_sampling(p)
 
     def step():

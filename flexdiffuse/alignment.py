@@ -1,4 +1,4 @@
-"""Spec section 1: how well each image token aligns with each prompt position."""
+"""docs/algorithm.md §1: how well each image token aligns with each prompt position."""
 
 from __future__ import annotations
 

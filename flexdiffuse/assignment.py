@@ -1,4 +1,4 @@
-"""Spec section 2: which image token each editable text position takes."""
+"""docs/algorithm.md §2: which image token each editable text position takes."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def assign(align: torch.Tensor, *, reuse: bool, order: str = "fit") -> Assignmen
     """Assign image tokens to positions from an alignment ``[..., n, P]``.
 
     With ``reuse`` every position takes its best image token (lowest index on ties). Without
-    it each image token is taken at most once, greedily in the spec's ``order``: ``"fit"``
-    (best pairs first) or ``"text"`` (positions left to right).
+    it each image token is taken at most once, greedily in the ``order`` of
+    docs/algorithm.md §2: ``"fit"`` (best pairs first) or ``"text"`` (positions left to right).
     """
     if reuse:
         score, index = align.max(dim=-2)
@@ -57,7 +57,7 @@ def _assign_optimal_fit(align: torch.Tensor) -> Assignment:
     rows = torch.arange(values.shape[0], device=align.device)
     picks = []
     for _ in range(steps):
-        # Flattened argmax = the spec's order: score, then position, then image index.
+        # Flattened argmax = §2's order: score, then position, then image index.
         score, flat = values.flatten(1).max(dim=1)
         position = flat // (steps + 1)
         image = images[rows, position, flat % (steps + 1)]

@@ -1,4 +1,4 @@
-"""Spec section 5: the "mapping concepts" prompt picks which image concepts to map."""
+"""docs/algorithm.md §5: the "mapping concepts" prompt picks which image concepts to map."""
 
 from __future__ import annotations
 
@@ -48,24 +48,15 @@ def concept_hits(text: torch.Tensor, mapping: ConceptMap, concept_threshold: flo
     return ConceptHits(hit, image_index)
 
 
-def apply_concepts(
-    guided: torch.Tensor,
-    text: torch.Tensor,
-    image: torch.Tensor,
-    mapping: ConceptMap,
-    concept_threshold: float,
-    token_weights: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Step 3: positions a concept maps take its image token, overriding ``guided``.
+def concept_weights(
+    hits: ConceptHits, token_weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 3: the weight and whole-take flag of every position a concept maps.
 
-    The override ignores the max cap. With ``token_weights`` a position moves from its text
-    toward the image token by that token's weight (all the way from 1 up).
+    A mapped position takes its concept's image token whole, ignoring the max cap. With
+    ``token_weights`` it moves that token's weight of the way instead (all of it from 1 up).
     """
-    hit, image_index = concept_hits(text, mapping, concept_threshold)
-    target = image.to(guided.dtype)[image_index.clamp(min=0)]
+    mix = torch.ones_like(hits.hit, dtype=torch.float32)
     if token_weights is not None:
-        mix = token_weights[image_index.clamp(min=0)].clamp(max=1).unsqueeze(-1)
-        source = text[..., 1:, :].to(guided.dtype)
-        target = torch.where(mix >= 1, target, source + (target - source) * mix)
-    editable = torch.where(hit.unsqueeze(-1), target, guided[..., 1:, :])
-    return torch.cat([guided[..., :1, :], editable], dim=-2)
+        mix = token_weights[hits.image_index.clamp(min=0)].clamp(max=1)
+    return mix, mix >= 1

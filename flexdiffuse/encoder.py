@@ -53,21 +53,28 @@ class TokenCache:
 
 
 def image_digest(image: Image.Image) -> str:
-    """A hex digest of what the encoder sees of ``image``: its upright pixels and mode.
+    """A hex digest of what the encoder sees of ``image``: its pixels, mode and orientation.
 
     Equal for copies of one picture, different for any change of pixels, size, mode or EXIF
-    orientation. Hosts show its first characters as the image's hash.
+    orientation. Hosts show its first characters as the image's hash. Pixels are read in
+    strips, so a huge image costs no second full-size copy.
     """
     _check_image(image)
-    upright = ImageOps.exif_transpose(image)
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{upright.mode} {upright.width}x{upright.height} ".encode())
-    digest.update(upright.tobytes())
+    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    digest.update(f"{image.mode} {image.width}x{image.height} {orientation} ".encode())
+    rows = max(1, _DIGEST_STRIP_BYTES // max(1, image.width * len(image.getbands()) * 4))
+    for top in range(0, image.height, rows):
+        digest.update(image.crop((0, top, image.width, min(image.height, top + rows))).tobytes())
     return digest.hexdigest()
 
 
+_EXIF_ORIENTATION = 0x0112
+_DIGEST_STRIP_BYTES = 8 << 20
+
+
 class ImageEncoder:
-    """Turns a PIL image into the spec's image tokens ``[n, d]``.
+    """Turns a PIL image into its image tokens (docs/algorithm.md, "Image tokens") ``[n, d]``.
 
     Every token of the tower's last hidden state (class token and patches) goes through the
     post-layernorm and the visual projection. Encodings are cached by image content (pass a
@@ -204,9 +211,12 @@ class ImageEncoder:
         self.model.to(device=device, dtype=dtype)
         return self
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        """The image tokens ``[n, d]`` of ``image`` on the tower's device and dtype."""
-        key = image_digest(image)
+    def __call__(self, image: Image.Image, digest: str | None = None) -> torch.Tensor:
+        """The image tokens ``[n, d]`` of ``image`` on the tower's device and dtype.
+
+        ``digest`` is ``image``'s :func:`image_digest` when the caller knows it already.
+        """
+        key = digest or image_digest(image)
         tokens = self.cache.get(key)
         if tokens is None:
             tokens = self._encode(prepare_image(image, self.model.config.image_size))

@@ -1,17 +1,24 @@
-"""The guidance entry points: validate inputs, split chunks, run the spec's steps."""
+"""The engine's entry points: validate inputs, plan every position's move, apply the plan.
+
+:func:`plan_guidance` runs the algorithm's decisions (docs/algorithm.md §1-§5: alignment,
+assignment, weights, tween plan, concepts) and returns them per position as a
+:class:`GuidancePlan`; :func:`guide` applies a plan to the text states and
+:func:`~flexdiffuse.preview.explain` reports one, so the two can never disagree.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import torch
 
 from .alignment import alignment
 from .assignment import assign
-from .concepts import apply_concepts, concept_map
+from .concepts import concept_hits, concept_map, concept_weights
 from .params import GuidanceParams
-from .tween import tween
-from .weights import guidance_weights
+from .tween import TweenPlan, tween, tween_plan
+from .weights import guidance_weights, weights_can_move
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +31,21 @@ PURE_IMAGE_WARNING = (
 )
 
 
+class GuidancePlan(NamedTuple):
+    """How every editable position of every chunk moves, ``[..., 76]`` each.
+
+    ``index`` is the image token it moves toward (-1: none), ``score`` their alignment,
+    ``weight`` how far it moves (0: unchanged, negative: away), ``whole`` whether it takes the
+    token whole, ``concept`` whether a mapping concept decided it.
+    """
+
+    index: torch.Tensor
+    score: torch.Tensor
+    weight: torch.Tensor
+    whole: torch.Tensor
+    concept: torch.Tensor
+
+
 def guide(
     text_cond: torch.Tensor,
     image_tokens: torch.Tensor,
@@ -33,19 +55,19 @@ def guide(
     token_weights: torch.Tensor | None = None,
     check_finite: bool = True,
 ) -> torch.Tensor:
-    """Move prompt tokens toward their best-aligned image tokens (spec sections 1-5).
+    """Move prompt tokens toward their best-aligned image tokens (docs/algorithm.md §1-§5).
 
     Args:
         text_cond: text-encoder states ``[..., 77*k, d]``; each 77-token chunk is guided on
             its own, and any leading dimensions (batch, rows) are independent prompts.
         image_tokens: the guidance image's tokens ``[n, d]`` (see :class:`ImageEncoder`).
-        params: the guidance parameters.
+        params: the engine's parameters (job settings such as the step window are not).
         concept_cond: the encoded mapping-concepts prompt ``[77, d]``, or None for no
             concept mapping.
-        token_weights: a weight per image token ``[n]`` (an extension beyond the spec, for
-            several images of their own weights): a position's capped weight is multiplied by
-            its image token's weight, and a concept-mapped position moves that fraction of
-            the way (all of it from 1 up). None is the spec: every token weighs 1.
+        token_weights: a weight per image token ``[n]`` (docs/algorithm.md §9, for several
+            images of their own weights): a position's capped weight is multiplied by its
+            image token's weight, and a concept-mapped position moves that fraction of the
+            way (all of it from 1 up). None: every token weighs 1.
         check_finite: reject NaN/inf inputs. This reads one flag back from the device; pass
             False where the inputs are known to be finite.
 
@@ -56,14 +78,33 @@ def guide(
         ValueError: shapes that do not fit together, empty or non-finite inputs.
     """
     check_inputs(text_cond, image_tokens, concept_cond, token_weights, check_finite=check_finite)
-    if not params.has_weights and concept_cond is None:
-        return text_cond.clone()
-
-    chunks = text_cond.reshape(-1, CHUNK, text_cond.shape[-1])
+    chunks = _chunks(text_cond)
     image = image_tokens.to(text_cond.device)
+    plan = plan_guidance(chunks, image, params, concept_cond, token_weights)
+    guided = tween(chunks, image, plan.index, TweenPlan(plan.weight, plan.whole))
+    return guided.to(text_cond.dtype).reshape(text_cond.shape)
+
+
+def plan_guidance(
+    chunks: torch.Tensor,
+    image: torch.Tensor,
+    params: GuidanceParams,
+    concept_cond: torch.Tensor | None = None,
+    token_weights: torch.Tensor | None = None,
+) -> GuidancePlan:
+    """Every editable position's move for prompt chunks ``[..., 77, d]`` (inputs checked).
+
+    ``image`` must be on the chunks' device; see :func:`guide` for the other arguments.
+    """
+    if not isinstance(params, GuidanceParams):
+        raise TypeError(
+            f"params must be GuidanceParams (the engine's parameters), got {type(params).__name__}"
+            "; pass JobParams.guidance."
+        )
     if token_weights is not None:
-        token_weights = token_weights.to(device=text_cond.device, dtype=torch.float32)
-    taken = assign(alignment(chunks, image), reuse=params.reuse, order=params.order)
+        token_weights = token_weights.to(device=chunks.device, dtype=torch.float32)
+    align = alignment(chunks, image)
+    taken = assign(align, reuse=params.reuse, order=params.order)
     weights = guidance_weights(
         taken.score,
         linear=params.linear,
@@ -71,19 +112,43 @@ def guide(
         threshold_mult=params.threshold_mult,
         threshold_floor=params.threshold_floor,
     )
-    guided = tween(chunks, image, taken, weights, params.max_guidance, token_weights)
+    weight, whole = tween_plan(taken, weights, params.max_guidance, token_weights)
+    index, score = taken.index, taken.score
+    concept = torch.zeros_like(whole)
     if concept_cond is not None:
-        mapping = concept_map(concept_cond.to(text_cond.device), image)
-        guided = apply_concepts(
-            guided, chunks, image, mapping, params.concept_threshold, token_weights
-        )
-    return guided.to(text_cond.dtype).reshape(text_cond.shape)
+        mapping = concept_map(concept_cond.to(chunks.device), image)
+        hits = concept_hits(chunks, mapping, params.concept_threshold)
+        mix, mix_whole = concept_weights(hits, token_weights)
+        concept = hits.hit
+        index = torch.where(concept, hits.image_index, index)
+        weight = torch.where(concept, mix, weight)
+        whole = torch.where(concept, mix_whole, whole)
+        mapped = align.gather(-2, index.clamp(min=0).unsqueeze(-2)).squeeze(-2)
+        score = torch.where(concept, mapped, score)
+    return GuidancePlan(index, score, weight, whole, concept)
+
+
+def moves_tokens(params: GuidanceParams) -> bool:
+    """Whether ``params`` can move any token at all, before any concept mapping.
+
+    False means :func:`guide` returns the prompt unchanged unless a concepts prompt maps it.
+    """
+    return weights_can_move(
+        linear=params.linear,
+        clustered=params.clustered,
+        threshold_mult=params.threshold_mult,
+        max_guidance=params.max_guidance,
+    )
+
+
+def _chunks(text_cond: torch.Tensor) -> torch.Tensor:
+    return text_cond.reshape(-1, CHUNK, text_cond.shape[-1])
 
 
 def pure_image_guidance(
     text_cond: torch.Tensor, image_tokens: torch.Tensor, *, check_finite: bool = True
 ) -> torch.Tensor:
-    """Spec section 6: replace an empty prompt's chunk(s) by the image itself.
+    """docs/algorithm.md §6: replace an empty prompt's chunk(s) by the image itself.
 
     ``text_cond`` is the encoded empty prompt ``[..., 77*k, d]``; every chunk keeps its header
     and takes the first 76 image tokens (fewer image tokens leave the rest unchanged). Logs

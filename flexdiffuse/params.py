@@ -1,7 +1,12 @@
-"""The guidance parameters: one dataclass that owns defaults, ranges, validation and names.
+"""The parameters: one spec per parameter, owned by the dataclass that uses it.
 
-Every user-facing surface (the A1111 panel, the HTTP API, infotext, the X/Y/Z plot axes) is
-generated from :data:`PARAM_SPECS`, so a new parameter is added here and nowhere else.
+Two frozen dataclasses hold them. :class:`GuidanceParams` is what the engine uses
+(:func:`~flexdiffuse.engine.guide` accepts nothing else, so a job-only setting can never be
+passed to it); :class:`JobParams` is everything a guided generation is set up with: the
+engine's parameters plus the concepts prompt, the step window, the pooled strength and the
+image weights. Each field carries its :class:`ParamSpec` (label, infotext key, range, hint),
+and :data:`PARAM_SPECS` lists all of them once, so the panel, the HTTP API, infotext and the
+X/Y/Z axes are generated from one place: adding a parameter means adding one field.
 """
 
 from __future__ import annotations
@@ -25,14 +30,14 @@ DECIMALS = 6
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """How one guidance parameter is shown, bounded and named outside Python.
+    """How one parameter is shown, bounded and named outside Python.
 
     ``kind`` is ``"float"``, ``"choice"``, ``"bool"`` or ``"text"``; ``minimum``/``maximum``
     bound floats, ``choices`` maps stored values to labels for ``"choice"``, ``placeholder``
     is the example shown in an empty text box. ``omit_default`` leaves the parameter out of
     infotext while it has its default (an "off" state: missing reads back as the default).
-    ``group`` places its control in the panel: ``"sliders"``, ``"options"`` (beside the
-    guidance image), or the name of the image input it belongs to (``"image_2"``).
+    ``default`` and ``engine`` (whether :class:`GuidanceParams` owns it) are filled in from
+    the field that carries the spec.
     """
 
     name: str
@@ -46,17 +51,17 @@ class ParamSpec:
     choices: Mapping[str, str] | None = None
     placeholder: str = ""
     omit_default: bool = False
-    group: str = "sliders"
+    default: Any = None
+    engine: bool = False
 
 
 def _param(default: Any, *, infotext: str, **spec: Any) -> Any:
-    # The field name is filled in once the class exists (see PARAM_SPECS).
+    # Name, default and owner are filled in once the classes exist (see PARAM_SPECS).
     spec = ParamSpec(name="", infotext=f"{INFOTEXT_PREFIX} {infotext}", **spec)
     return field(default=default, metadata={"spec": spec})
 
 
 def _image_weight(number: int) -> Any:
-    # Image inputs are "image", "image_2", ...; their weights go with them in the panel.
     return _param(
         1.0,
         label=f"Image {number} weight",
@@ -66,16 +71,30 @@ def _image_weight(number: int) -> Any:
         minimum=0.0,
         maximum=2.0,
         omit_default=True,
-        group="image" if number == 1 else f"image_{number}",
     )
 
 
+class _Validated:
+    """Validation and copying shared by both parameter classes."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            spec = f.metadata.get("spec")
+            if spec is not None:
+                value = _coerce(SPECS_BY_NAME[f.name], getattr(self, f.name))
+                object.__setattr__(self, f.name, value)
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with ``changes`` applied and validated."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
 @dataclass(frozen=True)
-class GuidanceParams:
-    """Everything that shapes how the image moves the prompt (spec section 7).
+class GuidanceParams(_Validated):
+    """What the engine needs to move prompt tokens (docs/algorithm.md §3-§5, §7).
 
     Construct with keyword arguments; invalid values raise :class:`ValueError` naming the field
-    and its allowed range. ``GuidanceParams()`` has the spec's defaults.
+    and its allowed range. ``GuidanceParams()`` has the original UI's defaults.
     """
 
     threshold_mult: float = _param(
@@ -130,7 +149,6 @@ class GuidanceParams:
         info="Optimal fit: best-aligned pairs choose first. Text order: earlier tokens first.",
         kind="choice",
         choices=ORDER_LABELS,
-        group="options",
     )
     reuse: bool = _param(
         True,
@@ -138,17 +156,6 @@ class GuidanceParams:
         infotext="reuse",
         info="Let several prompt tokens take the same image token. Off spreads them out.",
         kind="bool",
-        group="options",
-    )
-    concepts: str = _param(
-        "",
-        label="Mapping concepts",
-        infotext="concepts",
-        info="Words naming the image concepts to map; empty maps none. Encoded like the prompt.",
-        kind="text",
-        placeholder="e.g. dog, sunset",
-        omit_default=True,
-        group="options",
     )
     concept_threshold: float = _param(
         0.9,
@@ -158,6 +165,27 @@ class GuidanceParams:
         kind="float",
         minimum=0.0,
         maximum=1.0,
+    )
+
+
+@dataclass(frozen=True)
+class JobParams(_Validated):
+    """Everything a guided generation is set up with: the engine's parameters and the job's.
+
+    ``guidance`` holds the engine's part; the other fields are read by the job (which images
+    guide and how much, when in the run, the concepts prompt to encode). Parameters are read
+    by name with :meth:`get` and changed by name with :meth:`replace`, whichever part owns them.
+    """
+
+    guidance: GuidanceParams = field(default_factory=GuidanceParams)
+    concepts: str = _param(
+        "",
+        label="Mapping concepts",
+        infotext="concepts",
+        info="Words naming the image concepts to map; empty maps none. Encoded like the prompt.",
+        kind="text",
+        placeholder="e.g. dog, sunset",
+        omit_default=True,
     )
     start: float = _param(
         0.0,
@@ -202,49 +230,64 @@ class GuidanceParams:
         minimum=0.0,
         maximum=2.0,
         omit_default=True,
-        group="negative_image",
     )
 
     def __post_init__(self) -> None:
-        for spec in PARAM_SPECS:
-            object.__setattr__(self, spec.name, _coerce(spec, getattr(self, spec.name)))
+        if not isinstance(self.guidance, GuidanceParams):
+            raise ValueError(f"guidance must be GuidanceParams, got {self.guidance!r}.")
+        super().__post_init__()
         if self.start >= self.end:
             raise ValueError(
                 f"start (Guidance start) must be below end (Guidance end), got {self.start:g} "
                 f"and {self.end:g}: no step would be guided."
             )
 
-    @property
-    def has_weights(self) -> bool:
-        """False when linear, clustered and threshold are all 0: only concepts can map."""
-        return any(w != 0 for w in (self.linear, self.clustered, self.threshold_mult))
+    def get(self, name: str) -> Any:
+        """The value of parameter ``name`` (see :data:`PARAM_SPECS`)."""
+        owner = self.guidance if SPECS_BY_NAME[name].engine else self
+        return getattr(owner, name)
 
-    def replace(self, **changes: Any) -> GuidanceParams:
-        """A copy with ``changes`` applied and validated."""
-        return dataclasses.replace(self, **changes)
+    def replace(self, **changes: Any) -> JobParams:
+        """A copy with parameters changed by name, validated (unknown names raise)."""
+        unknown = sorted(set(changes) - set(SPECS_BY_NAME) - {"guidance"})
+        if unknown:
+            raise ValueError(f"Unknown parameter(s) {', '.join(map(repr, unknown))}.")
+        engine = {
+            k: v for k, v in changes.items() if k in SPECS_BY_NAME and SPECS_BY_NAME[k].engine
+        }
+        job = {k: v for k, v in changes.items() if k not in engine}
+        guidance = job.pop("guidance", self.guidance)
+        if engine:
+            guidance = guidance.replace(**engine)
+        return dataclasses.replace(self, guidance=guidance, **job)
 
     def to_infotext(self) -> dict[str, str]:
         """Infotext key -> value for every parameter, but those off at their default."""
-        defaults = GuidanceParams()
         out = {}
         for spec in PARAM_SPECS:
-            value = getattr(self, spec.name)
-            if spec.omit_default and value == getattr(defaults, spec.name):
+            value = self.get(spec.name)
+            if spec.omit_default and value == spec.default:
                 continue
             out[spec.infotext] = format_value(spec, value)
         return out
 
     @classmethod
-    def from_infotext(cls, values: Mapping[str, Any]) -> GuidanceParams:
+    def from_infotext(cls, values: Mapping[str, Any]) -> JobParams:
         """Parameters from parsed infotext; missing keys take their defaults."""
         given = {s.name: values[s.infotext] for s in PARAM_SPECS if s.infotext in values}
-        return cls(**given)
+        return cls().replace(**given)
 
 
-PARAM_SPECS: tuple[ParamSpec, ...] = tuple(
-    dataclasses.replace(f.metadata["spec"], name=f.name) for f in dataclasses.fields(GuidanceParams)
-)
-"""Specs of every :class:`GuidanceParams` field, in the order the UI shows them."""
+def _specs(cls: type, engine: bool) -> tuple[ParamSpec, ...]:
+    return tuple(
+        dataclasses.replace(f.metadata["spec"], name=f.name, default=f.default, engine=engine)
+        for f in dataclasses.fields(cls)
+        if "spec" in f.metadata
+    )
+
+
+PARAM_SPECS: tuple[ParamSpec, ...] = (*_specs(GuidanceParams, True), *_specs(JobParams, False))
+"""Specs of every parameter, the engine's first; the order the panel shows them in."""
 
 SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in PARAM_SPECS}
 
@@ -253,7 +296,7 @@ def check_value(name: str, value: Any) -> Any:
     """``value`` validated for parameter ``name`` alone, in the field's type.
 
     For a value met before its neighbours (an X/Y/Z axis, a pasted key): checks the range
-    but not the rules between fields, which :class:`GuidanceParams` checks.
+    but not the rules between fields, which :class:`JobParams` checks.
 
     Raises:
         ValueError: naming the parameter and its allowed values.
@@ -273,8 +316,22 @@ def format_value(spec: ParamSpec, value: Any) -> str:
     return str(value)
 
 
-_TRUE = {"true", "on", "yes", "1"}
-_FALSE = {"false", "off", "no", "0"}
+TRUE_WORDS = frozenset({"true", "on", "yes", "1"})
+FALSE_WORDS = frozenset({"false", "off", "no", "0"})
+
+
+def read_bool(value: Any) -> bool | None:
+    """``value`` as a boolean (bools, 0/1, and true/false, on/off, yes/no, 1/0 text), or None.
+
+    Every boolean FlexDiffuse reads (switches, infotext, API) goes through this one rule.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    return None
 
 
 def _coerce(spec: ParamSpec, value: Any) -> Any:
@@ -306,18 +363,15 @@ def _coerce_float(spec: ParamSpec, value: Any) -> float:
     if not math.isfinite(number) or not spec.minimum <= number <= spec.maximum:
         raise ValueError(f"{spec.name} ({spec.label}) must be {allowed}, got {value!r}.")
     # Finer values mean nothing to the guidance, and 1e-40 would be 0 in float32 but not in
-    # the spec's real-number reading (any weight > 0 takes a fully aligned token whole).
+    # the real-number reading of the algorithm (any weight > 0 takes a fully aligned token).
     return round(number, DECIMALS)
 
 
 def _coerce_bool(spec: ParamSpec, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise ValueError(f"{spec.name} ({spec.label}) must be true or false, got {value!r}.")
+    result = read_bool(value)
+    if result is None:
+        raise ValueError(f"{spec.name} ({spec.label}) must be true or false, got {value!r}.")
+    return result
 
 
 def _coerce_choice(spec: ParamSpec, value: Any) -> str:

@@ -1,8 +1,8 @@
 """Why a prompt moves as it does: the guidance decisions of every prompt position.
 
-:func:`explain` runs the same steps as :func:`~flexdiffuse.engine.guide` (alignment,
-assignment, weights, tween, concepts) and reports their outcome per position instead of the
-moved states, for hosts to show users what the sliders do.
+:func:`explain` reports the same :class:`~flexdiffuse.engine.GuidancePlan` that
+:func:`~flexdiffuse.engine.guide` applies, position by position, for hosts to show users what
+the sliders do.
 """
 
 from __future__ import annotations
@@ -11,13 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .alignment import alignment
-from .assignment import assign
-from .concepts import concept_hits, concept_map
-from .engine import CHUNK, check_inputs
+from .engine import CHUNK, check_inputs, plan_guidance
 from .params import GuidanceParams
-from .tween import tween_plan
-from .weights import guidance_weights
 
 
 @dataclass(frozen=True)
@@ -25,7 +20,7 @@ class PositionReport:
     """What guidance does at one editable position of one prompt chunk.
 
     ``image_token`` is the index of the image token it is mapped to (-1: none);
-    ``alignment`` is that token's alignment with the position (the spec's score);
+    ``alignment`` is that token's alignment with the position (the score of docs/algorithm.md §2);
     ``weight`` how far it moves toward it (negative: away); ``whole`` whether it takes the
     token whole; ``concept`` whether a mapping concept decided it.
     """
@@ -58,43 +53,15 @@ def explain(
     """
     check_inputs(text_cond, image_tokens, concept_cond, token_weights)
     chunks = text_cond.reshape(-1, CHUNK, text_cond.shape[-1])
-    image = image_tokens.to(chunks.device)
-    if token_weights is not None:
-        token_weights = token_weights.to(device=chunks.device, dtype=torch.float32)
-    align = alignment(chunks, image)
-    taken = assign(align, reuse=params.reuse, order=params.order)
-    index, score = taken.index, taken.score
-    if params.has_weights:
-        weights = guidance_weights(
-            score,
-            linear=params.linear,
-            clustered=params.clustered,
-            threshold_mult=params.threshold_mult,
-            threshold_floor=params.threshold_floor,
-        )
-        weight, whole = tween_plan(taken, weights, params.max_guidance, token_weights)
-    else:  # guide() leaves the prompt as it is
-        weight, whole = torch.zeros_like(score), torch.zeros_like(score, dtype=torch.bool)
-    concept = torch.zeros_like(whole)
-    if concept_cond is not None:
-        hits = concept_hits(
-            chunks, concept_map(concept_cond.to(chunks.device), image), params.concept_threshold
-        )
-        concept = hits.hit
-        mix = torch.ones_like(weight)
-        if token_weights is not None:
-            mix = token_weights[hits.image_index.clamp(min=0)].clamp(max=1)
-        index = torch.where(concept, hits.image_index, index)
-        weight = torch.where(concept, mix, weight)
-        whole = torch.where(concept, mix >= 1, whole)
-        mapped_score = align.gather(-2, index.clamp(min=0).unsqueeze(-2)).squeeze(-2)
-        score = torch.where(concept, mapped_score, score)
+    plan = plan_guidance(
+        chunks, image_tokens.to(chunks.device), params, concept_cond, token_weights
+    )
     rows = zip(
-        index.tolist(),
-        score.tolist(),
-        weight.tolist(),
-        whole.tolist(),
-        concept.tolist(),
+        plan.index.tolist(),
+        plan.score.tolist(),
+        plan.weight.tolist(),
+        plan.whole.tolist(),
+        plan.concept.tolist(),
         strict=True,
     )
     return [

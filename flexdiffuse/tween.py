@@ -1,4 +1,4 @@
-"""Spec section 4: move each editable text token toward its image token by its weight."""
+"""docs/algorithm.md §4: move each editable text token toward its image token by its weight."""
 
 from __future__ import annotations
 
@@ -43,21 +43,15 @@ def tween_plan(
 
 
 def tween(
-    text: torch.Tensor,
-    image: torch.Tensor,
-    assignment: Assignment,
-    weights: torch.Tensor,
-    max_guidance: float,
-    token_weights: torch.Tensor | None = None,
+    text: torch.Tensor, image: torch.Tensor, index: torch.Tensor, plan: TweenPlan
 ) -> torch.Tensor:
     """Tween the editable positions of ``text`` ``[..., 77, d]`` toward ``image`` ``[n, d]``.
 
-    Each position moves as :func:`tween_plan` decides; the header (position 0) is never
-    changed. Works in float32; returns float32.
+    Position ``k`` moves toward image token ``index[..., k]`` as ``plan`` says; the header
+    (position 0) is never changed. Works in float32; returns float32.
     """
-    plan = tween_plan(assignment, weights, max_guidance, token_weights)
     editable = text[..., 1:, :].float()
-    target = image.float()[assignment.index.clamp(min=0)]
+    target = image.float()[index.clamp(min=0)]
     weight = plan.weight.unsqueeze(-1)
     moved = torch.where(plan.whole.unsqueeze(-1), target, editable + (target - editable) * weight)
     keep = (weight == 0).expand_as(editable)

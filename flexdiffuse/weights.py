@@ -1,4 +1,4 @@
-"""Spec section 3: how strongly each editable position moves toward its image token.
+"""docs/algorithm.md §3: how strongly each editable position moves toward its image token.
 
 Every function works on the last dimension (the 76 editable positions, index ``k``) and
 broadcasts over any leading chunk dimensions.
@@ -68,7 +68,7 @@ def threshold_weights(threshold_mult: float, floor: float, score: torch.Tensor) 
 
 
 def blend(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Combine two weight vectors by the spec's whole-vector rule (sign of each maximum).
+    """Combine two weight vectors by §3's whole-vector rule (the sign of each maximum).
 
     Both non-negative at their maximum: elementwise max. ``a`` non-negative but ``b``
     entirely negative: their sum. ``a`` entirely negative: elementwise min.
@@ -95,3 +95,18 @@ def guidance_weights(
     if threshold_mult != 0:
         weights = blend(weights, threshold_weights(threshold_mult, threshold_floor, score))
     return weights
+
+
+def weights_can_move(
+    *, linear: float, clustered: float, threshold_mult: float, max_guidance: float
+) -> bool:
+    """Whether :func:`guidance_weights`, capped at ``max_guidance``, can be non-zero anywhere.
+
+    All method weights 0 give 0 everywhere. Non-negative ones blend to non-negative weights,
+    which a cap of 0 zeroes; a negative one is never capped. Kept beside
+    :func:`guidance_weights` so a new method is added to both (a test checks they agree).
+    """
+    methods = (linear, clustered, threshold_mult)
+    if all(weight == 0 for weight in methods):
+        return False
+    return max_guidance != 0 or any(weight < 0 for weight in methods)

@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from flexdiffuse import PURE_IMAGE_WARNING, GuidanceParams, guide, pure_image_guidance
 from flexdiffuse.alignment import alignment
 from flexdiffuse.assignment import assign
-from tests.helpers import random_tokens
-from tests.test_engine_oracle import guidance_params
+from tests.helpers import guidance_params, random_tokens
 
 D = 32
 NO_WEIGHTS = GuidanceParams(linear=0, clustered=0, threshold_mult=0)

@@ -6,52 +6,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flexdiffuse import GuidanceParams, guide
+from flexdiffuse import guide
 from flexdiffuse.alignment import alignment
 from flexdiffuse.assignment import assign
 from flexdiffuse.weights import guidance_weights
-from tests.helpers import random_tokens
+from tests.helpers import guidance_inputs, guidance_params, random_tokens
 from tests.oracle import CHUNK, oracle_alignment, oracle_assign, oracle_guide, oracle_weights
-
-
-def bounded(low: float, high: float) -> st.SearchStrategy[float]:
-    """Floats in a parameter's range, with its ends and 0 drawn often."""
-    special = [v for v in (low, high, 0.0) if low <= v <= high]
-    return st.one_of(st.sampled_from(special), st.floats(low, high, allow_nan=False))
-
-
-guidance_params = st.builds(
-    GuidanceParams,
-    threshold_mult=bounded(-1, 1),
-    threshold_floor=bounded(0, 1),
-    clustered=bounded(-0.5, 0.5),
-    linear=bounded(-1, 1),
-    max_guidance=bounded(0, 1),
-    order=st.sampled_from(["fit", "text"]),
-    reuse=st.booleans(),
-    concept_threshold=bounded(0, 1),
-)
-
-
-@st.composite
-def guidance_inputs(draw):
-    """Text states, image tokens and maybe concepts, some text close to the image."""
-    seed = draw(st.integers(0, 2**16))
-    width = draw(st.sampled_from([8, 16, 32]))
-    n = draw(st.sampled_from([1, 3, 50, 76, 77, 120]))
-    lead = draw(st.lists(st.integers(1, 2), max_size=2))
-    chunks = draw(st.integers(1, 2))
-    image = random_tokens(n, width, seed=seed)
-    text = random_tokens(*lead, CHUNK * chunks, width, seed=seed + 1)
-    closeness = draw(st.sampled_from([0.0, 0.5, 0.9]))
-    if closeness:  # mix in image tokens so high alignments (threshold, full take) occur
-        picks = torch.randint(0, n, text.shape[:-1], generator=torch.Generator().manual_seed(seed))
-        text = (1 - closeness) * text + closeness * image[picks]
-    concepts = None
-    if draw(st.booleans()):
-        concepts = random_tokens(CHUNK, width, seed=seed + 2)
-        concepts[1:] = 0.5 * concepts[1:] + text.reshape(-1, width)[: CHUNK - 1]
-    return text, image, concepts
 
 
 @settings(max_examples=120)

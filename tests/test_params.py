@@ -1,18 +1,20 @@
-"""GuidanceParams: the spec's defaults and ranges, validation and the infotext round trip."""
+"""The parameters: the algorithm's defaults and ranges, validation, the engine/job split and
+the infotext round trip."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flexdiffuse import PARAM_SPECS, GuidanceParams
-from flexdiffuse.params import DECIMALS, SPECS_BY_NAME, check_value, format_value
-from tests.test_engine_oracle import guidance_params
+from flexdiffuse import PARAM_SPECS, GuidanceParams, JobParams, guide
+from flexdiffuse.params import SPECS_BY_NAME, check_value, format_value
+from tests.helpers import any_job_params, guidance_params
 
-SPEC_TABLE = {  # shared/spec/guidance.md section 7
+SPEC_TABLE = {  # docs/algorithm.md §7
     "threshold_mult": (0.25, -1, 1),
     "threshold_floor": (0.75, 0, 1),
     "clustered": (0.15, -0.5, 0.5),
@@ -22,14 +24,34 @@ SPEC_TABLE = {  # shared/spec/guidance.md section 7
 }
 
 
-def test_defaults_and_ranges_follow_the_spec():
-    params = GuidanceParams()
+def test_defaults_and_ranges_follow_the_algorithm():
+    params = JobParams()
     for name, (default, low, high) in SPEC_TABLE.items():
-        assert getattr(params, name) == default
+        assert params.get(name) == default == SPECS_BY_NAME[name].default
         assert (SPECS_BY_NAME[name].minimum, SPECS_BY_NAME[name].maximum) == (low, high)
-    assert params.order == "fit"
-    assert params.reuse is True
+    assert params.guidance.order == "fit"
+    assert params.guidance.reuse is True
     assert params.concepts == ""
+
+
+def test_the_engine_takes_only_engine_parameters():
+    engine = {spec.name for spec in PARAM_SPECS if spec.engine}
+    assert engine == set(GuidanceParams.__dataclass_fields__)
+    assert "start" not in engine
+    assert "image_weight" not in engine
+    with pytest.raises(TypeError):
+        GuidanceParams(start=0.9)
+    text, image = torch.randn(77, 8), torch.randn(5, 8)
+    with pytest.raises(TypeError, match=r"JobParams\.guidance"):
+        guide(text, image, JobParams())
+
+
+def test_job_parameters_are_read_and_changed_by_name():
+    params = JobParams().replace(linear=0.2, start=0.3, image_2_weight=0)
+    assert params.guidance == GuidanceParams(linear=0.2)
+    assert (params.get("linear"), params.get("start"), params.image_2_weight) == (0.2, 0.3, 0)
+    with pytest.raises(ValueError, match="'lineer'"):
+        params.replace(lineer=1)
 
 
 def test_every_spec_has_a_label_hint_and_unique_infotext_key():
@@ -50,11 +72,12 @@ def test_every_spec_has_a_label_hint_and_unique_infotext_key():
         ("order", "best", "order .* one of 'fit' .*'text'"),
         ("reuse", "maybe", "reuse .* true or false"),
         ("concepts", 5, "concepts .* must be text"),
+        ("pooled", 2, r"pooled \(Pooled image guidance \(SDXL\)\) must be a number from 0 to 1"),
     ],
 )
 def test_invalid_values_name_the_field_and_range(field, value, message):
     with pytest.raises(ValueError, match=message):
-        GuidanceParams(**{field: value})
+        JobParams().replace(**{field: value})
 
 
 def test_text_forms_are_accepted():
@@ -73,16 +96,16 @@ def test_floats_are_rounded_to_a_meaningful_precision():
     assert GuidanceParams(linear=0.1234567891).linear == 0.123457
 
 
-@given(params=guidance_params, concepts=st.text(max_size=40))
-def test_infotext_round_trip(params, concepts):
-    params = params.replace(concepts=concepts)
+@given(guidance=guidance_params, concepts=st.text(max_size=40))
+def test_infotext_round_trip(guidance, concepts):
+    params = JobParams(guidance, concepts=concepts)
     written = params.to_infotext()
-    assert GuidanceParams.from_infotext(written) == params
+    assert JobParams.from_infotext(written) == params
     assert ("FlexDiffuse concepts" in written) == bool(concepts)
 
 
 def test_infotext_values_are_readable():
-    written = GuidanceParams(order="text", reuse=False).to_infotext()
+    written = JobParams().replace(order="text", reuse=False).to_infotext()
     assert written["FlexDiffuse priority"] == "Text order"
     assert written["FlexDiffuse reuse"] == "False"
     assert written["FlexDiffuse linear"] == "0.5"
@@ -90,31 +113,14 @@ def test_infotext_values_are_readable():
 
 
 def test_missing_infotext_keys_take_defaults():
-    assert GuidanceParams.from_infotext({"FlexDiffuse linear": "0.2"}) == GuidanceParams(linear=0.2)
-
-
-def spec_values(spec):
-    """Every valid value of one parameter, read from its spec alone."""
-    if spec.kind == "float":
-        return st.floats(spec.minimum, spec.maximum, allow_nan=False)
-    if spec.kind == "choice":
-        return st.sampled_from(list(spec.choices))
-    if spec.kind == "bool":
-        return st.booleans()
-    return st.text(max_size=40)
-
-
-any_params = (
-    st.fixed_dictionaries({spec.name: spec_values(spec) for spec in PARAM_SPECS})
-    .filter(lambda values: round(values["start"], DECIMALS) < round(values["end"], DECIMALS))
-    .map(lambda values: GuidanceParams(**values))
-)
+    expected = JobParams(GuidanceParams(linear=0.2))
+    assert JobParams.from_infotext({"FlexDiffuse linear": "0.2"}) == expected
 
 
 @pytest.mark.parametrize(("start", "end"), [(0.5, 0.5), (0.8, 0.2)])
 def test_the_guidance_window_must_hold_a_step(start, end):
     with pytest.raises(ValueError, match=r"start \(Guidance start\) must be below end"):
-        GuidanceParams(start=start, end=end)
+        JobParams(start=start, end=end)
 
 
 def test_check_value_checks_one_field_alone():
@@ -123,19 +129,18 @@ def test_check_value_checks_one_field_alone():
         check_value("end", 1.5)
 
 
-@given(params=any_params)
+@given(params=any_job_params)
 def test_every_parameter_round_trips_through_infotext(params):
-    assert GuidanceParams.from_infotext(params.to_infotext()) == params
+    assert JobParams.from_infotext(params.to_infotext()) == params
 
 
 def readme_parameter_table() -> str:
-    defaults = GuidanceParams()
     rows = [
         "| parameter | default | range | what it does | infotext key |",
         "| --- | --- | --- | --- | --- |",
     ]
     for spec in PARAM_SPECS:
-        default = format_value(spec, getattr(defaults, spec.name)) or "(empty)"
+        default = format_value(spec, spec.default) or "(empty)"
         if spec.kind == "float":
             allowed = f"{spec.minimum:g} – {spec.maximum:g}"
         elif spec.kind == "choice":

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from flexdiffuse import GuidanceParams, guide
 from flexdiffuse.preview import explain
-from tests.test_engine_oracle import guidance_inputs, guidance_params
+from tests.helpers import guidance_inputs, guidance_params
 
 
 @settings(max_examples=80)

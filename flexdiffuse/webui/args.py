@@ -1,10 +1,8 @@
-"""The script's arguments, as the panel and the HTTP API send them, read into one request.
+"""The script's arguments, as the panel and the HTTP API send them, read into one object.
 
-A1111 passes an always-visible script the values of its ``ui()`` components, in order: the
-enable switch, the first guidance image, one value per :data:`~flexdiffuse.params.PARAM_SPECS`
-entry, then the other image inputs (:data:`ARG_NAMES`). API clients send the same list in
-``alwayson_scripts``, or a single object naming the values (``{"image": "<base64>",
-"linear": 0.4}``). Nothing here imports A1111.
+A webui passes an always-visible script the values of its ``ui()`` components in order
+(:data:`ARG_NAMES`). API clients send the same list in ``alwayson_scripts``, or a single object
+naming the values (``{"image": "<base64>", "linear": 0.4}``). Nothing here imports the webui.
 """
 
 from __future__ import annotations
@@ -20,66 +18,94 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..params import PARAM_SPECS, GuidanceParams
-from .errors import FlexDiffuseError
+from ..images import KEEP_SIDE, GuidanceImage
+from ..params import PARAM_SPECS, JobParams, read_bool
+from .errors import FlexDiffuseError, as_sentence
 
-IMAGE_SLOTS: tuple[str, ...] = ("image", "image_2", "image_3", "image_4")
+GUIDANCE_INPUTS: tuple[str, ...] = ("image", "image_2", "image_3", "image_4")
 """The guidance image inputs, in order. Their image tokens are candidates together."""
 
-NEGATIVE_SLOT = "negative_image"
+NEGATIVE_INPUT = "negative_image"
 """The input of the image that guides the negative prompt."""
+
+IMAGE_INPUTS: tuple[str, ...] = (*GUIDANCE_INPUTS, NEGATIVE_INPUT)
+
+IMAGE_WEIGHTS: dict[str, str] = {
+    "image": "image_weight",
+    "image_2": "image_2_weight",
+    "image_3": "image_3_weight",
+    "image_4": "image_4_weight",
+    NEGATIVE_INPUT: "negative_weight",
+}
+"""The weight parameter of each image input."""
 
 ARG_NAMES: tuple[str, ...] = (
     "enabled",
-    IMAGE_SLOTS[0],
-    *(spec.name for spec in PARAM_SPECS),
-    *IMAGE_SLOTS[1:],
-    NEGATIVE_SLOT,
+    "image",
+    "threshold_mult",
+    "threshold_floor",
+    "clustered",
+    "linear",
+    "max_guidance",
+    "order",
+    "reuse",
+    "concepts",
+    "concept_threshold",
+    "start",
+    "end",
+    "pooled",
+    "image_weight",
+    "image_2_weight",
+    "image_3_weight",
+    "image_4_weight",
+    "negative_weight",
+    "image_2",
+    "image_3",
+    "image_4",
+    "negative_image",
 )
-"""The script's arguments in ``ui()`` order (new inputs go last, so older API clients' lists
-keep working); also the keys of the API's object form."""
+"""The script's arguments in ``ui()`` order: the positional API. It is a contract with API
+clients: new inputs are appended, never inserted (a test freezes this order)."""
 
-IMAGE_INPUTS: tuple[str, ...] = (*IMAGE_SLOTS, NEGATIVE_SLOT)
-
-WEIGHT_PARAMS: dict[str, str] = {
-    spec.group: spec.name for spec in PARAM_SPECS if spec.group in IMAGE_INPUTS
-}
-"""The weight parameter of each image input (the spec whose group is the input)."""
-
-
-def weight_of(params: GuidanceParams, slot: str) -> float:
-    """The weight of image input ``slot`` in ``params``."""
-    return getattr(params, WEIGHT_PARAMS[slot])
-
+assert set(ARG_NAMES) == {"enabled", *IMAGE_INPUTS, *(s.name for s in PARAM_SPECS)}, (
+    "every parameter and image input needs its place in ARG_NAMES (append new ones)"
+)
 
 MAX_IMAGE_PIXELS = 64_000_000
 """Largest guidance image accepted; the tower sees it at 224 pixels anyway."""
 
-_DATA_URL = re.compile(r"^data:[\w/+.-]*(;[\w=-]+)*;base64,", re.IGNORECASE)
+_DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]*)(?P<params>(;[\w=-]+)*),", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
-class GuidanceRequest:
-    """What one job asks of FlexDiffuse: images by input name (those given) and parameters."""
+class ScriptArgs:
+    """The script's arguments, read: the switch, the images given (by input) and parameters."""
 
     enabled: bool
-    images: Mapping[str, Image.Image]
-    params: GuidanceParams
+    images: Mapping[str, GuidanceImage]
+    params: JobParams
 
-    def guidance_images(self) -> list[tuple[Image.Image, float]]:
+    def weight(self, name: str) -> float:
+        """The weight of image input ``name``."""
+        return self.params.get(IMAGE_WEIGHTS[name])
+
+    def guidance_images(self) -> list[tuple[GuidanceImage, float]]:
         """The guidance images that guide (weight above 0), in order, with their weights."""
-        present = [slot for slot in IMAGE_SLOTS if slot in self.images]
-        weighted = [(self.images[slot], weight_of(self.params, slot)) for slot in present]
-        return [(image, weight) for image, weight in weighted if weight > 0]
+        given = [
+            (self.images[name], self.weight(name))
+            for name in GUIDANCE_INPUTS
+            if name in self.images
+        ]
+        return [(image, weight) for image, weight in given if weight > 0]
 
     @property
-    def negative_image(self) -> Image.Image | None:
+    def negative_image(self) -> GuidanceImage | None:
         """The image the negative prompt is guided toward, if it guides (weight above 0)."""
-        image = self.images.get(NEGATIVE_SLOT)
-        return image if image is not None and weight_of(self.params, NEGATIVE_SLOT) > 0 else None
+        image = self.images.get(NEGATIVE_INPUT)
+        return image if image is not None and self.weight(NEGATIVE_INPUT) > 0 else None
 
 
-def parse_script_args(args: Sequence[Any]) -> GuidanceRequest:
+def parse_script_args(args: Sequence[Any]) -> ScriptArgs:
     """Read the script's arguments (positional, or one object with named values).
 
     Values that are missing take their defaults. A disabled request is not read further, so
@@ -89,31 +115,41 @@ def parse_script_args(args: Sequence[Any]) -> GuidanceRequest:
         FlexDiffuseError: an unknown name, an unreadable image or an out-of-range value.
     """
     values = _named_values(args)
-    enabled = _read_enabled(values.get("enabled", False))
+    enabled = read_enabled(values.pop("enabled", False))
     if not enabled:
-        return GuidanceRequest(False, {}, GuidanceParams())
+        return ScriptArgs(False, {}, JobParams())
     images = {}
-    for slot in IMAGE_INPUTS:
-        image = read_image(values.pop(slot, None), slot)
+    for name in IMAGE_INPUTS:
+        image = read_image(values.pop(name, None), name)
         if image is not None:
-            images[slot] = image
-    values.pop("enabled", None)
-    return GuidanceRequest(True, images, make_params(values))
+            images[name] = image
+    return ScriptArgs(True, images, make_params(values))
 
 
-def make_params(values: Mapping[str, Any], base: GuidanceParams | None = None) -> GuidanceParams:
+def make_params(values: Mapping[str, Any], base: JobParams | None = None) -> JobParams:
     """``base`` (default: the defaults) with ``values`` applied, or a clear error."""
     try:
-        return (base or GuidanceParams()).replace(**values)
+        return (base or JobParams()).replace(**values)
     except ValueError as error:
         raise FlexDiffuseError(f"{error} Set it in the FlexDiffuse panel or the request.") from None
 
 
-def read_image(value: Any, slot: str = IMAGE_SLOTS[0]) -> Image.Image | None:
-    """The image of input ``slot`` from what the panel or an API client sent, or None.
+def read_enabled(value: Any) -> bool:
+    """The enable switch, read by the same rule as every boolean parameter."""
+    enabled = read_bool(value)
+    if enabled is None:
+        raise FlexDiffuseError(
+            f"The FlexDiffuse enable switch must be true or false, got {value!r}."
+        )
+    return enabled
+
+
+def read_image(value: Any, name: str = "image") -> GuidanceImage | None:
+    """The image of input ``name`` from what the panel or an API client sent, or None.
 
     Accepts a PIL image, an image array, a gradio image dict (``{"image": ...}``), or a
-    base64 string, bare or as a ``data:`` URL.
+    base64 string, bare or as a ``data:`` URL. The image is hashed once and reduced to what
+    the vision towers need (see :class:`~flexdiffuse.images.GuidanceImage`).
 
     Raises:
         FlexDiffuseError: undecodable data, or an image over :data:`MAX_IMAGE_PIXELS`; the
@@ -122,28 +158,28 @@ def read_image(value: Any, slot: str = IMAGE_SLOTS[0]) -> Image.Image | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, Mapping) and "image" in value:
-        return read_image(value["image"], slot)
-    name = describe_slot(slot)
+        return read_image(value["image"], name)
+    label = describe_input(name)
     if isinstance(value, Image.Image):
         image = value
     elif isinstance(value, np.ndarray):
-        image = _from_array(value, name)
+        image = _from_array(value, label)
     elif isinstance(value, str):
-        image = _from_base64(value, name)
+        image = _from_base64(value, label)
     else:
         raise FlexDiffuseError(
-            f"The {name} must be an image or a base64-encoded image file, got "
+            f"The {label} must be an image or a base64-encoded image file, got "
             f"{type(value).__name__}."
         )
-    _check_size(image, name)
-    return image
+    _check_size(image, label)
+    return GuidanceImage.from_pil(image)
 
 
-def describe_slot(slot: str) -> str:
-    """How messages name image input ``slot``: "guidance image", "guidance image 2", ..."""
-    if slot == NEGATIVE_SLOT:
+def describe_input(name: str) -> str:
+    """How messages name image input ``name``: "guidance image", "guidance image 2", ..."""
+    if name == NEGATIVE_INPUT:
         return "negative image"
-    number = IMAGE_SLOTS.index(slot) + 1
+    number = GUIDANCE_INPUTS.index(name) + 1
     return "guidance image" if number == 1 else f"guidance image {number}"
 
 
@@ -158,62 +194,63 @@ def _named_values(args: Sequence[Any]) -> dict[str, Any]:
                 f"names are {', '.join(ARG_NAMES)}."
             )
         return values
-    return dict(zip(ARG_NAMES, args, strict=False))  # A1111 fills trailing defaults
+    return dict(zip(ARG_NAMES, args, strict=False))  # the webui fills trailing defaults
 
 
-def _read_enabled(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise FlexDiffuseError(f"The FlexDiffuse enable switch must be true or false, got {value!r}.")
-
-
-def _from_array(array: np.ndarray, name: str) -> Image.Image:
+def _from_array(array: np.ndarray, label: str) -> Image.Image:
     try:
         return Image.fromarray(array)
     except (TypeError, ValueError) as error:
         raise FlexDiffuseError(
-            f"The {name} array of shape {array.shape} and type {array.dtype} is not an "
+            f"The {label} array of shape {array.shape} and type {array.dtype} is not an "
             f"image ({error}). Send height x width (x channels) 8-bit values."
         ) from None
 
 
-def _from_base64(text: str, name: str) -> Image.Image:
+def _from_base64(text: str, label: str) -> Image.Image:
+    text = text.strip()
+    url = _DATA_URL.match(text)
+    if url is not None:
+        if ";base64" not in url.group("params").lower():
+            raise FlexDiffuseError(
+                f"The {label} is a data URL without ';base64': FlexDiffuse reads base64 data "
+                "URLs only. Send data:image/png;base64,<the file's bytes, base64-encoded>."
+            )
+        text = text[url.end() :]
     # Clients wrap long base64 lines; whitespace is never part of the data.
-    payload = re.sub(r"\s+", "", _DATA_URL.sub("", text.strip(), count=1))
+    payload = re.sub(r"\s+", "", text)
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise FlexDiffuseError(
-            f"The {name} is not valid base64. Send the image file's bytes base64-encoded, "
+            f"The {label} is not valid base64. Send the image file's bytes base64-encoded, "
             "optionally as a data URL (data:image/png;base64,...)."
         ) from None
     try:
         image = Image.open(io.BytesIO(data))
-        _check_size(image, name)  # before decoding pixels: the header alone gives the size
+        _check_size(image, label)  # before decoding pixels: the header alone gives the size
+        # JPEG can decode at 1/2, 1/4 or 1/8 scale: never decode more than is kept.
+        image.draft("RGB", (KEEP_SIDE, KEEP_SIDE))
         image.load()
     except UnidentifiedImageError:
         raise FlexDiffuseError(
-            f"The {name} could not be read as an image: the decoded data is not an image "
+            f"The {label} could not be read as an image: the decoded data is not an image "
             "file. Send a PNG, JPEG or WebP file, base64-encoded."
         ) from None
     except (OSError, Image.DecompressionBombError) as error:
         raise FlexDiffuseError(
-            f"The {name} could not be read as an image: {error}. Send a complete PNG, JPEG "
-            "or WebP file, base64-encoded."
+            f"The {label} could not be read as an image: {as_sentence(error)} Send a complete "
+            "PNG, JPEG or WebP file, base64-encoded."
         ) from None
     return image
 
 
-def _check_size(image: Image.Image, name: str) -> None:
+def _check_size(image: Image.Image, label: str) -> None:
     if image.width < 1 or image.height < 1:
-        raise FlexDiffuseError(f"The {name} is empty ({image.width}x{image.height}).")
+        raise FlexDiffuseError(f"The {label} is empty ({image.width}x{image.height}).")
     if image.width * image.height > MAX_IMAGE_PIXELS:
         raise FlexDiffuseError(
-            f"The {name} is {image.width}x{image.height} pixels, more than the "
+            f"The {label} is {image.width}x{image.height} pixels, more than the "
             f"{MAX_IMAGE_PIXELS / 1e6:g} megapixels FlexDiffuse accepts. Downscale it: the "
             "vision model sees it at 224 pixels anyway."
         )

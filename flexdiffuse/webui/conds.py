@@ -1,14 +1,14 @@
-"""A1111's prompt conditionings, and their guided twins rebuilt for each sampling step.
+"""The webui's prompt conditionings, and their guided twins rebuilt for each sampling step.
 
-A1111 encodes each prompt once into *schedules*: prompt editing (``[a:b:0.5]``) and
-alternation switch between tensors at given steps, and AND gives several sub-prompts per image.
-Every step, ``CFGDenoiser`` stacks the tensors in force into the batch that the UNet sees
-(``prompt_parser.reconstruct_multicond_batch`` / ``reconstruct_cond_batch``).
+A1111 (and every Forge) encodes each prompt once into *schedules*: prompt editing
+(``[a:b:0.5]``) and alternation switch between tensors at given steps, and AND gives several
+sub-prompts per image. Every step, ``CFGDenoiser`` stacks the tensors in force into the batch
+that the UNet sees (``prompt_parser.reconstruct_multicond_batch`` / ``reconstruct_cond_batch``).
 
 FlexDiffuse guides each scheduled tensor once, then rebuilds the batch for a step the way A1111
 does, from the guided tensors, and keeps the result: sampling pays one dictionary lookup per
 step. The structures are read by duck typing (``.batch``, ``.schedules``, ``.end_at_step``,
-``.cond``), so nothing here imports A1111.
+``.cond``), so nothing here imports the webui.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def _stack_tensors(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(padded)
 
 
-class GuidedBatches:
+class GuidedRowCache:
     """Guided batches for the steps of one sampling pass, each built once.
 
     ``guide`` guides a stack of conditionings (``[rows, 77*k, d]``, or SDXL's dict of

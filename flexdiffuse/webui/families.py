@@ -1,8 +1,9 @@
 """Model families: which CLIP vision tower guides which slice of a checkpoint's conditioning.
 
 Each text encoder pairs with the vision tower trained with it, whose projected image tokens
-share its space (spec "image tokens"). Nothing here imports A1111: the loaded model is read
-through the family flags A1111 sets on it (``is_sd1``, ``is_sd2``, ``is_sdxl``, ``is_sd3``).
+share its space (docs/algorithm.md, "Image tokens"). Nothing here imports the webui: the
+loaded model is read through the family flags the webui sets on it (``is_sd1``, ``is_sd2``,
+``is_sdxl``, ``is_sd3``).
 """
 
 from __future__ import annotations
@@ -38,35 +39,35 @@ TOWERS: tuple[Tower, ...] = (VIT_L, VIT_H, VIT_BIGG)
 
 
 @dataclass(frozen=True)
-class Slot:
-    """A slice of the conditioning width, starting at channel ``start``, and its tower."""
+class ConditioningPart:
+    """The channels of the conditioning one text encoder fills, and the tower paired with it."""
 
-    start: int
+    channel_start: int
     tower: Tower
 
     @property
-    def stop(self) -> int:
-        """One past the last channel of the slice."""
-        return self.start + self.tower.width
+    def channel_stop(self) -> int:
+        """One past the last channel of the part."""
+        return self.channel_start + self.tower.width
 
 
 @dataclass(frozen=True)
 class Family:
-    """A checkpoint family: its conditioning width and the towers that guide its slices."""
+    """A checkpoint family: its conditioning width and the parts its text encoders fill."""
 
     name: str
     width: int
-    slots: tuple[Slot, ...]
+    parts: tuple[ConditioningPart, ...]
 
 
-SD1 = Family("SD 1.x", 768, (Slot(0, VIT_L),))
-SD2 = Family("SD 2.x", 1024, (Slot(0, VIT_H),))
-SDXL = Family("SDXL", 2048, (Slot(0, VIT_L), Slot(768, VIT_BIGG)))
+SD1 = Family("SD 1.x", 768, (ConditioningPart(0, VIT_L),))
+SD2 = Family("SD 2.x", 1024, (ConditioningPart(0, VIT_H),))
+SDXL = Family("SDXL", 2048, (ConditioningPart(0, VIT_L), ConditioningPart(768, VIT_BIGG)))
 FAMILIES: tuple[Family, ...] = (SD1, SD2, SDXL)
 
 
 def detect_family(model: Any) -> Family:
-    """The family of A1111's loaded ``model`` (``shared.sd_model``).
+    """The family of the webui's loaded ``model``.
 
     Raises:
         FlexDiffuseError: no model is loaded, or its family has no CLIP vision pairing.

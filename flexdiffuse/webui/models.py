@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
 
-from ..encoder import ImageEncoder, TokenCache, image_digest
+from ..encoder import ImageEncoder, TokenCache
+from ..images import GuidanceImage
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class VisionTowers:
         self._caches: dict[tuple[str, str, torch.dtype], TokenCache] = {}
 
     def encode(
-        self, source: str, images: list[Image.Image], placement: TowerPlacement
+        self, source: str, images: list[GuidanceImage], placement: TowerPlacement
     ) -> list[torch.Tensor]:
         """The image tokens of each of ``images`` from the tower at ``source``.
 
@@ -53,10 +53,10 @@ class VisionTowers:
         """
         device = torch.device(placement.device)
         cache = self._caches.setdefault((source, device.type, placement.dtype), TokenCache())
-        encoded = [cache.get(image_digest(image)) for image in images]
+        encoded = [cache.get(image.digest) for image in images]
         if any(tokens is None for tokens in encoded):
             encoder = self._encoder(source, placement, cache)
-            encoded = [encoder(image) for image in images]
+            encoded = [encoder(image.pixels, image.digest) for image in images]
         if not placement.keep_loaded:
             self.unload(source)
         return encoded

@@ -1,90 +1,123 @@
-"""Building a job's guidance from the loaded checkpoint, the settings and the request."""
+"""Building a job's guides from the loaded checkpoint, the settings and the script's args."""
 
 from __future__ import annotations
 
-import torch
-from PIL import Image
+from dataclasses import dataclass
 
+import torch
+
+from ..encoder import ModelLoadError
 from ..engine import CHUNK
-from ..guidance import ImageGuidance, TowerGuidance
-from ..params import GuidanceParams
-from . import host
-from .args import NEGATIVE_SLOT, GuidanceRequest, weight_of
+from ..guidance import ConditioningGuide, PartGuide
+from ..images import GuidanceImage
+from . import settings
+from .args import NEGATIVE_INPUT, ScriptArgs
 from .conds import token_states
 from .errors import FlexDiffuseError
-from .families import SDXL, VIT_BIGG, Family, Slot, detect_family
-from .job import JobGuidance
-from .models import TowerPlacement, VisionTowers
-
-VISION_TOWERS = VisionTowers()
-"""The vision towers of this webui process (kept across jobs and UI reloads)."""
+from .families import SDXL, VIT_BIGG, ConditioningPart, Family, detect_family
+from .job import JobGuides
+from .models import TowerPlacement
+from .runtime import Runtime
 
 
-def build_guidance(request: GuidanceRequest, width: int) -> JobGuidance:
-    """The guidance ``request`` asks for: its images through the family's towers, concepts
-    encoded. ``width`` is the width of the loaded checkpoint's conditioning.
+@dataclass(frozen=True)
+class CheckpointInputs:
+    """What a job's guides take from the loaded checkpoint: its family, the parts to guide,
+    and the encoded mapping-concepts prompt (None: no concepts)."""
 
-    A job builds it once, when its first batch starts sampling (its prompts are encoded then).
+    family: Family
+    parts: tuple[ConditioningPart, ...]
+    concepts: torch.Tensor | None
+
+
+def build_guides(args: ScriptArgs, width: int, runtime: Runtime) -> JobGuides:
+    """The guides ``args`` asks for: its images through the family's towers, concepts encoded.
+
+    ``width`` is the width of the loaded checkpoint's conditioning. A job builds them when
+    its first batch starts sampling (its prompts are encoded then), and again if the
+    checkpoint changes during the job.
 
     Raises:
         FlexDiffuseError: an unsupported host or checkpoint, a vision model that does not fit
-            the checkpoint, or a mapping-concepts prompt over one chunk.
-        ModelLoadError: a vision model that cannot be loaded.
+            or cannot be loaded, or a mapping-concepts prompt over one chunk.
     """
-    host.check_host()
+    return encode_guides(args, checkpoint_inputs(args, width, runtime), runtime)
+
+
+def checkpoint_inputs(args: ScriptArgs, width: int, runtime: Runtime) -> CheckpointInputs:
+    """The part of building guides that uses the loaded checkpoint (and nothing slow else).
+
+    Raises:
+        FlexDiffuseError: an unsupported host or checkpoint, or concepts over one chunk.
+    """
+    host = runtime.host
+    if host.unsupported:
+        raise FlexDiffuseError(host.unsupported)
     family = detect_family(host.sd_model())
     _check_width(width, family)
-    params = request.params
-    slots = guided_slots(family)
-    _check_pooled(params, family, slots)
+    parts = guided_parts(runtime, family)
+    _check_pooled(args, family, parts)
+    concepts = None
+    if args.guidance_images():
+        concepts = _encode_concepts(runtime, args.params.concepts)
+    return CheckpointInputs(family, parts, concepts)
+
+
+def encode_guides(args: ScriptArgs, inputs: CheckpointInputs, runtime: Runtime) -> JobGuides:
+    """The guides from the images' tokens (vision towers loaded as needed) and ``inputs``.
+
+    Raises:
+        FlexDiffuseError: a vision model that does not fit or cannot be loaded.
+    """
+    host, params, parts = runtime.host, args.params, inputs.parts
     placement = TowerPlacement(
-        *host.tower_device_and_dtype(),
-        download_dir=host.download_dir(),
-        keep_loaded=bool(host.option(host.KEEP_LOADED, True)),
+        *host.tower_device_and_dtype(settings.towers_on_cpu(host)),
+        download_dir=host.models_dir() / "FlexDiffuse",
+        keep_loaded=settings.keep_loaded(host),
     )
-    images = request.guidance_images()
-    negative_image = request.negative_image
+    images = args.guidance_images()
+    negative_image = args.negative_image
     # Each tower encodes all of the job's images in one go (loaded once, even if not kept).
     everything = [image for image, _ in images] + ([negative_image] if negative_image else [])
-    encoded = {slot: _encode(slot, everything, placement, family) for slot in slots if everything}
+    encoded = {
+        part: _encode(runtime, part, everything, placement, inputs.family)
+        for part in parts
+        if everything
+    }
     prompt = negative = None
     if images:
-        concepts = _encode_concepts(params.concepts)
         weights = [weight for _, weight in images]
-        towers = tuple(
-            _tower(slot, encoded[slot][: len(images)], weights, concepts) for slot in slots
+        guides = tuple(
+            _part_guide(part, encoded[part][: len(images)], weights, inputs.concepts)
+            for part in parts
         )
-        prompt = ImageGuidance(params, towers, _pooled_image(params, towers, slots, weights))
+        pooled_image = _pooled_image(args, guides, parts, weights)
+        prompt = ConditioningGuide(params.guidance, guides, pooled_image, params.pooled)
     if negative_image is not None:
-        weights = [weight_of(params, NEGATIVE_SLOT)]
-        towers = tuple(_tower(slot, encoded[slot][-1:], weights, None) for slot in slots)
-        negative = ImageGuidance(params, towers)
+        weights = [args.weight(NEGATIVE_INPUT)]
+        guides = tuple(_part_guide(part, encoded[part][-1:], weights, None) for part in parts)
+        negative = ConditioningGuide(params.guidance, guides)
     if not placement.keep_loaded:
         host.free_memory()
-    return JobGuidance(prompt, negative)
+    return JobGuides(prompt, negative)
 
 
-def guided_slots(family: Family) -> tuple[Slot, ...]:
-    """The slots of ``family`` that the settings ask to guide."""
-    if family is SDXL and host.option(host.SDXL_VIT_L_ONLY, False):
-        return family.slots[:1]
-    return family.slots
+def guided_parts(runtime: Runtime, family: Family) -> tuple[ConditioningPart, ...]:
+    """The parts of ``family``'s conditioning that the settings ask to guide."""
+    if family is SDXL and settings.sdxl_vit_l_only(runtime.host):
+        return family.parts[:1]
+    return family.parts
 
 
-def tower_source(slot: Slot) -> str:
-    """The Hugging Face id, folder or file set for the slot's tower (default: its id)."""
-    return str(host.option(slot.tower.setting, "") or "").strip() or slot.tower.default_model
-
-
-def _check_pooled(params: GuidanceParams, family: Family, slots: tuple[Slot, ...]) -> None:
-    if not params.pooled:
+def _check_pooled(args: ScriptArgs, family: Family, parts: tuple[ConditioningPart, ...]) -> None:
+    if not args.params.pooled or not args.guidance_images():
         return
     if family is not SDXL:
         raise FlexDiffuseError(
             f"Pooled image guidance works with SDXL checkpoints only; set it to 0 for this "
             f"{family.name} checkpoint."
         )
-    if all(slot.tower is not VIT_BIGG for slot in slots):
+    if all(part.tower is not VIT_BIGG for part in parts):
         raise FlexDiffuseError(
             "Pooled image guidance needs the ViT-bigG vision model: turn off 'SDXL: guide only "
             "the ViT-L part' in Settings > FlexDiffuse, or set pooled image guidance to 0."
@@ -92,50 +125,58 @@ def _check_pooled(params: GuidanceParams, family: Family, slots: tuple[Slot, ...
 
 
 def _encode(
-    slot: Slot, images: list[Image.Image], placement: TowerPlacement, family: Family
+    runtime: Runtime,
+    part: ConditioningPart,
+    images: list[GuidanceImage],
+    placement: TowerPlacement,
+    family: Family,
 ) -> list[torch.Tensor]:
-    """Every image's tokens from the slot's tower, checked to fit the slot."""
-    source = tower_source(slot)
-    encoded = VISION_TOWERS.encode(source, images, placement)
+    """Every image's tokens from the part's tower, checked to fit the part."""
+    source = settings.tower_source(runtime.host, part.tower)
+    try:
+        encoded = runtime.towers.encode(source, images, placement)
+    except ModelLoadError as error:
+        raise FlexDiffuseError(str(error)) from error
     width = encoded[0].shape[-1]
-    if width != slot.tower.width:
+    if width != part.tower.width:
         raise FlexDiffuseError(
             f"The CLIP vision model '{source}' gives image tokens of width {width}, but "
-            f"{family.name} needs a {slot.tower.label} vision model (width "
-            f"{slot.tower.width}). In Settings > FlexDiffuse, set the {slot.tower.label} model "
-            f"to such a model (default: {slot.tower.default_model})."
+            f"{family.name} needs a {part.tower.label} vision model (width "
+            f"{part.tower.width}). In Settings > FlexDiffuse, set the {part.tower.label} model "
+            f"to such a model (default: {part.tower.default_model})."
         )
     return encoded
 
 
-def _tower(
-    slot: Slot,
+def _part_guide(
+    part: ConditioningPart,
     encoded: list[torch.Tensor],
     weights: list[float],
     concepts: torch.Tensor | None,
-) -> TowerGuidance:
-    """The slot's guidance by the images ``encoded``, each token weighted by its image."""
+) -> PartGuide:
+    """The part's guide by the images ``encoded``, each token weighted by its image."""
     token_weights = None
-    if any(weight != 1 for weight in weights):  # all 1 is the spec's exact path
+    if any(weight != 1 for weight in weights):  # all 1 is the algorithm's exact path
         token_weights = torch.cat(
             [torch.full((len(t),), w) for t, w in zip(encoded, weights, strict=True)]
         )
-    concept = concepts[:, slot.start : slot.stop] if concepts is not None else None
-    return TowerGuidance(slot.start, torch.cat(encoded), concept, token_weights)
+    start, stop = part.channel_start, part.channel_stop
+    concept = concepts[:, start:stop] if concepts is not None else None
+    return PartGuide(start, torch.cat(encoded), concept, token_weights)
 
 
 def _pooled_image(
-    params: GuidanceParams,
-    towers: tuple[TowerGuidance, ...],
-    slots: tuple[Slot, ...],
+    args: ScriptArgs,
+    guides: tuple[PartGuide, ...],
+    parts: tuple[ConditioningPart, ...],
     weights: list[float],
 ) -> torch.Tensor | None:
     """The images' pooled bigG embedding (projected class token), weighted, for SDXL."""
-    if not params.pooled:
+    if not args.params.pooled:
         return None
-    tower = next(t for t, s in zip(towers, slots, strict=True) if s.tower is VIT_BIGG)
-    counts = [len(tower.image_tokens) // len(weights)] * len(weights)
-    classes = torch.stack([tokens[0] for tokens in tower.image_tokens.split(counts)])
+    guide = next(g for g, part in zip(guides, parts, strict=True) if part.tower is VIT_BIGG)
+    counts = [len(guide.image_tokens) // len(weights)] * len(weights)
+    classes = torch.stack([tokens[0] for tokens in guide.image_tokens.split(counts)])
     mix = torch.tensor(weights, dtype=classes.dtype, device=classes.device).unsqueeze(-1)
     return (classes * mix).sum(0) / mix.sum()
 
@@ -149,10 +190,10 @@ def _check_width(width: int, family: Family) -> None:
         )
 
 
-def _encode_concepts(text: str) -> torch.Tensor | None:
+def _encode_concepts(runtime: Runtime, text: str) -> torch.Tensor | None:
     if not text.strip():
         return None
-    tokens = token_states(host.encode_prompt(text))
+    tokens = token_states(runtime.host.encode_prompt(text))
     if tokens.shape[0] > CHUNK:
         raise FlexDiffuseError(
             f"The mapping concepts prompt is {tokens.shape[0] // CHUNK} chunks long; it must fit "

@@ -12,71 +12,112 @@ import html
 import io
 import math
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
 from PIL import Image
 
-from ..encoder import ModelLoadError, prepare_image
+from ..encoder import prepare_image
 from ..engine import PURE_IMAGE_WARNING
+from ..images import GuidanceImage
 from ..preview import PositionReport, explain
-from . import host
-from .args import GuidanceRequest, parse_script_args
+from .args import NEGATIVE_INPUT, ScriptArgs, parse_script_args
 from .conds import token_states
 from .errors import FlexDiffuseError
-from .prepare import build_guidance
+from .families import detect_family
+from .hosts import PAD
+from .prepare import checkpoint_inputs, encode_guides
+from .runtime import Runtime
 
 DISPLAY_SIZE = 224
 HEAT_COLOUR = (255, 64, 32)
 
 
-def preview_from_panel(prompt: str, *args: Any) -> str:
+def previewer(runtime: Runtime) -> Callable[..., str]:
+    """The panel's preview callback: the prompt and the script's arguments in, HTML out."""
+
+    def preview(prompt: str, *args: Any) -> str:
+        return preview_from_panel(runtime, prompt, *args)
+
+    return preview
+
+
+def preview_from_panel(runtime: Runtime, prompt: str, *args: Any) -> str:
     """The preview for the panel's values (the script's arguments), whether enabled or not."""
     try:
-        request = parse_script_args([True, *args[1:]])
+        script_args = parse_script_args([True, *args[1:]])
     except FlexDiffuseError as error:
         return notice(str(error), error=True)
-    if not request.images:
+    if not script_args.images:
         return notice("Drop a guidance image into the panel to preview its mapping.")
-    return preview_html(prompt, request)
+    return preview_html(runtime, prompt, script_args)
 
 
-def preview_html(prompt: str, request: GuidanceRequest) -> str:
-    """The preview of ``prompt`` guided as ``request`` asks, as HTML (errors included).
+def preview_html(runtime: Runtime, prompt: str, args: ScriptArgs) -> str:
+    """The preview of ``prompt`` guided as ``args`` asks, as HTML (errors included).
 
-    It shows the text the checkpoint encodes first (see :func:`host.first_scheduled_text`).
+    It shows the text the checkpoint encodes first (see ``Host.first_scheduled_text``). The
+    webui's job queue is held only while the checkpoint encodes the prompt, never while a
+    vision tower loads or encodes, so generations are not held up.
     """
-    started = time.perf_counter()
+    host = runtime.host
+    # The preview shows the prompt's guidance only: the negative image is not encoded.
+    args = replace(args, images={k: v for k, v in args.images.items() if k != NEGATIVE_INPUT})
+    timer = _Timer()
     try:
         with host.exclusive():
+            detect_family(host.sd_model())  # a clear error when no checkpoint is loaded
             prompt = host.first_scheduled_text(prompt)
             tokens = token_states(host.encode_prompt(prompt))
-            guidance = build_guidance(request, tokens.shape[-1]).prompt
             labels = host.prompt_token_labels(prompt)
-    except (FlexDiffuseError, ModelLoadError, ValueError) as error:
+            inputs = checkpoint_inputs(args, tokens.shape[-1], runtime)
+        timer.lap("prompt")
+        guide = encode_guides(args, inputs, runtime).prompt
+        timer.lap("images")
+    except FlexDiffuseError as error:
         return notice(str(error), error=True)
-    if guidance is None:
+    if guide is None:
         return notice(
             "Nothing to preview: the prompt is guided only by guidance images of weight above "
             "0 (a negative image guides the negative prompt)."
         )
     if not prompt.strip():
         return notice(PURE_IMAGE_WARNING)
-    images = [image for image, _ in request.guidance_images()]
+    images = [image for image, _ in args.guidance_images()]
     sections = []
-    for number, tower in enumerate(guidance.towers):
+    for number, part in enumerate(guide.parts):
         reports = explain(
-            tokens[..., tower.start : tower.stop],
-            tower.image_tokens,
-            request.params,
-            tower.concept_cond,
-            tower.token_weights,
+            tokens[..., part.channel_start : part.channel_stop],
+            part.image_tokens,
+            guide.params,
+            part.concept_cond,
+            part.token_weights,
         )
-        title = f"Vision tower {number + 1} of {len(guidance.towers)}" if number else ""
-        sections.append(render_mapping(reports, labels, images, len(tower.image_tokens), title))
-    elapsed = (time.perf_counter() - started) * 1000
-    footer = f'<p class="flexdiffuse-note">Computed in {elapsed:.0f} ms.</p>'
+        title = f"Vision tower {number + 1} of {len(guide.parts)}" if number else ""
+        sections.append(render_mapping(reports, labels, images, len(part.image_tokens), title))
+    timer.lap("table")
+    footer = f'<p class="flexdiffuse-note">{html.escape(timer.summary())}</p>'
     return f'<div class="flexdiffuse-preview">{"".join(sections)}{footer}</div>'
+
+
+class _Timer:
+    """Where a preview's time goes, for its footer."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.laps: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps.append((name, (now - self.last) * 1000))
+        self.last = now
+
+    def summary(self) -> str:
+        total = (time.perf_counter() - self.started) * 1000
+        parts = ", ".join(f"{name} {ms:.0f} ms" for name, ms in self.laps)
+        return f"Computed in {total:.0f} ms ({parts})."
 
 
 def notice(text: str, *, error: bool = False) -> str:
@@ -88,7 +129,7 @@ def notice(text: str, *, error: bool = False) -> str:
 def render_mapping(
     reports: list[PositionReport],
     labels: list[list[str]] | None,
-    images: list[Image.Image],
+    images: list[GuidanceImage],
     token_count: int,
     title: str = "",
 ) -> str:
@@ -102,7 +143,7 @@ def render_mapping(
     rows, tokens = [], []
     for chunk in sorted({report.chunk for report in reports}):
         in_chunk = [report for report in reports if report.chunk == chunk]
-        padding = [report for report in in_chunk if _label(labels, report) == host.PAD]
+        padding = [report for report in in_chunk if _label(labels, report) == PAD]
         shown = [report for report in in_chunk if report not in padding]
         rows += [_row(report, labels, per_image, grid) for report in shown]
         tokens += shown
@@ -194,8 +235,8 @@ def _patch_heat(
     return heat.reshape(grid, grid)
 
 
-def _picture(image: Image.Image, number: int, heat: torch.Tensor, grid: int) -> str:
-    square = prepare_image(image, DISPLAY_SIZE).convert("RGBA")
+def _picture(image: GuidanceImage, number: int, heat: torch.Tensor, grid: int) -> str:
+    square = prepare_image(image.pixels, DISPLAY_SIZE).convert("RGBA")
     if heat.max() > 0:
         alpha = (heat / heat.max() * 160).to(torch.uint8).numpy()
         mask = Image.fromarray(alpha, "L").resize(square.size, Image.Resampling.NEAREST)

@@ -1,4 +1,8 @@
-"""The A1111 script: the panel, the per-job setup, and the callbacks that guide sampling."""
+"""The webui script: the panel, the per-job setup, and the callbacks that guide sampling.
+
+With ``hosts/``, the only module that imports the webui's ``modules`` (its script base class
+and callback registry); everything else gets the host from here as an object.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +12,22 @@ from typing import Any
 
 from modules import script_callbacks, scripts
 
-from ..encoder import image_digest
-from . import host
-from .args import GuidanceRequest, make_params, parse_script_args
-from .conds import cond_width
+from ..engine import moves_tokens
+from . import hosts, settings
+from .args import ScriptArgs, make_params, parse_script_args
 from .errors import FlexDiffuseError
-from .infotext import PANEL_KEYS, complete_pasted, generation_params
+from .infotext import generation_params
 from .job import GuidedJob, job_of
-from .prepare import build_guidance
-from .preview import preview_from_panel
-from .settings import register_settings
+from .prepare import build_guides
+from .preview import previewer
+from .runtime import Runtime
 from .ui import build_panel
 from .xyz import add_axis_options, overrides_of
 
 TITLE = "FlexDiffuse"
-FORGE_WARNING = (
-    "**FlexDiffuse does not support WebUI Forge yet**: guided jobs stop with an error. Use "
-    "AUTOMATIC1111 WebUI 1.7 to 1.10."
-)
+
+RUNTIME = Runtime(hosts.detect())
+"""The host and vision towers of this webui process (kept across jobs and UI reloads)."""
 
 
 class FlexDiffuseScript(scripts.Script):
@@ -51,63 +53,99 @@ class FlexDiffuseScript(scripts.Script):
     def ui(self, is_img2img: bool) -> list[Any]:
         """Build the panel; its controls' values become the script's arguments."""
         prompt = self.prompts.get("img2img_prompt" if is_img2img else "txt2img_prompt")
-        panel = build_panel(
-            self.elem_id,
-            warning=FORGE_WARNING if host.is_forge() else None,
-            prompt=prompt,
-            previewer=preview_from_panel,
-        )
+        panel = build_panel(RUNTIME.host, self.elem_id, prompt, previewer(RUNTIME))
         self.infotext_fields = panel.infotext_fields
-        self.paste_field_names = list(PANEL_KEYS)
+        # "Send to" copies the controls whose paste keys are listed here (readers included).
+        self.paste_field_names = [key for _, key in panel.infotext_fields]
         return panel.inputs
 
     def process(self, p: Any, *args: Any) -> None:
         """Set up guidance for the job ``p`` (once per job, before its first batch)."""
-        start_job(p, args)
+        start_job(p, args, RUNTIME)
+
+    def postprocess_batch(self, p: Any, *args: Any, **kwargs: Any) -> None:
+        """Correct the infotext of a batch the job did not guide as it claims."""
+        job = job_of(p)
+        if job is not None:
+            job.after_batch(p)
 
 
-def start_job(p: Any, args: Sequence[Any]) -> GuidedJob | None:
+def start_job(p: Any, args: Sequence[Any], runtime: Runtime) -> GuidedJob | None:
     """Set up guidance for job ``p`` from the script's arguments and X/Y/Z overrides.
 
     A job that cannot be guided as asked gets a job that stops it with the error when
-    sampling starts (A1111 would swallow an exception raised here). Returns the job, or None
-    when FlexDiffuse is off.
+    sampling starts (the webui would swallow an exception raised here). A job whose settings
+    guide nothing is recorded as such, with a note. Returns the job, or None when FlexDiffuse
+    is off or has nothing to guide.
     """
+    host = runtime.host
     try:
-        request = _request(p, args)
+        script_args = _script_args(p, args, runtime)
     except Exception as error:  # any failure must stop the job, never leave it unguided
-        job = GuidedJob.failed(error)
+        job = GuidedJob.failed(error, host)
     else:
-        if request is None:
+        if script_args is None:
             return None
-        digests = {slot: image_digest(image) for slot, image in request.images.items()}
-        p.extra_generation_params.update(generation_params(request.params, digests))
-        job = GuidedJob(
-            request,
-            lambda job_p: build_guidance(request, cond_width(job_p.c)),
-            interrupt=host.interrupt,
+        digests = {name: image.digest for name, image in script_args.images.items()}
+        inert = nothing_to_guide(script_args, p)
+        p.extra_generation_params.update(
+            generation_params(script_args.params, digests, guided=inert is None, note=inert or "")
         )
+        if inert is not None:
+            p.comment(inert)
+            return None
+        job = GuidedJob(script_args, lambda width: build_guides(script_args, width, runtime), host)
     job.attach(p)
     return job
 
 
-def _request(p: Any, args: Sequence[Any]) -> GuidanceRequest | None:
-    request = parse_script_args(args)
+def nothing_to_guide(args: ScriptArgs, p: Any) -> str | None:
+    """Why ``args`` move no token of job ``p`` at all, or None when they guide something.
+
+    One rule for every way in (panel, API, X/Y/Z): no image that guides (every weight 0), or
+    weights and a cap that move no token with no concepts prompt and no empty prompt (which
+    the image replaces whatever the weights). Such a job runs unguided, says so, and its
+    infotext records the settings with ``FlexDiffuse: False``.
+    """
+    if not args.guidance_images() and args.negative_image is None:
+        return "FlexDiffuse guided nothing: every given image has weight 0."
+    prompts = getattr(p, "all_prompts", None) or [getattr(p, "prompt", "")]
+    empty_prompt = args.guidance_images() and any(not str(x).strip() for x in prompts)
+    concepts = args.guidance_images() and args.params.concepts.strip()
+    if not moves_tokens(args.params.guidance) and not concepts and not empty_prompt:
+        return (
+            "FlexDiffuse guided nothing: Linear, Clustered and Threshold with Max image "
+            "guidance move no token, and no mapping concepts are set."
+        )
+    return None
+
+
+def _script_args(p: Any, args: Sequence[Any], runtime: Runtime) -> ScriptArgs | None:
+    script_args = parse_script_args(args)
     overrides = overrides_of(p)
-    if not request.enabled:
+    if not script_args.enabled:
         if overrides:
             raise FlexDiffuseError(
-                "The X/Y/Z plot sets FlexDiffuse parameters, but FlexDiffuse is off. Enable it "
-                "in the FlexDiffuse panel and give it a guidance image."
+                "The X/Y/Z plot sets FlexDiffuse parameters, but FlexDiffuse is off. Open the "
+                "FlexDiffuse panel (its checkbox enables it) and give it a guidance image."
             )
         return None
-    host.check_host()
-    if not request.images:
+    if runtime.host.unsupported:
+        raise FlexDiffuseError(runtime.host.unsupported)
+    if not script_args.images:
         raise FlexDiffuseError(
             "FlexDiffuse is enabled but has no guidance image. Drop an image into the "
-            "FlexDiffuse panel (API: send it base64-encoded), or disable FlexDiffuse."
+            "FlexDiffuse panel or send one with the request, or close the FlexDiffuse panel."
         )
-    return replace(request, params=make_params(overrides, base=request.params))
+    return replace(script_args, params=make_params(overrides, base=script_args.params))
+
+
+def panel_args(p: Any) -> ScriptArgs:
+    """The FlexDiffuse panel's arguments of processing object ``p`` (for the X/Y/Z checks)."""
+    for script in getattr(p.scripts, "alwayson_scripts", []):
+        if isinstance(script, FlexDiffuseScript):
+            return parse_script_args(p.script_args[script.args_from : script.args_to])
+    return ScriptArgs(False, {}, make_params({}))
 
 
 def on_cfg_denoiser(params: Any) -> None:
@@ -121,17 +159,22 @@ def on_before_ui() -> None:
     """Add the X/Y/Z plot axes, if the plot script is loaded."""
     for data in scripts.scripts_data:
         if data.script_class.__module__ == "xyz_grid.py":
-            add_axis_options(data.module)
+            add_axis_options(data.module, panel_args)
 
 
-def on_infotext_pasted(infotext: str, params: dict[str, Any]) -> None:
-    """Make pasted parameters set every FlexDiffuse control."""
-    complete_pasted(params)
+def on_ui_settings() -> None:
+    """Add FlexDiffuse's section to the Settings page."""
+    RUNTIME.host.add_settings(settings.setting_specs(_unload_if_not_kept))
+
+
+def _unload_if_not_kept() -> None:
+    if not settings.keep_loaded(RUNTIME.host):
+        RUNTIME.towers.unload()
+        RUNTIME.host.free_memory()
 
 
 def register_callbacks() -> None:
-    """Register the webui callbacks (run each time A1111 loads the script file)."""
+    """Register the webui callbacks (run each time the webui loads the script file)."""
     script_callbacks.on_cfg_denoiser(on_cfg_denoiser)
-    script_callbacks.on_ui_settings(register_settings)
+    script_callbacks.on_ui_settings(on_ui_settings)
     script_callbacks.on_before_ui(on_before_ui)
-    script_callbacks.on_infotext_pasted(on_infotext_pasted)

@@ -1,56 +1,75 @@
-"""FlexDiffuse's section of A1111's Settings page."""
+"""FlexDiffuse's section of the webui's Settings page, and reading it."""
 
 from __future__ import annotations
 
-import gradio as gr
-from modules import shared
+from collections.abc import Callable
 
-from . import host, prepare
-from .families import FAMILIES, TOWERS
+from .families import FAMILIES, TOWERS, Tower
+from .hosts import Host, SettingSpec
+
+KEEP_LOADED = "flexdiffuse_keep_loaded"
+SDXL_VIT_L_ONLY = "flexdiffuse_sdxl_vit_l_only"
+DEVICE = "flexdiffuse_device"
+DEVICE_SAME = "Same as Stable Diffusion"
+DEVICE_CPU = "CPU"
 
 
-def register_settings() -> None:
-    """Add the settings (an ``on_ui_settings`` callback)."""
-    section = host.SETTINGS_SECTION
-    for tower in TOWERS:
-        families = ", ".join(f.name for f in FAMILIES if any(s.tower is tower for s in f.slots))
-        shared.opts.add_option(
+def setting_specs(on_keep_loaded_change: Callable[[], None]) -> list[SettingSpec]:
+    """Every FlexDiffuse setting, in the order the Settings page shows them."""
+    towers = [
+        SettingSpec(
             tower.setting,
-            shared.OptionInfo(
-                tower.default_model, f"{tower.label} vision model, for {families}", section=section
-            ).info(
-                f"Hugging Face id (downloaded once into models/FlexDiffuse, {tower.size}), a "
-                "local folder saved by transformers, or a .safetensors file"
-            ),
+            tower.default_model,
+            f"{tower.label} vision model, for {_families_of(tower)}",
+            f"Hugging Face id (downloaded once into models/FlexDiffuse, {tower.size}), a "
+            "local folder saved by transformers, or a .safetensors file",
         )
-    shared.opts.add_option(
-        host.SDXL_VIT_L_ONLY,
-        shared.OptionInfo(
-            False, "SDXL: guide only the ViT-L part of the conditioning", section=section
-        ).info("skips the ViT-bigG vision model, for machines short of memory"),
-    )
-    shared.opts.add_option(
-        host.KEEP_LOADED,
-        shared.OptionInfo(
+        for tower in TOWERS
+    ]
+    return [
+        *towers,
+        SettingSpec(
+            SDXL_VIT_L_ONLY,
+            False,
+            "SDXL: guide only the ViT-L part of the conditioning",
+            "skips the ViT-bigG vision model, for machines short of memory",
+        ),
+        SettingSpec(
+            KEEP_LOADED,
             True,
             "Keep CLIP vision models loaded between generations",
-            onchange=_unload_if_not_kept,
-            section=section,
-        ).info("off: each model is unloaded right after encoding; encoded images are kept"),
-    )
-    shared.opts.add_option(
-        host.DEVICE,
-        shared.OptionInfo(
-            host.DEVICE_SAME,
+            "off: each model is unloaded right after encoding; encoded images are kept",
+            onchange=on_keep_loaded_change,
+        ),
+        SettingSpec(
+            DEVICE,
+            DEVICE_SAME,
             "Run CLIP vision models on",
-            gr.Radio,
-            {"choices": [host.DEVICE_SAME, host.DEVICE_CPU]},
-            section=section,
-        ).info("CPU saves GPU memory; encoding an image then takes a few seconds"),
-    )
+            "CPU saves GPU memory; encoding an image then takes a few seconds",
+            choices=(DEVICE_SAME, DEVICE_CPU),
+        ),
+    ]
 
 
-def _unload_if_not_kept() -> None:
-    if not host.option(host.KEEP_LOADED, True):
-        prepare.VISION_TOWERS.unload()
-        host.free_memory()
+def tower_source(host: Host, tower: Tower) -> str:
+    """The Hugging Face id, folder or file set for ``tower`` (default: its id)."""
+    return str(host.option(tower.setting, "") or "").strip() or tower.default_model
+
+
+def keep_loaded(host: Host) -> bool:
+    """Whether vision towers stay loaded between generations."""
+    return bool(host.option(KEEP_LOADED, True))
+
+
+def towers_on_cpu(host: Host) -> bool:
+    """Whether vision towers run on the CPU rather than the webui's device."""
+    return host.option(DEVICE, DEVICE_SAME) == DEVICE_CPU
+
+
+def sdxl_vit_l_only(host: Host) -> bool:
+    """Whether SDXL checkpoints are guided in their ViT-L part only."""
+    return bool(host.option(SDXL_VIT_L_ONLY, False))
+
+
+def _families_of(tower: Tower) -> str:
+    return ", ".join(f.name for f in FAMILIES if any(p.tower is tower for p in f.parts))

@@ -7,17 +7,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
-from modules.ui_components import InputAccordion
 
-from ..params import PARAM_SPECS, GuidanceParams, ParamSpec, format_value
-from .args import ARG_NAMES, IMAGE_INPUTS, IMAGE_SLOTS, describe_slot
-from .infotext import PANEL_KEYS
+from ..params import PARAM_SPECS, SPECS_BY_NAME, ParamSpec
+from .args import ARG_NAMES, GUIDANCE_INPUTS, IMAGE_INPUTS, IMAGE_WEIGHTS, describe_input
+from .hosts import Host
+from .infotext import PASTE_READERS, PasteReader, control_value
 
 GARBAGE_HINT = (
     "Image looks like garbage? Lower **Max image guidance** first, then use one method at a "
     "time (Linear or Threshold) and raise the **Threshold floor**."
 )
 MORE_IMAGES = "More images: their tokens join the first image's; a negative image"
+SDXL_ONLY = "SDXL only"
+
+OPTIONS = ("reuse", "order", "concepts")
+"""Parameters shown beside the first image, in this order; the reuse switch comes before the
+priority it governs."""
+
+SDXL_PARAMS = ("pooled",)
+"""Parameters that act on SDXL checkpoints only, kept in their own fold."""
+
+PRIORITY_HINT = "Used when 'Reuse image tokens' is off: which prompt tokens choose first."
 
 
 @dataclass(frozen=True)
@@ -32,9 +42,9 @@ class Panel:
         return [self.controls[name] for name in ARG_NAMES]
 
     @property
-    def infotext_fields(self) -> list[tuple[Any, str]]:
-        """(control, infotext key) pairs: pasting parameters restores every control."""
-        return list(zip(self.inputs, PANEL_KEYS, strict=True))
+    def infotext_fields(self) -> list[tuple[Any, PasteReader]]:
+        """(control, reader) pairs: pasting parameters restores every control."""
+        return [(self.controls[name], reader) for name, reader in PASTE_READERS.items()]
 
 
 Previewer = Callable[..., str]
@@ -42,45 +52,70 @@ Previewer = Callable[..., str]
 
 
 def build_panel(
+    host: Host,
     elem_id: Callable[[str], str],
-    warning: str | None = None,
     prompt: Any = None,
     previewer: Previewer | None = None,
 ) -> Panel:
     """Create the panel inside the current gradio Blocks context.
 
-    ``elem_id`` turns a control's name into a page-unique id (``Script.elem_id``).
-    ``warning`` is shown at the top of the panel when set. With the tab's ``prompt`` textbox
-    and a ``previewer``, a "Preview mapping" button shows what guidance does to the prompt.
+    ``elem_id`` turns a control's name into a page-unique id (``Script.elem_id``). When the
+    host cannot run guided jobs, the panel says why at its top. With the tab's ``prompt``
+    textbox and a ``previewer``, a "Preview mapping" button shows what guidance does.
     """
     builder = _Builder(elem_id)
     controls = builder.controls
-    with InputAccordion(False, label="FlexDiffuse", elem_id=elem_id("enabled")) as enabled:
+    placed = {*OPTIONS, *SDXL_PARAMS, *IMAGE_WEIGHTS.values()}
+    with host.input_accordion(False, label="FlexDiffuse", elem_id=elem_id("enabled")) as enabled:
         controls["enabled"] = enabled
-        if warning:
-            gr.Markdown(warning)
+        if host.unsupported:
+            gr.Markdown(f"**{host.unsupported}**")
         with gr.Row():
             with gr.Column():
-                builder.image_input(IMAGE_SLOTS[0])
+                builder.image_input(GUIDANCE_INPUTS[0])
             with gr.Column():
-                builder.specs("options")
-        builder.specs("sliders", per_row=2)
+                builder.specs(OPTIONS)
+        builder.specs([s.name for s in PARAM_SPECS if s.name not in placed], per_row=2)
+        with gr.Accordion(SDXL_ONLY, open=False):
+            builder.specs(SDXL_PARAMS)
+        images_note = gr.Markdown(_images_note([True]), elem_id=elem_id("images_note"))
         with gr.Accordion(MORE_IMAGES, open=False), gr.Tabs():
-            for slot in IMAGE_INPUTS[1:]:
-                with gr.Tab(describe_slot(slot).capitalize()):
-                    builder.image_input(slot)
+            for name in IMAGE_INPUTS[1:]:
+                with gr.Tab(describe_input(name).capitalize()):
+                    builder.image_input(name)
         if prompt is not None and previewer is not None:
             with gr.Row():
                 button = gr.Button("Preview mapping", elem_id=elem_id("preview_button"))
             shown = gr.HTML(elem_id=elem_id("preview"))
         gr.Markdown(GARBAGE_HINT)
-    for slot in IMAGE_INPUTS:
+    images = [controls[name] for name in IMAGE_INPUTS]
+    for image in images:
         # Dropping an image means "guide with this": switch FlexDiffuse on, as ControlNet does.
-        controls[slot].upload(fn=lambda: True, inputs=None, outputs=[enabled], show_progress=False)
+        image.upload(fn=lambda: True, inputs=None, outputs=[enabled], show_progress=False)
+        image.change(
+            fn=lambda *given: _images_note([g is not None for g in given]),
+            inputs=images,
+            outputs=[images_note],
+            show_progress=False,
+        )
+    controls["reuse"].change(
+        fn=lambda reuse: gr.update(interactive=not reuse),
+        inputs=[controls["reuse"]],
+        outputs=[controls["order"]],
+        show_progress=False,
+    )
     panel = Panel(controls)
     if prompt is not None and previewer is not None:
         button.click(fn=previewer, inputs=[prompt, *panel.inputs], outputs=[shown])
     return panel
+
+
+def _images_note(given: list[bool]) -> str:
+    """Which image inputs hold an image, so images in closed tabs are not forgotten."""
+    held = [describe_input(name) for name, has in zip(IMAGE_INPUTS, given, strict=False) if has]
+    if not any(given[1:]):
+        return ""
+    return "Images in use: " + ", ".join(held) + "."
 
 
 class _Builder:
@@ -89,23 +124,22 @@ class _Builder:
     def __init__(self, elem_id: Callable[[str], str]) -> None:
         self.elem_id = elem_id
         self.controls: dict[str, Any] = {}
-        self.defaults = GuidanceParams()
 
-    def image_input(self, slot: str) -> None:
-        """An image input and the controls of its group (its weight)."""
-        self.controls[slot] = gr.Image(
-            label=describe_slot(slot).capitalize(),
+    def image_input(self, name: str) -> None:
+        """An image input and the slider of its weight."""
+        self.controls[name] = gr.Image(
+            label=describe_input(name).capitalize(),
             source="upload",
             type="pil",
             image_mode="RGBA",
-            elem_id=self.elem_id(slot),
+            elem_id=self.elem_id(name),
             height=240,
         )
-        self.specs(slot)
+        self.specs([IMAGE_WEIGHTS[name]])
 
-    def specs(self, group: str, per_row: int = 1) -> None:
-        """Controls for every spec of ``group``, ``per_row`` to a row."""
-        specs = [spec for spec in PARAM_SPECS if spec.group == group]
+    def specs(self, names: tuple[str, ...] | list[str], per_row: int = 1) -> None:
+        """Controls for the parameters ``names``, ``per_row`` to a row."""
+        specs = [SPECS_BY_NAME[name] for name in names]
         for start in range(0, len(specs), per_row):
             if per_row == 1:
                 self._control(specs[start])
@@ -115,16 +149,22 @@ class _Builder:
                     self._control(spec)
 
     def _control(self, spec: ParamSpec) -> None:
-        default = getattr(self.defaults, spec.name)
-        common = {"label": spec.label, "info": spec.info, "elem_id": self.elem_id(spec.name)}
+        info = PRIORITY_HINT if spec.name == "order" else spec.info
+        common = {"label": spec.label, "info": info, "elem_id": self.elem_id(spec.name)}
+        default = control_value(spec, spec.default)
         if spec.kind == "float":
             control = gr.Slider(
                 minimum=spec.minimum, maximum=spec.maximum, step=spec.step, value=default, **common
             )
         elif spec.kind == "choice":
             assert spec.choices is not None
-            labels = list(spec.choices.values())
-            control = gr.Radio(choices=labels, value=format_value(spec, default), **common)
+            interactive = not SPECS_BY_NAME["reuse"].default if spec.name == "order" else None
+            control = gr.Radio(
+                choices=list(spec.choices.values()),
+                value=default,
+                interactive=interactive,
+                **common,
+            )
         elif spec.kind == "bool":
             control = gr.Checkbox(value=default, **common)
         else:

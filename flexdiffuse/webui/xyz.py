@@ -1,21 +1,32 @@
-"""FlexDiffuse's axes in A1111's built-in X/Y/Z plot, one per parameter.
+"""FlexDiffuse's axes in the webui's built-in X/Y/Z plot, one per parameter.
 
 An axis value is stored on the cell's processing object; the script reads it in ``process``
-and it overrides the panel's value for that cell only.
+and it overrides the panel's value for that cell only. Before the grid starts, each axis
+checks its values, and everything that would fail every cell (FlexDiffuse off, no image, a
+step window a combination of values empties) is refused with the message on screen: the plot
+turns a cell's error into a black cell and a console line.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
 from ..params import PARAM_SPECS, ParamSpec, check_value
+from .args import ScriptArgs, make_params
 from .errors import FlexDiffuseError
 
 OVERRIDES_ATTRIBUTE = "flexdiffuse_overrides"
 """Name of the attribute of ``p`` that holds the X/Y/Z values of its cell."""
 
+AXES_ATTRIBUTE = "flexdiffuse_axes"
+"""Name of the attribute of the plot's ``p`` that holds every FlexDiffuse axis's values."""
+
 AXIS_PREFIX = "[FlexDiffuse] "
+
+PanelArgs = Callable[[Any], ScriptArgs]
+"""Reads the FlexDiffuse panel's arguments of a processing object (raises when unreadable)."""
 
 
 def overrides_of(p: Any) -> dict[str, Any]:
@@ -29,22 +40,22 @@ def set_override(p: Any, name: str, value: Any) -> None:
     setattr(p, OVERRIDES_ATTRIBUTE, {**overrides_of(p), name: value})
 
 
-def axis_options(xyz_grid: Any) -> list[Any]:
+def axis_options(xyz_grid: Any, panel_args: PanelArgs) -> list[Any]:
     """An ``AxisOption`` of the loaded ``xyz_grid`` module for every parameter."""
-    return [_axis_option(xyz_grid.AxisOption, spec) for spec in PARAM_SPECS]
+    return [_axis_option(xyz_grid.AxisOption, spec, panel_args) for spec in PARAM_SPECS]
 
 
-def add_axis_options(xyz_grid: Any) -> None:
+def add_axis_options(xyz_grid: Any, panel_args: PanelArgs) -> None:
     """Append the FlexDiffuse axes to the plot's options, once (the UI can be reloaded)."""
     present = {option.label for option in xyz_grid.axis_options}
     xyz_grid.axis_options.extend(
-        option for option in axis_options(xyz_grid) if option.label not in present
+        option for option in axis_options(xyz_grid, panel_args) if option.label not in present
     )
 
 
-def _axis_option(axis_option: Any, spec: ParamSpec) -> Any:
+def _axis_option(axis_option: Any, spec: ParamSpec, panel_args: PanelArgs) -> Any:
     label = AXIS_PREFIX + spec.label
-    apply, confirm = _applier(spec), _confirmer(spec)
+    apply, confirm = _applier(spec), _confirmer(spec, panel_args)
     if spec.kind == "float":
         return axis_option(label, float, apply, confirm=confirm)
     if spec.kind == "choice":
@@ -63,12 +74,40 @@ def _applier(spec: ParamSpec) -> Callable[[Any, Any, Any], None]:
     return apply
 
 
-def _confirmer(spec: ParamSpec) -> Callable[[Any, Any], None]:
+def _confirmer(spec: ParamSpec, panel_args: PanelArgs) -> Callable[[Any, Any], None]:
     def confirm(p: Any, values: Any) -> None:
         for value in values:
             try:
                 check_value(spec.name, value)
             except ValueError as error:
                 raise FlexDiffuseError(f"X/Y/Z plot: {error}") from None
+        axes = {**getattr(p, AXES_ATTRIBUTE, {}), spec.name: list(values)}
+        setattr(p, AXES_ATTRIBUTE, axes)
+        preflight(panel_args(p), axes)
 
     return confirm
+
+
+def preflight(args: ScriptArgs, axes: dict[str, list[Any]]) -> None:
+    """Refuse a plot whose FlexDiffuse axes cannot guide: FlexDiffuse off, no image, or a
+    combination of axis values the panel's other values reject (a step window with no step).
+
+    Raises:
+        FlexDiffuseError: saying what to change before the grid starts.
+    """
+    if not args.enabled:
+        raise FlexDiffuseError(
+            "X/Y/Z plot: the plot sets FlexDiffuse parameters, but FlexDiffuse is off. Open "
+            "the FlexDiffuse panel (its checkbox enables it) and give it a guidance image."
+        )
+    if not args.images:
+        raise FlexDiffuseError(
+            "X/Y/Z plot: FlexDiffuse is on but has no guidance image. Drop an image into the "
+            "FlexDiffuse panel, or close the panel."
+        )
+    names = list(axes)
+    for combination in itertools.product(*axes.values()):
+        try:
+            make_params(dict(zip(names, combination, strict=True)), base=args.params)
+        except FlexDiffuseError as error:
+            raise FlexDiffuseError(f"X/Y/Z plot: {error}") from None

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from flexdiffuse.params import PARAM_SPECS, SPECS_BY_NAME, GuidanceParams, format_value
-from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS, describe_slot
+from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS, describe_input
 from flexdiffuse.webui.infotext import ENABLED_KEY, IMAGE_KEY
 from tests.live.conftest import pixels
 
 LABELS = [
     "FlexDiffuse"
     if name == "enabled"
-    else describe_slot(name).capitalize()
+    else describe_input(name).capitalize()
     if name in IMAGE_INPUTS
     else SPECS_BY_NAME[name].label
     for name in ARG_NAMES

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,12 @@ import gradio as gr  # noqa: E402
 from modules import errors, processing, script_callbacks, scripts, sd_hijack, shared  # noqa: E402
 from sdmodel import FakeSdModel  # noqa: E402
 
-from flexdiffuse.params import PARAM_SPECS, GuidanceParams, format_value  # noqa: E402
-from flexdiffuse.webui import prepare  # noqa: E402
+from flexdiffuse.params import PARAM_SPECS, format_value  # noqa: E402
+from flexdiffuse.webui import hosts, script  # noqa: E402
 from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS  # noqa: E402
 from flexdiffuse.webui.families import VIT_BIGG, VIT_H, VIT_L  # noqa: E402
 from flexdiffuse.webui.models import VisionTowers  # noqa: E402
+from flexdiffuse.webui.runtime import Runtime  # noqa: E402
 from tests.conftest import save_tiny_clip  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,10 +104,9 @@ class Webui:
 
         ``values`` are parameters and the other image inputs (``image_2=...``).
         """
-        defaults = GuidanceParams()
         args = {"enabled": enabled, "image": image}
         for spec in PARAM_SPECS:
-            value = values.pop(spec.name, getattr(defaults, spec.name))
+            value = values.pop(spec.name, spec.default)
             args[spec.name] = format_value(spec, value) if spec.kind == "choice" else value
         for slot in IMAGE_INPUTS[1:]:
             args[slot] = values.pop(slot, None)
@@ -141,15 +142,28 @@ def reset_host(family: str = "sd1") -> None:
 
 
 @pytest.fixture
-def webui(tiny_towers, monkeypatch) -> Webui:
+def install_webui(tiny_towers, monkeypatch) -> Callable[..., Webui]:
+    """Installs FlexDiffuse in a fresh fake webui with an SD 1.x checkpoint loaded.
+
+    ``towers`` replaces the process's vision towers (a loader of one's own, say).
+    """
+
+    def install(towers: VisionTowers | None = None) -> Webui:
+        reset_host()
+        monkeypatch.setattr(script, "RUNTIME", Runtime(hosts.detect(), towers or VisionTowers()))
+        module = load_extension_script()
+        script_callbacks.ui_settings_callback()
+        for tower in (VIT_L, VIT_H, VIT_BIGG):
+            shared.opts.data[tower.setting] = str(tiny_towers[tower.key])
+        return Webui(module, tiny_towers)
+
+    return install
+
+
+@pytest.fixture
+def webui(install_webui) -> Webui:
     """FlexDiffuse installed in a fresh fake webui with an SD 1.x checkpoint loaded."""
-    reset_host()
-    monkeypatch.setattr(prepare, "VISION_TOWERS", VisionTowers())
-    module = load_extension_script()
-    script_callbacks.ui_settings_callback()
-    for tower in (VIT_L, VIT_H, VIT_BIGG):
-        shared.opts.data[tower.setting] = str(tiny_towers[tower.key])
-    return Webui(module, tiny_towers)
+    return install_webui()
 
 
 def use_checkpoint(family: str) -> None:

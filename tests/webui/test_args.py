@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from flexdiffuse.params import PARAM_SPECS, GuidanceParams
+from flexdiffuse.encoder import image_digest
+from flexdiffuse.params import JobParams
 from flexdiffuse.webui.args import ARG_NAMES, parse_script_args, read_image
 from flexdiffuse.webui.errors import FlexDiffuseError
 from tests.webui.conftest import gradient
@@ -26,12 +27,44 @@ def encoded(image: Image.Image, fmt: str = "PNG") -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+POSITIONAL_API = (  # frozen: API clients send these positions; new inputs go last
+    "enabled",
+    "image",
+    "threshold_mult",
+    "threshold_floor",
+    "clustered",
+    "linear",
+    "max_guidance",
+    "order",
+    "reuse",
+    "concepts",
+    "concept_threshold",
+    "start",
+    "end",
+    "pooled",
+    "image_weight",
+    "image_2_weight",
+    "image_3_weight",
+    "image_4_weight",
+    "negative_weight",
+    "image_2",
+    "image_3",
+    "image_4",
+    "negative_image",
+)
+
+
+def test_the_positional_api_only_grows_at_its_end():
+    assert ARG_NAMES[: len(POSITIONAL_API)] == POSITIONAL_API
+
+
 def test_positional_arguments_in_panel_order():
     values = [0.1, 0.2, 0.3, 0.4, 0.5, "Text order", False, "dog", 0.6]
     request = parse_script_args([True, IMAGE, *values])
     assert request.enabled
-    assert request.images == {"image": IMAGE}
-    assert request.params == GuidanceParams(
+    assert list(request.images) == ["image"]
+    assert request.images["image"].digest == image_digest(IMAGE)
+    assert request.params == JobParams().replace(
         threshold_mult=0.1,
         threshold_floor=0.2,
         clustered=0.3,
@@ -42,16 +75,6 @@ def test_positional_arguments_in_panel_order():
         concepts="dog",
         concept_threshold=0.6,
     )
-    params = tuple(spec.name for spec in PARAM_SPECS)
-    assert (
-        "enabled",
-        "image",
-        *params,
-        "image_2",
-        "image_3",
-        "image_4",
-        "negative_image",
-    ) == ARG_NAMES
 
 
 def test_every_image_input_and_its_weight():
@@ -59,7 +82,7 @@ def test_every_image_input_and_its_weight():
     request = parse_script_args([{**args, "image_3_weight": 0.5, "image_weight": 0}])
     assert set(request.images) == {"image", "image_3", "negative_image"}
     assert [weight for _, weight in request.guidance_images()] == [0.5]  # weight 0: left out
-    assert request.negative_image is IMAGE
+    assert request.negative_image is request.images["negative_image"]
     assert parse_script_args([{**args, "negative_weight": 0}]).negative_image is None
 
 
@@ -73,13 +96,13 @@ def test_errors_name_the_image_input():
 def test_named_arguments_default_the_rest_and_imply_enabled():
     request = parse_script_args([{"image": encoded(IMAGE), "linear": 0.2, "reuse": "false"}])
     assert request.enabled
-    assert request.params == GuidanceParams(linear=0.2, reuse=False)
-    assert request.images["image"].size == (20, 10)
+    assert request.params == JobParams().replace(linear=0.2, reuse=False)
+    assert request.images["image"].digest == image_digest(IMAGE)
     assert not parse_script_args([{"enabled": False, "linear": 99}]).enabled
 
 
 def test_missing_trailing_arguments_take_defaults():
-    assert parse_script_args([True, IMAGE]).params == GuidanceParams()
+    assert parse_script_args([True, IMAGE]).params == JobParams()
 
 
 @pytest.mark.parametrize(
@@ -96,7 +119,9 @@ def test_missing_trailing_arguments_take_defaults():
 )
 def test_images_in_every_form_clients_send(value):
     image = read_image(value)
-    assert image.size == (20, 10)
+    assert image.pixels.size == (10, 10)  # the centre square is all a tower sees
+    if not isinstance(value, str) or "webp" not in value:
+        assert image.digest == image_digest(IMAGE)
 
 
 @pytest.mark.parametrize("value", [None, "", "   "])
@@ -112,6 +137,18 @@ def test_array_that_is_not_an_image():
 def test_enable_switch_must_be_boolean():
     with pytest.raises(FlexDiffuseError, match="enable switch must be true or false"):
         parse_script_args(["yes please"])
+
+
+@pytest.mark.parametrize("word", ["yes", "on", "1", "TRUE", 1, True])
+def test_every_boolean_reads_by_one_rule(word):
+    request = parse_script_args([word, IMAGE])
+    assert request.enabled
+    assert parse_script_args([{"image": IMAGE, "reuse": word}]).params.get("reuse") is True
+
+
+def test_a_data_url_without_base64_is_named_as_such():
+    with pytest.raises(FlexDiffuseError, match="data URL without ';base64'"):
+        read_image("data:image/png," + encoded(IMAGE))
 
 
 @given(st.binary(max_size=64))

@@ -9,7 +9,7 @@ from modules import prompt_parser
 from sdmodel import FakeSdModel
 
 from flexdiffuse.webui.conds import (
-    GuidedBatches,
+    GuidedRowCache,
     cond_rows,
     schedule_index,
     stack_rows,
@@ -65,7 +65,7 @@ def test_guided_batches_guide_each_conditioning_once_and_reuse_batches():
 
     prompts = ["", "x", "y", "z " * 80]
     multicond = prompt_parser.get_multicond_learned_conditioning(MODEL, prompts, 3)
-    batches = GuidedBatches(guide)
+    batches = GuidedRowCache(guide)
     batches.prepare(cond_rows(multicond, None), [True, False, False, False])
     # One call per shape and kind: the empty prompt, "x" and "y" together, the long prompt.
     assert sorted(calls) == [(1, False), (1, True), (2, False)]

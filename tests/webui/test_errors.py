@@ -16,9 +16,9 @@ from modules import shared
 from PIL import Image
 from sdmodel import FakeSdModel
 
-from flexdiffuse import ImageEncoder, ModelLoadError
-from flexdiffuse.guidance import ImageGuidance
-from flexdiffuse.webui import host, prepare
+from flexdiffuse import ImageEncoder
+from flexdiffuse.guidance import ConditioningGuide
+from flexdiffuse.webui import hosts, script
 from flexdiffuse.webui.errors import FlexDiffuseError
 from flexdiffuse.webui.families import VIT_L
 from flexdiffuse.webui.models import VisionTowers
@@ -108,13 +108,11 @@ def test_sdxl_refiner_width_is_named(webui):
         webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
 
 
-def test_a_model_that_cannot_be_downloaded(webui, monkeypatch):
+def test_a_model_that_cannot_be_downloaded(install_webui):
     offline = functools.partial(ImageEncoder.from_pretrained, local_files_only=True)
-    monkeypatch.setattr(prepare, "VISION_TOWERS", VisionTowers(offline))
+    webui = install_webui(VisionTowers(offline))
     shared.opts.data[VIT_L.setting] = "someone/not-a-clip-model"
-    message = assert_stops(
-        webui, webui.args(image=IMAGE), "someone/not-a-clip-model", error=ModelLoadError
-    )
+    message = assert_stops(webui, webui.args(image=IMAGE), "someone/not-a-clip-model")
     assert "local folder" in message
 
 
@@ -130,8 +128,16 @@ def test_concepts_longer_than_one_chunk(webui):
     assert_stops(webui, webui.args(image=IMAGE, concepts=concepts), "must fit in one")
 
 
-def test_forge_is_refused_clearly(webui, monkeypatch):
-    monkeypatch.setattr(host, "is_forge", lambda: True)
+def test_forge_is_detected_by_probing_its_modules(monkeypatch, tmp_path):
+    assert hosts.detect().unsupported is None
+    (tmp_path / "modules_forge").mkdir()
+    (tmp_path / "modules_forge" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "Forge" in hosts.detect().unsupported
+
+
+def test_an_unsupported_host_is_refused_clearly(webui, monkeypatch):
+    monkeypatch.setattr(script.RUNTIME.host, "unsupported", hosts.FORGE_UNSUPPORTED)
     message = assert_stops(webui, webui.args(image=IMAGE), "does not support")
     assert "Forge" in message
 
@@ -145,7 +151,7 @@ def test_a_failure_during_sampling_stops_the_job(webui, monkeypatch):
             raise RuntimeError("tower exploded")
         return cond.clone()
 
-    monkeypatch.setattr(ImageGuidance, "apply", fail_on_second)
+    monkeypatch.setattr(ConditioningGuide, "apply", fail_on_second)
     job = {"prompt": "a cat", "enable_hr": True, "hr_prompt": "a dog", "steps": 3}
     with pytest.raises(RuntimeError, match="tower exploded"):
         webui.txt2img(webui.args(image=IMAGE), **job)

@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 from sdmodel import FakeSdModel
 
 from flexdiffuse import GuidanceParams, ImageEncoder, guide
-from flexdiffuse.webui import host, prepare
+from flexdiffuse.webui import script, settings
 from flexdiffuse.webui.errors import FlexDiffuseError
 from flexdiffuse.webui.families import SD1, SD2, SDXL, VIT_BIGG, VIT_H, VIT_L, detect_family
 from flexdiffuse.webui.job import job_of
@@ -69,12 +69,12 @@ def test_sdxl_guides_each_part_with_its_own_tower(webui):
 
 def test_sdxl_vit_l_only_leaves_the_bigg_part_and_never_loads_bigg(webui):
     shared.sd_model = FakeSdModel("sdxl")
-    shared.opts.data[host.SDXL_VIT_L_ONLY] = True
+    shared.opts.data[settings.SDXL_VIT_L_ONLY] = True
     plain, guided, _ = run_pair(webui)
     before, after = plain[0]["crossattn"], guided[0]["crossattn"]
     assert torch.equal(after[..., 768:], before[..., 768:])
     assert not torch.equal(after[..., :768], before[..., :768])
-    assert str(webui.towers["vit_bigg"]) not in prepare.VISION_TOWERS.loaded()
+    assert str(webui.towers["vit_bigg"]) not in script.RUNTIME.towers.loaded()
 
 
 def test_sdxl_pooled_guidance_turns_the_clip_g_embedding_toward_the_image(webui):
@@ -97,15 +97,15 @@ def test_sdxl_pooled_guidance_turns_the_clip_g_embedding_toward_the_image(webui)
 )
 def test_pooled_guidance_where_it_cannot_apply(webui, family, vit_l_only, match):
     shared.sd_model = FakeSdModel(family)
-    shared.opts.data[host.SDXL_VIT_L_ONLY] = vit_l_only
+    shared.opts.data[settings.SDXL_VIT_L_ONLY] = vit_l_only
     with pytest.raises(FlexDiffuseError, match=match):
         webui.txt2img(webui.args(image=IMAGE, pooled=0.5), prompt="a cat", steps=1)
 
 
 def test_keep_loaded_off_holds_one_tower_at_a_time(webui, monkeypatch):
     shared.sd_model = FakeSdModel("sdxl")
-    shared.opts.data[host.KEEP_LOADED] = False
-    towers = prepare.VISION_TOWERS
+    shared.opts.data[settings.KEEP_LOADED] = False
+    towers = script.RUNTIME.towers
     peak = []
     real = towers._encoder
 
@@ -134,8 +134,8 @@ def test_a_single_safetensors_file_as_the_tower(webui, tmp_path):
     save_file(load_file(str(webui.towers["vit_l"] / "model.safetensors")), str(file))
     shared.opts.data[VIT_L.setting] = str(file)
     job = webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
-    assert job_of(job.p).guidance.prompt.towers[0].image_tokens.shape[-1] == 768
-    assert str(file) in prepare.VISION_TOWERS.loaded()
+    assert job_of(job.p).guides.prompt.parts[0].image_tokens.shape[-1] == 768
+    assert str(file) in script.RUNTIME.towers.loaded()
 
 
 def test_a_file_whose_tensors_do_not_fit_the_family(webui, tmp_path):

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import gradio as gr
 import pytest
-from modules.infotext_utils import UNCHANGED, paste_values
+from modules import script_callbacks
+from modules.infotext_utils import (
+    UNCHANGED,
+    api_infotext_values,
+    parse_generation_parameters,
+    paste_values,
+)
 from modules.ui_components import InputAccordion
 
-from flexdiffuse.params import PARAM_SPECS, GuidanceParams, format_value
-from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS
-from flexdiffuse.webui.infotext import ENABLED_KEY, IMAGE_KEY, PANEL_KEYS, image_key
+from flexdiffuse.params import PARAM_SPECS, JobParams, format_value
+from flexdiffuse.webui.args import ARG_NAMES
+from flexdiffuse.webui.infotext import PASTE_READERS, image_key
+from flexdiffuse.webui.ui import PRIORITY_HINT
 from tests.webui.conftest import gradient
 
 IMAGE = gradient()
@@ -33,9 +40,9 @@ def test_both_tabs_get_every_control_with_unique_ids(webui):
 @pytest.mark.parametrize("spec", PARAM_SPECS, ids=lambda s: s.name)
 def test_controls_follow_the_specs(webui, spec):
     control = webui.controls[False][ARG_NAMES.index(spec.name)]
-    default = getattr(GuidanceParams(), spec.name)
+    default = spec.default
     assert control.label == spec.label
-    assert control.info == spec.info  # every control has a hint
+    assert control.info == (PRIORITY_HINT if spec.name == "order" else spec.info)
     if spec.kind == "float":
         assert isinstance(control, gr.Slider)
         assert (control.minimum, control.maximum, control.value) == (
@@ -70,14 +77,22 @@ def test_dropping_an_image_switches_flexdiffuse_on(webui):
     assert webui.blocks.fns[index].fn() is True
 
 
-def paste(webui, infotext, is_img2img=False):
+def paste(webui, infotext, is_img2img=False, via=paste_values):
+    """Control values by argument name after pasting ``infotext`` (UNCHANGED: left alone)."""
     script = webui.scripts[is_img2img]
-    values = paste_values(script.infotext_fields, infotext)
-    return dict(zip(PANEL_KEYS, values, strict=True))
+    values = via(script.infotext_fields, infotext)
+    return dict(zip(PASTE_READERS, values, strict=True))
+
+
+def sent_values(args):
+    """The pasteable controls' values in script arguments ``args``, by argument name."""
+    return {
+        name: value for name, value in zip(ARG_NAMES, args, strict=True) if name in PASTE_READERS
+    }
 
 
 def test_infotext_round_trip_restores_every_control(webui):
-    params = GuidanceParams(
+    params = JobParams().replace(
         threshold_mult=-0.3,
         threshold_floor=0.61,
         clustered=0.05,
@@ -88,41 +103,58 @@ def test_infotext_round_trip_restores_every_control(webui):
         concepts='a dog, "sunset": red',
         concept_threshold=0.5,
     )
-    values = {name: getattr(params, name) for name in params.__dataclass_fields__}
-    args = webui.args(image=IMAGE, **values)
+    args = webui.args(image=IMAGE, **{s.name: params.get(s.name) for s in PARAM_SPECS})
     job = webui.txt2img(args, prompt="a cat", steps=1)
     infotext = job.processed.infotexts[0]
-    assert f"{IMAGE_KEY}: " in infotext
-    pasted = paste(webui, infotext)
-    images = {image_key(slot) for slot in IMAGE_INPUTS}
-    assert all(pasted[key] is UNCHANGED for key in images)  # a hash cannot become an image
-    restored = {key: value for key, value in pasted.items() if key not in images}
-    sent = dict(zip(PANEL_KEYS, args, strict=True))
-    assert restored == {key: value for key, value in sent.items() if key not in images}
+    assert f"{image_key('image')}: " in infotext
+    assert set(PASTE_READERS) == {"enabled", *(s.name for s in PARAM_SPECS)}  # no images
+    assert paste(webui, infotext) == sent_values(args)
+    assert paste(webui, infotext, via=api_infotext_values) == sent_values(args)
 
 
 def test_defaults_missing_from_infotext_are_restored_too(webui):
     job = webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
     assert "concepts" not in job.processed.infotexts[0]  # empty: not written
     webui_values = paste(webui, job.processed.infotexts[0])
-    assert webui_values["FlexDiffuse concepts"] == ""
+    assert webui_values["concepts"] == ""
     edited = job.processed.infotexts[0].replace("FlexDiffuse linear: 0.5", "FlexDiffuse linear: 9")
-    assert paste(webui, edited)["FlexDiffuse linear"] == 0.5  # out of range: the default
+    assert paste(webui, edited)["linear"] == 0.5  # out of range: the default
 
 
 def test_pasting_an_unguided_image_switches_flexdiffuse_off_only(webui):
     job = webui.txt2img(webui.args(enabled=False), prompt="a cat", steps=1)
     assert "FlexDiffuse" not in job.processed.infotexts[0]
     pasted = paste(webui, job.processed.infotexts[0])
-    assert pasted[ENABLED_KEY] is False
-    assert all(value is UNCHANGED for key, value in pasted.items() if key != ENABLED_KEY)
+    assert pasted["enabled"] is False
+    assert all(value is UNCHANGED for name, value in pasted.items() if name != "enabled")
+
+
+def test_reading_parameters_writes_nothing_into_them(webui):
+    """PNG Info and the API's png-info parse infotext: no FlexDiffuse key may appear."""
+    job = webui.txt2img(webui.args(enabled=False), prompt="a cat", steps=1)
+    parsed = parse_generation_parameters(job.processed.infotexts[0])
+    script_callbacks.infotext_pasted_callback(job.processed.infotexts[0], parsed)
+    paste(webui, job.processed.infotexts[0])
+    assert not [key for key in parsed if key.startswith("FlexDiffuse")]
+
+
+@pytest.mark.parametrize("via", [paste_values, api_infotext_values])
+def test_booleans_from_infotext_read_as_booleans(webui, via):
+    job = webui.txt2img(webui.args(image=IMAGE, reuse=False), prompt="a cat", steps=1)
+    infotext = job.processed.infotexts[0]
+    assert "FlexDiffuse reuse: False" in infotext
+    assert paste(webui, infotext, via=via)["reuse"] is False
+    off = infotext.replace("FlexDiffuse: True", "FlexDiffuse: False")
+    assert paste(webui, off, via=via)["enabled"] is False
 
 
 def test_send_to_img2img_copies_every_control_by_name(webui):
     txt2img, img2img = webui.scripts[False], webui.scripts[True]
-    assert [key for _, key in txt2img.infotext_fields] == list(PANEL_KEYS)
-    assert [key for _, key in img2img.infotext_fields] == list(PANEL_KEYS)
-    assert set(txt2img.paste_field_names) == set(PANEL_KEYS)
+    assert [key for _, key in txt2img.infotext_fields] == list(PASTE_READERS.values())
+    assert [key for _, key in img2img.infotext_fields] == list(PASTE_READERS.values())
+    names = txt2img.paste_field_names
+    copied = [field for field, key in txt2img.infotext_fields if key in names]
+    assert copied == [field for field, _ in txt2img.infotext_fields]
 
 
 def test_api_script_info_describes_every_argument(webui):

@@ -12,7 +12,7 @@ import torch
 from modules import processing, shared
 
 from flexdiffuse import GuidanceParams, ImageEncoder, guide, pure_image_guidance
-from flexdiffuse.guidance import ImageGuidance
+from flexdiffuse.guidance import ConditioningGuide
 from flexdiffuse.webui.job import job_of
 from tests.webui.conftest import gradient
 
@@ -25,12 +25,14 @@ def tokens(tiny_towers) -> torch.Tensor:
     return ImageEncoder.from_pretrained(tiny_towers["vit_l"])(IMAGE)
 
 
-def run_pair(webui, method: str = "txt2img", params: GuidanceParams = PARAMS, **job):
+def run_pair(
+    webui, method: str = "txt2img", params: GuidanceParams = PARAMS, concepts: str = "", **job
+):
     """The same job unguided and guided."""
     run = getattr(webui, method)
     plain = run(webui.args(enabled=False), **job)
     values = {name: getattr(params, name) for name in params.__dataclass_fields__}
-    guided = run(webui.args(image=IMAGE, **values), **job)
+    guided = run(webui.args(image=IMAGE, concepts=concepts, **values), **job)
     return plain, guided
 
 
@@ -138,22 +140,23 @@ def test_cached_conditionings_are_never_modified(webui):
 
 def test_guidance_is_computed_once_per_conditioning_not_per_step(webui, monkeypatch):
     rows = []
-    real = ImageGuidance.apply
+    real = ConditioningGuide.apply
 
     def counting(self, cond, pure=False):
         rows.append(cond.shape[0])
         return real(self, cond, pure=pure)
 
-    monkeypatch.setattr(ImageGuidance, "apply", counting)
+    monkeypatch.setattr(ConditioningGuide, "apply", counting)
     job = webui.txt2img(webui.args(image=IMAGE), prompt="a [cat:dog:3] here", steps=6)
     assert len(job.cond_steps()) == 6
     assert rows == [2]  # both scheduled conditionings, guided together once
 
 
 def test_concepts_prompt_is_encoded_by_the_checkpoint_and_maps_tokens(webui, tokens):
-    params = GuidanceParams(linear=0.0, clustered=0.0, threshold_mult=0.0, concepts="a cat")
-    params = params.replace(concept_threshold=0.0)
-    plain, guided = run_pair(webui, params=params, prompt="a cat on a mat", steps=1)
+    params = GuidanceParams(linear=0.0, clustered=0.0, threshold_mult=0.0, concept_threshold=0.0)
+    plain, guided = run_pair(
+        webui, params=params, concepts="a cat", prompt="a cat on a mat", steps=1
+    )
     assert ["a cat"] in shared.sd_model.encoded
     concept = shared.sd_model.get_learned_conditioning(["a cat"])[0]
     original = plain.cond_steps()[0]

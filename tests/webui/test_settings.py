@@ -6,9 +6,12 @@ import pytest
 import torch
 from modules import devices, shared
 
-from flexdiffuse.webui import host, prepare
+from flexdiffuse.encoder import ImageEncoder
+from flexdiffuse.webui import prepare, script, settings
 from flexdiffuse.webui.families import TOWERS, VIT_L
+from flexdiffuse.webui.hosts.a1111 import SETTINGS_SECTION
 from flexdiffuse.webui.job import job_of
+from flexdiffuse.webui.models import VisionTowers
 from tests.webui.conftest import gradient
 
 IMAGE = gradient()
@@ -16,31 +19,36 @@ IMAGE = gradient()
 
 def test_settings_are_registered_in_their_own_section(webui):
     keys = [tower.setting for tower in TOWERS]
-    keys += [host.SDXL_VIT_L_ONLY, host.KEEP_LOADED, host.DEVICE]
+    keys += [settings.SDXL_VIT_L_ONLY, settings.KEEP_LOADED, settings.DEVICE]
     for key in keys:
         info = shared.opts.data_labels[key]
-        assert info.section == host.SETTINGS_SECTION
+        assert info.section == SETTINGS_SECTION
+        assert info.category_id == "sd"
         assert info.label
     assert shared.opts.data_labels[VIT_L.setting].default == "openai/clip-vit-large-patch14"
-    assert shared.opts.data_labels[host.KEEP_LOADED].default is True
+    assert shared.opts.data_labels[settings.KEEP_LOADED].default is True
 
 
 def test_towers_stay_loaded_by_default(webui):
     webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
-    assert prepare.VISION_TOWERS.loaded() == [str(webui.towers["vit_l"])]
+    assert script.RUNTIME.towers.loaded() == [str(webui.towers["vit_l"])]
 
 
-def test_keep_loaded_off_unloads_after_encoding_and_reuses_encodings(webui, monkeypatch):
-    shared.opts.data[host.KEEP_LOADED] = False
+def test_keep_loaded_off_unloads_after_encoding_and_reuses_encodings(install_webui):
+    loads = []
+
+    def loader(*args, **kwargs):
+        loads.append(1)
+        return ImageEncoder.from_pretrained(*args, **kwargs)
+
+    webui = install_webui(VisionTowers(loader))
+    shared.opts.data[settings.KEEP_LOADED] = False
     gc_before = devices.gc_calls
     webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
-    assert prepare.VISION_TOWERS.loaded() == []
+    assert script.RUNTIME.towers.loaded() == []
     assert devices.gc_calls > gc_before
-    loads = []
-    real = prepare.VISION_TOWERS._loader
-    monkeypatch.setattr(
-        prepare.VISION_TOWERS, "_loader", lambda *a, **k: loads.append(1) or real(*a, **k)
-    )
+    assert loads == [1]
+    loads.clear()
     webui.txt2img(webui.args(image=IMAGE), prompt="a dog", steps=1)
     assert loads == []  # the image's tokens were kept
     webui.txt2img(webui.args(image=gradient(seed=5)), prompt="a dog", steps=1)
@@ -49,24 +57,25 @@ def test_keep_loaded_off_unloads_after_encoding_and_reuses_encodings(webui, monk
 
 def test_switching_keep_loaded_off_unloads_now(webui):
     webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
-    assert prepare.VISION_TOWERS.loaded()
-    shared.opts.set(host.KEEP_LOADED, False)
-    assert prepare.VISION_TOWERS.loaded() == []
+    assert script.RUNTIME.towers.loaded()
+    shared.opts.set(settings.KEEP_LOADED, False)
+    assert script.RUNTIME.towers.loaded() == []
 
 
 @pytest.mark.parametrize(
-    ("setting", "dtype"), [(host.DEVICE_SAME, torch.float64), (host.DEVICE_CPU, torch.float32)]
+    ("setting", "dtype"),
+    [(settings.DEVICE_SAME, torch.float64), (settings.DEVICE_CPU, torch.float32)],
 )
 def test_compute_device_setting(webui, monkeypatch, setting, dtype):
     monkeypatch.setattr(devices, "dtype", torch.float64)  # the webui's dtype
-    shared.opts.data[host.DEVICE] = setting
+    shared.opts.data[settings.DEVICE] = setting
     job = webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
-    encoder = prepare.VISION_TOWERS._encoders[str(webui.towers["vit_l"])]
+    encoder = script.RUNTIME.towers._encoders[str(webui.towers["vit_l"])]
     assert encoder.dtype == dtype
-    assert job_of(job.p).guidance.prompt.towers[0].image_tokens.dtype == dtype
+    assert job_of(job.p).guides.prompt.parts[0].image_tokens.dtype == dtype
 
 
 def test_an_empty_model_setting_means_the_default_id(webui):
     shared.opts.data[VIT_L.setting] = "  "
-    slot = prepare.guided_slots(prepare.detect_family(shared.sd_model))[0]
-    assert prepare.tower_source(slot) == VIT_L.default_model
+    part = prepare.guided_parts(script.RUNTIME, prepare.detect_family(shared.sd_model))[0]
+    assert settings.tower_source(script.RUNTIME.host, part.tower) == VIT_L.default_model

@@ -76,3 +76,23 @@ def paste_values(fields, infotext):
         except Exception:
             values.append(UNCHANGED)
     return values
+
+
+def api_infotext_values(fields, infotext):
+    """The values an API request's ``infotext`` sets on ``fields`` (``api.apply_infotext``).
+
+    Unlike pasting, no callback sees the parsed dict and the text is converted with the type
+    of the control's value alone: ``bool("False")`` is True there.
+    """
+    params = parse_generation_parameters(infotext)
+    values = []
+    for component, key in fields:
+        value = key(params) if callable(key) else params.get(key)
+        target_type = type(component.value)
+        if value is None or target_type is type(None):
+            values.append(UNCHANGED)
+            continue
+        if not isinstance(value, target_type):
+            value = target_type(value)
+        values.append(value)
+    return values

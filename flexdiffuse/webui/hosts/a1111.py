@@ -1,0 +1,166 @@
+"""AUTOMATIC1111 WebUI 1.7-1.10: the reference :class:`~.base.Host`.
+
+It reads A1111's ``modules`` lazily, inside each method, so importing FlexDiffuse never
+imports the webui and the fake host of the tests can be swapped in per test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .base import END, PAD, START, Cond, SettingSpec, StepConds
+
+SETTINGS_SECTION = ("flexdiffuse", "FlexDiffuse")
+SETTINGS_CATEGORY = "sd"
+"""The Settings page category ("Stable Diffusion"), where image-guidance extensions sit."""
+
+
+class A1111Host:
+    """A1111's implementation of :class:`~.base.Host`."""
+
+    def __init__(self, name: str = "AUTOMATIC1111 WebUI", unsupported: str | None = None) -> None:
+        self.name = name
+        self.unsupported = unsupported
+
+    def option(self, key: str, default: Any) -> Any:
+        from modules import shared
+
+        return shared.opts.data.get(key, default)
+
+    def add_settings(self, settings: Sequence[SettingSpec]) -> None:
+        import gradio as gr
+        from modules import shared
+
+        for setting in settings:
+            component, args = None, None
+            if setting.choices is not None:
+                component, args = gr.Radio, {"choices": list(setting.choices)}
+            info = shared.OptionInfo(
+                setting.default,
+                setting.label,
+                component,
+                args,
+                onchange=setting.onchange,
+                section=SETTINGS_SECTION,
+                category_id=SETTINGS_CATEGORY,
+            )
+            shared.opts.add_option(setting.key, info.info(setting.info))
+
+    def sd_model(self) -> Any:
+        from modules import shared
+
+        return shared.sd_model
+
+    def encode_prompt(self, text: str) -> Cond:
+        from modules import devices, shared
+
+        with torch.no_grad(), devices.autocast():
+            cond = shared.sd_model.get_learned_conditioning([text])
+        if isinstance(cond, dict):
+            return {key: value[0] for key, value in cond.items()}
+        return cond[0]
+
+    def step_conds(self, params: Any) -> StepConds:
+        denoiser = params.denoiser
+        conds = denoiser.sampler.sampler_extra_args
+        # The denoiser counts its own calls against the calls expected for this pass (A1111
+        # measures the refiner switch the same way); the state's counters are the fallback.
+        step, total = denoiser.step, getattr(denoiser, "total_steps", None)
+        if not total:
+            step, total = params.sampling_step, params.total_sampling_steps
+        return StepConds(conds["cond"], conds.get("uncond"), step, total or 0)
+
+    def tower_device_and_dtype(self, on_cpu: bool) -> tuple[torch.device, torch.dtype]:
+        from modules import devices
+
+        if on_cpu:
+            return devices.cpu, torch.float32
+        return devices.device, devices.dtype
+
+    def models_dir(self) -> Path:
+        from modules import paths
+
+        return Path(paths.models_path)
+
+    def free_memory(self) -> None:
+        from modules import devices
+
+        devices.torch_gc()
+
+    def interrupt(self) -> None:
+        from modules import shared
+
+        shared.state.interrupt()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        from modules.call_queue import queue_lock
+
+        with queue_lock:
+            yield
+
+    def first_scheduled_text(self, prompt: str) -> str:
+        from modules import extra_networks, prompt_parser
+
+        text, _ = extra_networks.parse_prompt(prompt)
+        _, sub_prompts, _ = prompt_parser.get_multicond_prompt_list([text])
+        schedule = prompt_parser.get_learned_conditioning_prompt_schedules([sub_prompts[0]], 100)
+        return schedule[0][0][1]
+
+    def prompt_token_labels(self, prompt: str) -> list[list[str]] | None:
+        wrapper = _text_wrapper()
+        decode = _token_decoder(wrapper) if wrapper is not None else None
+        if decode is None:
+            return None
+        chunks, _ = wrapper.tokenize_line(prompt)
+        labels = []
+        for chunk in chunks:
+            row = [START] + [decode(token) for token in chunk.tokens[1:]]
+            if wrapper.id_end in chunk.tokens[1:]:
+                end = chunk.tokens.index(wrapper.id_end, 1)
+                row[end:] = [END] + [PAD] * (len(row) - end - 1)
+            for fix in chunk.fixes:  # an embedding fills the positions after its offset (+1: BOS)
+                width = int(getattr(fix.embedding, "vectors", 1))
+                names = [fix.embedding.name] + ["\u2026"] * (width - 1)
+                row[fix.offset + 1 : fix.offset + 1 + width] = names
+            labels.append(row)
+        return labels
+
+    def warn(self, message: str) -> None:
+        import gradio as gr
+
+        # Outside a gradio request (the API) there is nobody to show a toast to.
+        with contextlib.suppress(Exception):
+            gr.Warning(message)
+
+    def input_accordion(self, value: bool, label: str, elem_id: str) -> Any:
+        from modules.ui_components import InputAccordion
+
+        return InputAccordion(value, label=label, elem_id=elem_id)
+
+
+def _text_wrapper() -> Any:
+    """A1111's prompt tokenizer wrapper of the loaded model (SDXL: its CLIP-L embedder)."""
+    from modules import sd_hijack
+
+    clip = sd_hijack.model_hijack.clip
+    for candidate in [clip, *getattr(clip, "embedders", [])]:
+        if hasattr(candidate, "tokenize_line"):
+            return candidate
+    return None
+
+
+def _token_decoder(wrapper: Any) -> Callable[[int], str] | None:
+    tokenizer = getattr(wrapper, "tokenizer", None)
+    if hasattr(tokenizer, "convert_ids_to_tokens"):  # transformers' CLIPTokenizer (CLIP-L)
+        return lambda token: tokenizer.convert_ids_to_tokens(token).replace("</w>", "")
+    open_clip = getattr(sys.modules.get("modules.sd_hijack_open_clip"), "tokenizer", None)
+    if hasattr(open_clip, "decoder"):  # OpenCLIP's tokenizer (SD 2.x)
+        return lambda token: open_clip.decoder.get(token, "?").replace("</w>", "")
+    return None
