@@ -258,10 +258,33 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _high_depth_to_l(image: Image.Image) -> Image.Image:
+    """8-bit greyscale from a 16-bit, 32-bit or float image, scaled by its format's range.
+
+    Scaling by the image's own maximum would brighten a dark picture: the same photo must
+    guide alike at 8 and 16 bits.
+    """
     values = np.asarray(image, dtype=np.float64)
-    top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max(initial=0)), 255.0)
+    top = _sample_range(image.mode, float(values.max(initial=0)))
     scaled = np.clip(values, 0, top) * (255.0 / top)
     return Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+
+
+def _sample_range(mode: str, largest: float) -> float:
+    """The value that means white in a high-depth mode, as far as the mode can tell.
+
+    ``I;16*`` holds 16-bit samples. Pillow opens 16-bit greyscale PNG, TIFF and PGM files as
+    ``I`` (older Pillow, as A1111 ships) or ``I;16``, so ``I`` is read as 16-bit too, unless a
+    value exceeds 65535 (true 32-bit data, read as 32-bit signed). ``F`` has no declared range:
+    values up to 1 are read as 0..1 (normalised floats), up to 255 as 0..255 (Pillow's own
+    ``convert("F")`` of an 8-bit image), beyond that as 0..65535.
+    """
+    if mode.startswith("I;16"):
+        return 65535.0
+    if mode == "I":
+        return 65535.0 if largest <= 65535 else float(2**31 - 1)
+    if largest <= 1.0:
+        return 1.0
+    return 255.0 if largest <= 255 else 65535.0
 
 
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
