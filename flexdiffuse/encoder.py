@@ -11,6 +11,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from .checkpoints import PICKLE_SUFFIXES
+from .towers import is_local_source, split_hub_source
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_SD1 = "openai/clip-vit-large-patch14"
@@ -101,19 +104,25 @@ class ImageEncoder:
         """Load a CLIP vision tower from a Hugging Face id, a local folder or one file.
 
         Args:
-            name_or_path: a Hugging Face model id, a folder with ``config.json``,
-                ``model.safetensors`` and ``preprocessor_config.json`` (as ``save_pretrained``
-                writes them), or a single weights file (see :meth:`from_single_file`).
+            name_or_path: a Hugging Face model id (``openai/clip-vit-large-patch14``), a
+                folder of a Hugging Face repo (``h94/IP-Adapter/models/image_encoder``: the
+                repo id, then the folder), a local folder with ``config.json`` and
+                ``model.safetensors`` (as ``save_pretrained`` writes them), or a single
+                weights file (see :meth:`from_single_file`).
             device: where to run the tower (default CPU).
             dtype: its dtype (default float32).
             cache_dir: where downloads go (default: the Hugging Face cache).
             local_files_only: never touch the network.
             cache: where encodings are kept (default: a new cache of this encoder's own).
 
+        Only ``config.json`` and the safetensors weights are downloaded; without a
+        ``preprocessor_config.json`` images get CLIP's standard preprocessing at the tower's
+        input size.
+
         Raises:
             ModelLoadError: the model is missing, unreachable, not safetensors or not CLIP.
         """
-        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+        from transformers import CLIPVisionModelWithProjection
 
         name = str(name_or_path).strip()
         local = Path(name).expanduser()
@@ -122,13 +131,17 @@ class ImageEncoder:
         if local.is_dir():
             name = str(local)
         _check_local_path(name)
-        options = {"cache_dir": str(cache_dir) if cache_dir else None}
-        options["local_files_only"] = local_files_only
+        repo, subfolder = (name, "") if local.is_dir() else split_hub_source(name)
+        options = {
+            "cache_dir": str(cache_dir) if cache_dir else None,
+            "local_files_only": local_files_only,
+            "subfolder": subfolder,
+        }
         try:
             model = CLIPVisionModelWithProjection.from_pretrained(
-                name, torch_dtype=dtype, use_safetensors=True, **options
+                repo, torch_dtype=dtype, use_safetensors=True, **options
             )
-            processor = CLIPImageProcessor.from_pretrained(name, **options)
+            processor = _image_processor(repo, model.config.image_size, options)
         except (OSError, ValueError) as error:
             raise ModelLoadError(_load_failure_message(name, error)) from error
         logger.info("Loaded CLIP vision model %s", name)
@@ -154,7 +167,7 @@ class ImageEncoder:
             ModelLoadError: the file is missing, unreadable, or not a CLIP vision tower with
                 a visual projection.
         """
-        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+        from transformers import CLIPVisionModelWithProjection
 
         from .checkpoints import CheckpointError, read_weights, vision_config, vision_state_dict
 
@@ -175,10 +188,7 @@ class ImageEncoder:
             raise ModelLoadError(
                 _file_failure_message(file, f"its tensors do not fit the tower ({names}, ...)")
             )
-        size = config.image_size
-        processor = CLIPImageProcessor(
-            size={"shortest_edge": size}, crop_size={"height": size, "width": size}
-        )
+        processor = _standard_processor(config.image_size)
         logger.info("Loaded CLIP vision model from %s", file)
         return cls(model.to(device=device or "cpu", dtype=dtype), processor, str(file), cache)
 
@@ -292,7 +302,7 @@ SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 def _check_local_path(name: str) -> None:
     folder = Path(name)
-    if not folder.exists() and _looks_like_path(name):
+    if not folder.exists() and is_local_source(name):
         raise ModelLoadError(
             f"'{name}' does not exist. Give an existing folder or weights file, or a Hugging "
             f"Face model id such as '{DEFAULT_MODEL_SD1}'."
@@ -302,13 +312,14 @@ def _check_local_path(name: str) -> None:
     if not (folder / "config.json").is_file():
         raise ModelLoadError(
             f"The folder '{name}' is not a CLIP model folder: it needs config.json, "
-            "model.safetensors and preprocessor_config.json, as save_pretrained writes them."
+            "model.safetensors (and optionally preprocessor_config.json), as save_pretrained "
+            "writes them."
         )
     # transformers 4.30 (A1111's) falls back to pickled weights in a local folder even with
     # use_safetensors=True, and unpickling can run arbitrary code: refuse before it tries.
     if any((folder / f).is_file() for f in SAFETENSORS_FILES):
         return
-    pickled = [p.name for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
+    pickled = [p.name for p in folder.glob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
     found = f" (found {', '.join(sorted(pickled))})" if pickled else ""
     raise ModelLoadError(
         f"The folder '{name}' has no model.safetensors{found}. FlexDiffuse loads weights only "
@@ -329,12 +340,29 @@ def _sibling_config(file: Path):
         return None
 
 
-def _looks_like_path(name: str) -> bool:
-    path = Path(name)
-    return (
-        name.startswith(("/", "~", ".", "\\"))
-        or bool(path.drive)
-        or path.suffix in (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+def _image_processor(repo: str, image_size: int, options: dict[str, object]):
+    """The source's own image processor, else CLIP's standard one at ``image_size``.
+
+    Vision-only folders such as IP-Adapter's ``image_encoder`` hold no
+    ``preprocessor_config.json``. Every released CLIP tower uses the same normalisation, and
+    resizing and cropping are done by :func:`prepare_image`, so the standard processor gives
+    the same pixels.
+    """
+    from transformers import CLIPImageProcessor
+
+    try:
+        return CLIPImageProcessor.from_pretrained(repo, **options)
+    except OSError as error:  # transformers reports a missing file as OSError
+        logger.debug("No image processor in %s (%s); using CLIP's standard one", repo, error)
+        return _standard_processor(image_size)
+
+
+def _standard_processor(size: int):
+    """CLIP's preprocessing (OpenAI mean and std, bicubic) for ``size``-pixel inputs."""
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
     )
 
 
@@ -351,11 +379,13 @@ def _load_failure_message(name: str, error: Exception) -> str:
     if Path(name).exists():
         return (
             f"Could not load the CLIP vision model from the folder '{name}': {detail}. The folder "
-            "needs config.json, model.safetensors (pickled .bin/.pt weights are not loaded) and "
-            "preprocessor_config.json, as written by save_pretrained."
+            "needs config.json and model.safetensors (pickled .bin/.pt weights are not loaded), "
+            "as written by save_pretrained."
         )
+    repo, subfolder = split_hub_source(name)
+    where = f"the folder '{subfolder}' of '{repo}'" if subfolder else f"'{repo}'"
     return (
         f"Could not load the CLIP vision model '{name}': {detail}. If this machine is offline, "
-        f"download '{name}' elsewhere (config.json, model.safetensors, "
-        "preprocessor_config.json) and set the model to that local folder instead."
+        f"download config.json and model.safetensors from {where} on Hugging Face elsewhere, "
+        "put them in one local folder and set the model to that folder instead."
     )
