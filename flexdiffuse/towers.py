@@ -116,12 +116,15 @@ def is_local_source(source: str) -> bool:
     if not name:
         return False
     path = Path(name).expanduser()
-    if path.exists():
-        return True
+    try:
+        if path.exists():
+            return True
+    except (OSError, ValueError):  # a name no file system accepts (too long, NUL)
+        return False
     return (
         name.startswith(("/", "~", ".", "\\"))
         or bool(Path(name).drive)
-        or path.suffix in (SAFETENSORS_SUFFIX, *PICKLE_SUFFIXES)
+        or path.suffix.lower() in (SAFETENSORS_SUFFIX, *PICKLE_SUFFIXES)
     )
 
 
@@ -191,7 +194,11 @@ def find_tower_files(
     seen: set[str] = set()
     for folder in folders:
         for candidate in _candidates(Path(folder).expanduser()):
-            key = str(candidate.resolve())
+            try:
+                key = str(candidate.resolve())
+            except (OSError, RuntimeError) as error:  # a symlink loop
+                logger.debug("Skipped %s: %s", candidate, error)
+                continue
             if key in seen:
                 continue
             shape = read_tower_shape(candidate)

@@ -211,6 +211,15 @@ def test_find_tower_files_offers_only_what_fits(tmp_path, tower):
     assert find_tower_files([root], 1280) == []
 
 
+def test_symlink_loops_and_odd_names_are_skipped(tmp_path, tower):
+    root = tmp_path / "clip_vision"
+    file = save_tower(root / "tower.safetensors", state_of(tower))
+    (root / "loop.safetensors").symlink_to(root / "loop.safetensors")
+    assert find_tower_files([root], 48) == [file]
+    assert tower_key("bad\0name") == "bad\0name"  # not a path any file system takes
+    assert tower_key("./TOWER.SAFETENSORS") == str(Path("TOWER.SAFETENSORS").resolve())
+
+
 def test_find_tower_files_offers_a_file_once(tmp_path, tower):
     root = tmp_path / "models" / "clip_vision"
     file = save_tower(root / "tower.safetensors", state_of(tower))
