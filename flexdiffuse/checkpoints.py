@@ -58,11 +58,12 @@ class CheckpointError(ValueError):
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a ``.safetensors`` file, or of a pickle read with ``weights_only``."""
-    if path.suffix == ".safetensors":
+    suffix = path.suffix.lower()  # Windows users meet .SAFETENSORS and .PTH too
+    if suffix == ".safetensors":
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu")
-    if path.suffix in PICKLE_SUFFIXES:
+    if suffix in PICKLE_SUFFIXES:
         # torch.serialization.load, not torch.load: A1111 swaps torch.load for a checker of its
         # own; weights_only is the safe loader here (no code runs while reading).
         state = torch.serialization.load(str(path), map_location="cpu", weights_only=True)
@@ -135,6 +136,34 @@ def vision_config(state: Mapping[str, torch.Tensor], given: Any = None) -> Any:
         patch_size=patch,
         projection_dim=state[PROJECTION].shape[0],
     )
+
+
+def expected_shapes(config: Any) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of a ``CLIPVisionModelWithProjection`` built from ``config``.
+
+    Lets a file be checked against the tower it claims to be from its header alone, without
+    building the model (which takes seconds for ViT-bigG even on the meta device).
+    """
+    width, inner = config.hidden_size, config.intermediate_size
+    patch, positions = config.patch_size, (config.image_size // config.patch_size) ** 2 + 1
+    shapes: dict[str, tuple[int, ...]] = {
+        f"{VISION}embeddings.class_embedding": (width,),
+        f"{VISION}embeddings.patch_embedding.weight": (width, config.num_channels, patch, patch),
+        f"{VISION}embeddings.position_embedding.weight": (positions, width),
+        PROJECTION: (config.projection_dim, width),
+    }
+    for norm in ("pre_layrnorm", "post_layernorm"):
+        shapes.update({f"{VISION}{norm}.{kind}": (width,) for kind in ("weight", "bias")})
+    for index in range(config.num_hidden_layers):
+        layer = f"{VISION}encoder.layers.{index}."
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            shapes[f"{layer}self_attn.{proj}.weight"] = (width, width)
+            shapes[f"{layer}self_attn.{proj}.bias"] = (width,)
+        for norm in ("layer_norm1", "layer_norm2"):
+            shapes.update({f"{layer}{norm}.{kind}": (width,) for kind in ("weight", "bias")})
+        shapes.update({f"{layer}mlp.fc1.weight": (inner, width), f"{layer}mlp.fc1.bias": (inner,)})
+        shapes.update({f"{layer}mlp.fc2.weight": (width, inner), f"{layer}mlp.fc2.bias": (width,)})
+    return shapes
 
 
 def _strip(key: str, marker: str) -> str | None:

@@ -11,6 +11,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from .checkpoints import PICKLE_SUFFIXES
+from .towers import is_local_source, split_hub_source
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_SD1 = "openai/clip-vit-large-patch14"
@@ -108,19 +111,25 @@ class ImageEncoder:
         """Load a CLIP vision tower from a Hugging Face id, a local folder or one file.
 
         Args:
-            name_or_path: a Hugging Face model id, a folder with ``config.json``,
-                ``model.safetensors`` and ``preprocessor_config.json`` (as ``save_pretrained``
-                writes them), or a single weights file (see :meth:`from_single_file`).
+            name_or_path: a Hugging Face model id (``openai/clip-vit-large-patch14``), a
+                folder of a Hugging Face repo (``h94/IP-Adapter/models/image_encoder``: the
+                repo id, then the folder), a local folder with ``config.json`` and
+                ``model.safetensors`` (as ``save_pretrained`` writes them), or a single
+                weights file (see :meth:`from_single_file`).
             device: where to run the tower (default CPU).
             dtype: its dtype (default float32).
             cache_dir: where downloads go (default: the Hugging Face cache).
             local_files_only: never touch the network.
             cache: where encodings are kept (default: a new cache of this encoder's own).
 
+        Only ``config.json`` and the safetensors weights are downloaded; without a
+        ``preprocessor_config.json`` images get CLIP's standard preprocessing at the tower's
+        input size.
+
         Raises:
             ModelLoadError: the model is missing, unreachable, not safetensors or not CLIP.
         """
-        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+        from transformers import CLIPVisionModelWithProjection
 
         name = str(name_or_path).strip()
         local = Path(name).expanduser()
@@ -129,13 +138,17 @@ class ImageEncoder:
         if local.is_dir():
             name = str(local)
         _check_local_path(name)
-        options = {"cache_dir": str(cache_dir) if cache_dir else None}
-        options["local_files_only"] = local_files_only
+        repo, subfolder = (name, "") if local.is_dir() else split_hub_source(name)
+        options = {
+            "cache_dir": str(cache_dir) if cache_dir else None,
+            "local_files_only": local_files_only,
+            "subfolder": subfolder,
+        }
         try:
             model = CLIPVisionModelWithProjection.from_pretrained(
-                name, torch_dtype=dtype, use_safetensors=True, **options
+                repo, torch_dtype=dtype, use_safetensors=True, **options
             )
-            processor = CLIPImageProcessor.from_pretrained(name, **options)
+            processor = _image_processor(repo, model.config.image_size, options)
         except (OSError, ValueError) as error:
             raise ModelLoadError(_load_failure_message(name, error)) from error
         logger.info("Loaded CLIP vision model %s", name)
@@ -161,7 +174,7 @@ class ImageEncoder:
             ModelLoadError: the file is missing, unreadable, or not a CLIP vision tower with
                 a visual projection.
         """
-        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+        from transformers import CLIPVisionModelWithProjection
 
         from .checkpoints import CheckpointError, read_weights, vision_config, vision_state_dict
 
@@ -182,10 +195,7 @@ class ImageEncoder:
             raise ModelLoadError(
                 _file_failure_message(file, f"its tensors do not fit the tower ({names}, ...)")
             )
-        size = config.image_size
-        processor = CLIPImageProcessor(
-            size={"shortest_edge": size}, crop_size={"height": size, "width": size}
-        )
+        processor = _standard_processor(config.image_size)
         logger.info("Loaded CLIP vision model from %s", file)
         return cls(model.to(device=device or "cpu", dtype=dtype), processor, str(file), cache)
 
@@ -268,10 +278,33 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _high_depth_to_l(image: Image.Image) -> Image.Image:
+    """8-bit greyscale from a 16-bit, 32-bit or float image, scaled by its format's range.
+
+    Scaling by the image's own maximum would brighten a dark picture: the same photo must
+    guide alike at 8 and 16 bits.
+    """
     values = np.asarray(image, dtype=np.float64)
-    top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max(initial=0)), 255.0)
+    top = _sample_range(image.mode, float(values.max(initial=0)))
     scaled = np.clip(values, 0, top) * (255.0 / top)
     return Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+
+
+def _sample_range(mode: str, largest: float) -> float:
+    """The value that means white in a high-depth mode, as far as the mode can tell.
+
+    ``I;16*`` holds 16-bit samples. Pillow opens 16-bit greyscale PNG, TIFF and PGM files as
+    ``I`` (older Pillow, as A1111 ships) or ``I;16``, so ``I`` is read as 16-bit too, unless a
+    value exceeds 65535 (true 32-bit data, read as 32-bit signed). ``F`` has no declared range:
+    values up to 1 are read as 0..1 (normalised floats), up to 255 as 0..255 (Pillow's own
+    ``convert("F")`` of an 8-bit image), beyond that as 0..65535.
+    """
+    if mode.startswith("I;16"):
+        return 65535.0
+    if mode == "I":
+        return 65535.0 if largest <= 65535 else float(2**31 - 1)
+    if largest <= 1.0:
+        return 1.0
+    return 255.0 if largest <= 255 else 65535.0
 
 
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
@@ -279,7 +312,7 @@ SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 def _check_local_path(name: str) -> None:
     folder = Path(name)
-    if not folder.exists() and _looks_like_path(name):
+    if not folder.exists() and is_local_source(name):
         raise ModelLoadError(
             f"'{name}' does not exist. Give an existing folder or weights file, or a Hugging "
             f"Face model id such as '{DEFAULT_MODEL_SD1}'."
@@ -289,13 +322,14 @@ def _check_local_path(name: str) -> None:
     if not (folder / "config.json").is_file():
         raise ModelLoadError(
             f"The folder '{name}' is not a CLIP model folder: it needs config.json, "
-            "model.safetensors and preprocessor_config.json, as save_pretrained writes them."
+            "model.safetensors (and optionally preprocessor_config.json), as save_pretrained "
+            "writes them."
         )
     # transformers 4.30 (A1111's) falls back to pickled weights in a local folder even with
     # use_safetensors=True, and unpickling can run arbitrary code: refuse before it tries.
     if any((folder / f).is_file() for f in SAFETENSORS_FILES):
         return
-    pickled = [p.name for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
+    pickled = [p.name for p in folder.glob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
     found = f" (found {', '.join(sorted(pickled))})" if pickled else ""
     raise ModelLoadError(
         f"The folder '{name}' has no model.safetensors{found}. FlexDiffuse loads weights only "
@@ -316,12 +350,29 @@ def _sibling_config(file: Path):
         return None
 
 
-def _looks_like_path(name: str) -> bool:
-    path = Path(name)
-    return (
-        name.startswith(("/", "~", ".", "\\"))
-        or bool(path.drive)
-        or path.suffix in (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+def _image_processor(repo: str, image_size: int, options: dict[str, object]):
+    """The source's own image processor, else CLIP's standard one at ``image_size``.
+
+    Vision-only folders such as IP-Adapter's ``image_encoder`` hold no
+    ``preprocessor_config.json``. Every released CLIP tower uses the same normalisation, and
+    resizing and cropping are done by :func:`prepare_image`, so the standard processor gives
+    the same pixels.
+    """
+    from transformers import CLIPImageProcessor
+
+    try:
+        return CLIPImageProcessor.from_pretrained(repo, **options)
+    except OSError as error:  # transformers reports a missing file as OSError
+        logger.debug("No image processor in %s (%s); using CLIP's standard one", repo, error)
+        return _standard_processor(image_size)
+
+
+def _standard_processor(size: int):
+    """CLIP's preprocessing (OpenAI mean and std, bicubic) for ``size``-pixel inputs."""
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
     )
 
 
@@ -338,11 +389,13 @@ def _load_failure_message(name: str, error: Exception) -> str:
     if Path(name).exists():
         return (
             f"Could not load the CLIP vision model from the folder '{name}': {detail}. The folder "
-            "needs config.json, model.safetensors (pickled .bin/.pt weights are not loaded) and "
-            "preprocessor_config.json, as written by save_pretrained."
+            "needs config.json and model.safetensors (pickled .bin/.pt weights are not loaded), "
+            "as written by save_pretrained."
         )
+    repo, subfolder = split_hub_source(name)
+    where = f"the folder '{subfolder}' of '{repo}'" if subfolder else f"'{repo}'"
     return (
         f"Could not load the CLIP vision model '{name}': {detail}. If this machine is offline, "
-        f"download '{name}' elsewhere (config.json, model.safetensors, "
-        "preprocessor_config.json) and set the model to that local folder instead."
+        f"download config.json and model.safetensors from {where} on Hugging Face elsewhere, "
+        "put them in one local folder and set the model to that folder instead."
     )

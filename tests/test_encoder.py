@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageOps
@@ -69,10 +70,55 @@ def test_every_image_mode_encodes(encoder, mode):
     assert torch.isfinite(tokens).all()
 
 
-def test_high_bit_depth_is_rescaled_not_clipped():
+def test_high_bit_depth_is_rescaled_by_the_16_bit_range_not_clipped():
     wide = Image.fromarray((torch.arange(64).reshape(8, 8) * 1000).int().numpy(), "I")
     as_rgb = encoder_module.to_rgb(wide)
-    assert as_rgb.getextrema()[0] == (0, 255)
+    assert as_rgb.getextrema()[0] == (0, round(63000 * 255 / 65535))
+
+
+def dark_picture() -> np.ndarray:
+    """A dark 8-bit greyscale photo stand-in: mean about 50, nothing near white."""
+    rng = np.random.default_rng(5)
+    rows, columns = np.linspace(0, 1, 48), np.linspace(0, 1, 64)
+    base = 35 + 60 * np.outer(rows, columns[::-1]) + rng.normal(0, 6, (48, 64))
+    return np.clip(base, 0, 255).round().astype(np.uint8)
+
+
+def reopened_png(image: Image.Image) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    buffer.seek(0)
+    return Image.open(buffer)
+
+
+@pytest.mark.parametrize("as_mode", ["as-opened", "I"])
+def test_a_dark_16_bit_png_looks_like_its_8_bit_twin(as_mode):
+    eight = dark_picture()
+    sixteen = eight.astype(np.uint16) * 257  # the same picture at 16 bits: 255 -> 65535
+    png8 = reopened_png(Image.fromarray(eight, "L"))
+    png16 = reopened_png(Image.fromarray(sixteen))
+    assert png8.mode == "L"
+    assert png16.mode in ("I", "I;16")  # Pillow's mode for it differs across versions
+    if as_mode == "I":
+        png16 = png16.convert("I")  # what older Pillow (A1111's) opens it as
+        assert png16.mode == "I"
+    rgb8 = np.asarray(encoder_module.to_rgb(png8), dtype=np.float64)
+    rgb16 = np.asarray(encoder_module.to_rgb(png16), dtype=np.float64)
+    assert 40 < rgb8.mean() < 60  # dark, as the defect report's 51.6
+    assert abs(rgb16.mean() - rgb8.mean()) < 1
+    assert np.abs(rgb16 - rgb8).max() <= 1
+    # And through the encoder's own preparation, EXIF handling and resize included.
+    prepared8 = np.asarray(prepare_image(png8, 32), dtype=np.float64)
+    prepared16 = np.asarray(prepare_image(png16, 32), dtype=np.float64)
+    assert abs(prepared16.mean() - prepared8.mean()) < 1
+
+
+@pytest.mark.parametrize("scale", [1.0, 1 / 255])
+def test_float_images_are_read_as_0_to_255_or_0_to_1(scale):
+    eight = dark_picture()
+    floats = Image.fromarray(eight.astype(np.float32) * np.float32(scale), "F")
+    rgb = np.asarray(encoder_module.to_rgb(floats), dtype=np.float64)
+    assert np.abs(rgb - np.asarray(Image.fromarray(eight).convert("RGB"))).max() <= 1
 
 
 def test_transparency_is_composited_on_white():

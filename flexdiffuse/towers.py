@@ -1,0 +1,361 @@
+"""Which CLIP vision towers a source names, and which tower files are already on disk.
+
+Image-prompt tools leave vision towers in well-known folders (A1111/Forge ``models/clip_vision``,
+the ControlNet extension's ``clip_vision`` downloads, ComfyUI's ``models/clip_vision``). This
+module tells which of those files fit a tower by reading only the safetensors header (tensor
+names and shapes): no weights are read, and pickled ``.bin``/``.pt`` files are never opened,
+since unpickling can run code. It also gives each tower source one canonical key, so that
+different spellings of one local path name one tower, and the default download sources.
+Nothing here imports the webui.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoints import (
+    PICKLE_SUFFIXES,
+    VISION,
+    CheckpointError,
+    expected_shapes,
+    vision_config,
+    vision_state_dict,
+)
+
+logger = logging.getLogger(__name__)
+
+SAFETENSORS_SUFFIX = ".safetensors"
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX = "model.safetensors.index.json"
+CONFIG_FILE = "config.json"
+
+# safetensors refuses headers above 100 MB; a real tower's header is well under 1 MB.
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TowerShape:
+    """The sizes of a CLIP vision tower, read from its tensor shapes.
+
+    ``projection_width`` is the width of the image tokens (768 for ViT-L/14, 1024 for
+    OpenCLIP ViT-H/14, 1280 for OpenCLIP ViT-bigG/14): the number that must match the
+    text space of the checkpoint being guided.
+    """
+
+    hidden_width: int
+    projection_width: int
+    layers: int
+    image_size: int
+
+
+@dataclass(frozen=True)
+class TowerDefault:
+    """What FlexDiffuse downloads for a tower when nothing else is set or found."""
+
+    token_width: int
+    label: str
+    source: str
+    download_gb: float
+    """Bytes the first job downloads, in GB (10^9): the weights file, plus a config of ~2 kB."""
+    earlier_sources: tuple[str, ...] = ()
+    """Earlier defaults (whole CLIP models, text tower included): still load, download more."""
+
+
+# Sources and sizes: docs/tower-sources.md. Each is a safetensors vision tower with its
+# projection; the h94/IP-Adapter folders hold no preprocessor_config.json, so the encoder
+# falls back to CLIP's standard preprocessing (the same mean, std and 224 px for all three).
+DEFAULT_SOURCES: dict[int, TowerDefault] = {
+    768: TowerDefault(768, "CLIP ViT-L/14", "openai/clip-vit-large-patch14", 1.71),
+    1024: TowerDefault(
+        1024,
+        "OpenCLIP ViT-H/14",
+        "h94/IP-Adapter/models/image_encoder",
+        2.53,
+        ("laion/CLIP-ViT-H-14-laion2B-s32B-b79K",),
+    ),
+    1280: TowerDefault(
+        1280,
+        "OpenCLIP ViT-bigG/14",
+        "h94/IP-Adapter/sdxl_models/image_encoder",
+        3.69,
+        ("laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",),
+    ),
+}
+
+
+def is_default_source(source: str, token_width: int) -> bool:
+    """Whether ``source`` is the default for the tower of ``token_width``, today's or earlier.
+
+    A setting that still names a default may be replaced by a fitting file found on disk.
+    """
+    default = DEFAULT_SOURCES.get(token_width)
+    if default is None:
+        return False
+    key = tower_key(source)
+    return key in {tower_key(name) for name in (default.source, *default.earlier_sources)}
+
+
+def is_local_source(source: str) -> bool:
+    """Whether ``source`` names a local file or folder rather than a Hugging Face id.
+
+    An existing path is local; so is anything spelled like a path (absolute, ``~``, ``./``,
+    a drive letter, or a weights file suffix), which then fails as a missing path rather
+    than as an unknown model id.
+    """
+    name = source.strip()
+    if not name:
+        return False
+    path = Path(name).expanduser()
+    try:
+        if path.exists():
+            return True
+    except (OSError, ValueError):  # a name no file system accepts (too long, NUL)
+        return False
+    return (
+        name.startswith(("/", "~", ".", "\\"))
+        or bool(Path(name).drive)
+        or path.suffix.lower() in (SAFETENSORS_SUFFIX, *PICKLE_SUFFIXES)
+    )
+
+
+def split_hub_source(source: str) -> tuple[str, str]:
+    """The Hugging Face repo id and subfolder a hub source names.
+
+    ``"h94/IP-Adapter/models/image_encoder"`` is the folder ``models/image_encoder`` of the
+    repo ``h94/IP-Adapter``: the repo id is the first two path components, the subfolder the
+    rest (empty for a whole-repo id such as ``"openai/clip-vit-large-patch14"``).
+    """
+    parts = [part for part in _normalise_hub_id(source).split("/") if part]
+    return "/".join(parts[:2]), "/".join(parts[2:])
+
+
+def tower_key(source: str | os.PathLike[str]) -> str:
+    """One key per tower, whatever the spelling of its source.
+
+    Local paths resolve (``~``, ``./``, ``..``, trailing slashes and symlinks all lead to one
+    file or folder); Hugging Face ids keep their case and lose stray whitespace and slashes.
+    """
+    name = os.fspath(source).strip()
+    if is_local_source(name):
+        return str(Path(name).expanduser().resolve())
+    return _normalise_hub_id(name)
+
+
+def read_tower_shape(path: str | os.PathLike[str]) -> TowerShape | None:
+    """The shape of the CLIP vision tower in ``path``, or None if it holds none we can use.
+
+    ``path`` is a ``.safetensors`` file (transformers' ``vision_model.*`` layout, a whole
+    ``CLIPModel`` included, or OpenCLIP's ``visual.*``) or a folder saved by transformers
+    (``config.json`` and ``model.safetensors``, sharded or not). Only the safetensors headers
+    are read. Pickled weights, truncated or corrupt files, non-CLIP weights and towers
+    without a visual projection give None (the reason is logged at debug level).
+    """
+    target = Path(path)
+    try:
+        if target.is_dir():
+            shapes = _folder_shapes(target)
+        elif target.suffix.lower() == SAFETENSORS_SUFFIX:
+            shapes = _cached_header_shapes(*_file_identity(target))
+        else:
+            logger.debug("Not scanned (not a .safetensors file or a model folder): %s", target)
+            return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        logger.debug("Skipped unreadable %s: %s", target, error)
+        return None
+    if shapes is None:
+        return None
+    shape = _shape_of(shapes, target)
+    if shape is not None and target.is_dir() and not _config_agrees(target, shape):
+        return None
+    return shape
+
+
+def find_tower_files(
+    folders: Iterable[str | os.PathLike[str]], projection_width: int
+) -> list[Path]:
+    """Tower files and model folders in ``folders`` whose image tokens are ``projection_width``.
+
+    Each folder is scanned with one level of subfolders: its ``.safetensors`` files, and each
+    subfolder either as a model folder (``config.json`` + ``model.safetensors``, offered as a
+    folder) or for the ``.safetensors`` files directly in it. Missing folders are skipped;
+    the same file reached twice (two folders, a symlink) is offered once.
+    """
+    found: list[Path] = []
+    seen: set[str] = set()
+    for folder in folders:
+        for candidate in _candidates(Path(folder).expanduser()):
+            try:
+                key = str(candidate.resolve())
+            except (OSError, RuntimeError) as error:  # a symlink loop
+                logger.debug("Skipped %s: %s", candidate, error)
+                continue
+            if key in seen:
+                continue
+            shape = read_tower_shape(candidate)
+            if shape is not None and shape.projection_width == projection_width:
+                seen.add(key)
+                found.append(candidate)
+    return found
+
+
+def _normalise_hub_id(source: str) -> str:
+    name = re.sub(r"\s+", "", source)  # hub ids hold no whitespace
+    return re.sub(r"/+", "/", name).strip("/")
+
+
+def _candidates(folder: Path) -> list[Path]:
+    """What :func:`find_tower_files` offers from ``folder``, in a stable order."""
+    if not folder.is_dir():
+        logger.debug("Tower folder not found: %s", folder)
+        return []
+    if _is_model_folder(folder):
+        return [folder]
+    found: list[Path] = []
+    for entry in _sorted_entries(folder):
+        if entry.is_dir():
+            found.extend([entry] if _is_model_folder(entry) else _weights_files(entry))
+        elif _is_weights_file(entry):
+            found.append(entry)
+    return found
+
+
+def _weights_files(folder: Path) -> list[Path]:
+    return [entry for entry in _sorted_entries(folder) if _is_weights_file(entry)]
+
+
+def _sorted_entries(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir(), key=lambda entry: entry.name.lower())
+    except OSError as error:
+        logger.debug("Cannot list %s: %s", folder, error)
+        return []
+
+
+def _is_weights_file(entry: Path) -> bool:
+    if entry.suffix.lower() in PICKLE_SUFFIXES:
+        logger.debug("Not scanned (pickled weights are never opened): %s", entry)
+        return False
+    return entry.suffix.lower() == SAFETENSORS_SUFFIX and entry.is_file()
+
+
+def _is_model_folder(folder: Path) -> bool:
+    """A folder as ``save_pretrained`` writes it, with safetensors weights."""
+    weights = (folder / WEIGHTS_FILE).is_file() or (folder / WEIGHTS_INDEX).is_file()
+    return weights and (folder / CONFIG_FILE).is_file()
+
+
+def _folder_shapes(folder: Path) -> dict[str, tuple[int, ...]] | None:
+    if not _is_model_folder(folder):
+        logger.debug("Not a model folder (needs config.json and model.safetensors): %s", folder)
+        return None
+    if (folder / WEIGHTS_FILE).is_file():
+        return _cached_header_shapes(*_file_identity(folder / WEIGHTS_FILE))
+    index = json.loads((folder / WEIGHTS_INDEX).read_text(encoding="utf-8"))
+    shards = sorted(set(index["weight_map"].values()))
+    shapes: dict[str, tuple[int, ...]] = {}
+    for shard in shards:
+        part = _cached_header_shapes(*_file_identity(folder / shard))
+        if part is None:
+            return None
+        shapes.update(part)
+    return shapes
+
+
+def _config_agrees(folder: Path, shape: TowerShape) -> bool:
+    """Whether the folder's config.json describes the tower its weights hold.
+
+    ``from_pretrained`` builds the model from the config, so a config that disagrees with the
+    weights would fail to load: such a folder is not offered.
+    """
+    from transformers import CLIPVisionConfig
+
+    try:
+        # Reads the vision part of a whole CLIPModel config too, as loading does.
+        config = CLIPVisionConfig.from_pretrained(folder)
+    except (OSError, ValueError) as error:
+        logger.debug("Unreadable config.json in %s: %s", folder, error)
+        return False
+    declared = (config.hidden_size, config.projection_dim, config.num_hidden_layers)
+    if declared != (shape.hidden_width, shape.projection_width, shape.layers):
+        logger.debug("The config.json of %s does not describe its weights", folder)
+        return False
+    return True
+
+
+def _file_identity(file: Path) -> tuple[str, int, int]:
+    """A cache key that changes when the file is replaced or rewritten."""
+    stat = file.stat()
+    return str(file.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_header_shapes(file: str, size: int, mtime_ns: int) -> dict[str, tuple[int, ...]] | None:
+    """Tensor shapes from the header of a safetensors file of ``size`` bytes."""
+    del mtime_ns  # part of the cache key only
+    with open(file, "rb") as stream:
+        prefix = stream.read(8)
+        if len(prefix) < 8:
+            raise ValueError("shorter than a safetensors header")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > MAX_HEADER_BYTES or 8 + length > size:
+            raise ValueError(f"header length {length} does not fit a {size}-byte file")
+        header = json.loads(stream.read(length))
+    return _header_shapes(header, size - 8 - length)
+
+
+def _header_shapes(header: object, data_bytes: int) -> dict[str, tuple[int, ...]]:
+    """Shapes of a parsed header whose tensors must cover exactly ``data_bytes``.
+
+    A half-downloaded file keeps its header but lacks data: safetensors refuses to load such
+    a file, so it must not be offered either.
+    """
+    if not isinstance(header, Mapping):
+        raise ValueError("the header is not a JSON object")
+    shapes: dict[str, tuple[int, ...]] = {}
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            shape = tuple(int(size) for size in entry["shape"])
+            end = max(end, int(entry["data_offsets"][1]))
+        except (KeyError, TypeError, IndexError, ValueError) as error:
+            raise ValueError(f"malformed entry for {name!r}") from error
+        shapes[str(name)] = shape
+    if end != data_bytes:
+        raise ValueError(f"tensors cover {end} bytes, the file holds {data_bytes} (truncated?)")
+    return shapes
+
+
+def _shape_of(shapes: Mapping[str, tuple[int, ...]], target: Path) -> TowerShape | None:
+    """The tower in ``shapes``, by the same key conventions and checks as loading it."""
+    # Meta tensors carry shapes without storage, so the loader's own renaming (OpenCLIP's
+    # fused q/k/v, its transposed projection) and checks run without any weights.
+    meta = {name: torch.empty(shape, device="meta") for name, shape in shapes.items()}
+    try:
+        state = vision_state_dict(meta)
+        config = vision_config(state)
+    except (CheckpointError, ValueError, IndexError, RuntimeError) as error:
+        logger.debug("Not a CLIP vision tower FlexDiffuse can use: %s (%s)", target, error)
+        return None
+    found = {name: tuple(tensor.shape) for name, tensor in state.items()}
+    found.pop(f"{VISION}embeddings.position_ids", None)  # a buffer older files still carry
+    if found != expected_shapes(config):
+        logger.debug("The tensors of %s do not fit a tower of their own sizes", target)
+        return None
+    return TowerShape(
+        hidden_width=int(config.hidden_size),
+        projection_width=int(config.projection_dim),
+        layers=int(config.num_hidden_layers),
+        image_size=int(config.image_size),
+    )

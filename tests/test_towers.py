@@ -1,0 +1,318 @@
+"""Finding CLIP vision towers on disk from safetensors headers alone, and keying sources.
+
+Every test writes tiny random towers to disk in the layouts users have (transformers',
+OpenCLIP's, a whole CLIPModel, a save_pretrained folder) next to files that must not be
+offered, and checks what the scanner reports without reading any weights.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from flexdiffuse import towers
+from flexdiffuse.checkpoints import expected_shapes
+from flexdiffuse.towers import (
+    DEFAULT_SOURCES,
+    TowerShape,
+    find_tower_files,
+    is_default_source,
+    read_tower_shape,
+    split_hub_source,
+    tower_key,
+)
+from tests.test_checkpoints import state_of, tiny_tower, to_open_clip
+
+TINY = TowerShape(hidden_width=128, projection_width=48, layers=2, image_size=32)
+
+
+@pytest.fixture(autouse=True)
+def no_weights_are_read(monkeypatch):
+    """Scanning reads headers only: loading or unpickling anything fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the scanner read weights")
+
+    import safetensors
+    import safetensors.torch
+
+    monkeypatch.setattr(safetensors.torch, "load_file", refuse)
+    monkeypatch.setattr(safetensors.torch, "load", refuse)
+    monkeypatch.setattr(safetensors, "safe_open", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(torch.serialization, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    towers._cached_header_shapes.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def tower():
+    return tiny_tower(projection_dim=48)
+
+
+def save_tower(path: Path, state: dict[str, torch.Tensor]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return path
+
+
+def whole_clip_state(vision: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A whole CLIPModel's tensors: the vision tower plus a (fake) text tower."""
+    text = {
+        "text_model.embeddings.token_embedding.weight": torch.zeros(10, 8),
+        "text_model.final_layer_norm.weight": torch.zeros(8),
+        "text_projection.weight": torch.zeros(48, 8),
+        "logit_scale": torch.tensor(1.0),
+    }
+    return {**vision, **text}
+
+
+@pytest.mark.parametrize("layout", ["transformers", "prefixed", "whole-clip", "open-clip"])
+def test_a_tower_file_in_every_layout(tmp_path, tower, layout):
+    state = state_of(tower)
+    if layout == "prefixed":
+        state = {f"clip.{key}": value for key, value in state.items()}
+    elif layout == "whole-clip":
+        state = whole_clip_state(state)
+    elif layout == "open-clip":
+        state = to_open_clip(state)
+    assert read_tower_shape(save_tower(tmp_path / "tower.safetensors", state)) == TINY
+
+
+def test_a_real_whole_clip_model_file(tmp_path):
+    from tests.conftest import save_tiny_clip
+
+    folder = save_tiny_clip(tmp_path / "clip", full_clip=True, projection_dim=40)
+    shape = read_tower_shape(folder / "model.safetensors")
+    assert shape == TowerShape(hidden_width=32, projection_width=40, layers=2, image_size=32)
+    assert read_tower_shape(folder) == shape  # and as the folder save_pretrained wrote
+
+
+def test_a_save_pretrained_folder_sharded_or_not(tmp_path, tower):
+    tower.save_pretrained(tmp_path / "whole", safe_serialization=True)
+    tower.save_pretrained(tmp_path / "sharded", safe_serialization=True, max_shard_size="200KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    assert read_tower_shape(tmp_path / "whole") == TINY
+    assert read_tower_shape(tmp_path / "sharded") == TINY
+
+
+def test_a_folder_whose_config_does_not_describe_its_weights(tmp_path, tower):
+    folder = tmp_path / "mismatch"
+    tower.save_pretrained(folder, safe_serialization=True)
+    other = tiny_tower(projection_dim=64)
+    other.config.save_pretrained(folder)  # the config of another tower
+    assert read_tower_shape(folder) is None
+
+
+def test_folders_that_are_not_model_folders(tmp_path, tower):
+    assert read_tower_shape(tmp_path) is None  # empty
+    tower.save_pretrained(tmp_path / "pickled", safe_serialization=False)
+    assert read_tower_shape(tmp_path / "pickled") is None  # pytorch_model.bin only
+
+
+def test_files_that_are_not_towers(tmp_path, tower):
+    unet = save_tower(tmp_path / "unet.safetensors", {"input_blocks.0.weight": torch.zeros(2)})
+    state = {k: v for k, v in state_of(tower).items() if "visual_projection" not in k}
+    no_projection = save_tower(tmp_path / "no_projection.safetensors", state)
+    broken_state = state_of(tower)
+    broken_state["vision_model.encoder.layers.1.mlp.fc1.weight"] = torch.zeros(7, 7)
+    broken = save_tower(tmp_path / "broken.safetensors", broken_state)
+    missing_state = state_of(tower)
+    del missing_state["vision_model.encoder.layers.1.mlp.fc2.bias"]
+    missing = save_tower(tmp_path / "missing.safetensors", missing_state)
+    for path in (unet, no_projection, broken, missing):
+        assert read_tower_shape(path) is None, path.name
+
+
+def test_truncated_and_corrupt_files_are_not_offered(tmp_path, tower):
+    good = save_tower(tmp_path / "good.safetensors", state_of(tower))
+    data = good.read_bytes()
+    cases = {
+        "truncated": data[: len(data) // 2],  # a download interrupted halfway
+        "one-byte-short": data[:-1],
+        "trailing": data + b"\0" * 8,  # safetensors refuses bytes no tensor covers
+        "empty": b"",
+        "tiny": b"\x01\x02",
+        "zeros": b"\0" * 64,
+        "huge-header": (2**40).to_bytes(8, "little") + b"{}",
+        "not-json": with_header(b"nope!"),
+        "json-list": with_header(b"[]"),
+        "bad-entry": with_header(b'{"a": {"shape": 1}}'),
+        "no-offsets": with_header(b'{"a": {"dtype": "F32", "shape": [1]}}') + b"\0" * 4,
+    }
+    for name, content in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(content)
+        assert read_tower_shape(path) is None, name
+    assert read_tower_shape(good) == TINY
+
+
+def with_header(header: bytes) -> bytes:
+    return len(header).to_bytes(8, "little") + header
+
+
+class Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_pickles_are_never_opened(tmp_path, tower):
+    marker = tmp_path / "unpickled"
+    evil = tmp_path / "clip_vision" / "tower.bin"
+    evil.parent.mkdir()
+    with open(evil, "wb") as stream:
+        pickle.Pickler(stream).dump({"visual.proj": Payload(marker)})
+    for name in ("tower.pth", "tower.pt", "tower.ckpt"):
+        (evil.parent / name).write_bytes(evil.read_bytes())
+    assert read_tower_shape(evil) is None
+    assert find_tower_files([evil.parent], 48) == []
+    assert not marker.exists()
+
+
+def test_missing_and_unreadable_paths(tmp_path, tower):
+    assert read_tower_shape(tmp_path / "nothing.safetensors") is None
+    assert find_tower_files([tmp_path / "no-such-folder"], 48) == []
+    if os.name != "posix" or os.geteuid() == 0:
+        return  # root reads any file; the permission case cannot be made here
+    locked = save_tower(tmp_path / "locked.safetensors", state_of(tower))
+    locked.chmod(0)
+    try:
+        assert read_tower_shape(locked) is None
+    finally:
+        locked.chmod(0o644)
+
+
+def test_find_tower_files_offers_only_what_fits(tmp_path, tower):
+    wide = tiny_tower(projection_dim=64)
+    root = tmp_path / "clip_vision"
+    a = save_tower(root / "a.safetensors", state_of(tower))
+    save_tower(root / "B-other-width.safetensors", state_of(wide))
+    save_tower(root / "c-open-clip.SAFETENSORS", to_open_clip(state_of(tower)))
+    (root / "notes.txt").write_text("not a model")
+    torch.save(state_of(tower), root / "d.bin")  # torch.save is not patched; loading is
+    save_tower(root / "unet.safetensors", {"input_blocks.0.weight": torch.zeros(2)})
+    (root / "partial.safetensors").write_bytes(a.read_bytes()[:1000])
+    tower.save_pretrained(root / "image_encoder", safe_serialization=True)
+    sub = save_tower(root / "sub" / "e.safetensors", state_of(tower))
+    save_tower(root / "sub" / "deeper" / "f.safetensors", state_of(tower))  # two levels down
+
+    found = find_tower_files([root], 48)
+    assert found == [a, root / "c-open-clip.SAFETENSORS", root / "image_encoder", sub]
+    assert find_tower_files([root], 64) == [root / "B-other-width.safetensors"]
+    assert find_tower_files([root], 1280) == []
+
+
+def test_symlink_loops_and_odd_names_are_skipped(tmp_path, tower):
+    root = tmp_path / "clip_vision"
+    file = save_tower(root / "tower.safetensors", state_of(tower))
+    (root / "loop.safetensors").symlink_to(root / "loop.safetensors")
+    assert find_tower_files([root], 48) == [file]
+    assert tower_key("bad\0name") == "bad\0name"  # not a path any file system takes
+    assert tower_key("./TOWER.SAFETENSORS") == str(Path("TOWER.SAFETENSORS").resolve())
+
+
+def test_find_tower_files_offers_a_file_once(tmp_path, tower):
+    root = tmp_path / "models" / "clip_vision"
+    file = save_tower(root / "tower.safetensors", state_of(tower))
+    link = tmp_path / "ControlNet-clip_vision"
+    link.symlink_to(root, target_is_directory=True)
+    assert find_tower_files([root, link, str(root) + "/"], 48) == [file]
+    # A folder given directly that is itself a model folder is offered as such.
+    tower.save_pretrained(tmp_path / "encoder", safe_serialization=True)
+    assert find_tower_files([tmp_path / "encoder"], 48) == [tmp_path / "encoder"]
+
+
+def test_a_rewritten_file_is_read_again(tmp_path, tower):
+    path = save_tower(tmp_path / "tower.safetensors", state_of(tower))
+    assert read_tower_shape(path).projection_width == 48
+    save_tower(path, state_of(tiny_tower(projection_dim=64)))
+    assert read_tower_shape(path).projection_width == 64
+
+
+def test_expected_shapes_are_the_models_own(tower):
+    model_shapes = {
+        name: tuple(tensor.shape)
+        for name, tensor in tower.state_dict().items()
+        if not name.endswith("position_ids")
+    }
+    assert expected_shapes(tower.config) == model_shapes
+
+
+@pytest.mark.parametrize(
+    ("source", "repo", "subfolder"),
+    [
+        ("h94/IP-Adapter/models/image_encoder", "h94/IP-Adapter", "models/image_encoder"),
+        (
+            " h94/IP-Adapter/sdxl_models/image_encoder/ ",
+            "h94/IP-Adapter",
+            "sdxl_models/image_encoder",
+        ),
+        ("openai/clip-vit-large-patch14", "openai/clip-vit-large-patch14", ""),
+        ("laion/CLIP-ViT-H-14-laion2B-s32B-b79K\n", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", ""),
+    ],
+)
+def test_split_hub_source(source, repo, subfolder):
+    assert split_hub_source(source) == (repo, subfolder)
+
+
+def test_tower_key_joins_spellings_of_one_local_path(tmp_path, monkeypatch, tower):
+    file = save_tower(tmp_path / "clip_vision" / "tower.safetensors", state_of(tower))
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(file)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    spellings = [
+        str(file),
+        f"  {file}  ",
+        "clip_vision/tower.safetensors",
+        "./clip_vision/tower.safetensors",
+        "clip_vision/../clip_vision/tower.safetensors",
+        "~/clip_vision/tower.safetensors",
+        str(link),
+        file,
+    ]
+    assert {tower_key(spelling) for spelling in spellings} == {str(file.resolve())}
+    folder_spellings = [str(file.parent), str(file.parent) + "/", "./clip_vision/", "clip_vision"]
+    assert {tower_key(spelling) for spelling in folder_spellings} == {str(file.parent.resolve())}
+
+
+def test_tower_key_keeps_hub_ids(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no local folder of that name
+    assert tower_key("openai/clip-vit-large-patch14") == "openai/clip-vit-large-patch14"
+    assert tower_key(" h94/IP-Adapter/models/image_encoder/ ") == (
+        "h94/IP-Adapter/models/image_encoder"
+    )
+    assert tower_key("h94/IP-Adapter//models/image_encoder") == (
+        "h94/IP-Adapter/models/image_encoder"
+    )
+    assert tower_key("Owner/Name") != tower_key("owner/name")  # case is the hub's business
+    # A missing path spelled as a path stays a path, so it fails as a missing file.
+    assert tower_key("./missing.safetensors") == str(tmp_path.resolve() / "missing.safetensors")
+
+
+def test_default_sources():
+    assert set(DEFAULT_SOURCES) == {768, 1024, 1280}
+    assert DEFAULT_SOURCES[1024].source == "h94/IP-Adapter/models/image_encoder"
+    assert DEFAULT_SOURCES[1280].source == "h94/IP-Adapter/sdxl_models/image_encoder"
+    # The issue's budget for a first job: 1.7 / 2.6 / 1.7 + 3.7 GB.
+    assert DEFAULT_SOURCES[768].download_gb <= 1.7 + 0.01
+    assert DEFAULT_SOURCES[1024].download_gb <= 2.6
+    assert DEFAULT_SOURCES[1280].download_gb <= 3.7
+    for width, default in DEFAULT_SOURCES.items():
+        assert default.token_width == width
+        assert is_default_source(default.source, width)
+        assert is_default_source(f" {default.source}/ ", width)
+        assert all(is_default_source(old, width) for old in default.earlier_sources)
+    assert is_default_source("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", 1024)
+    assert not is_default_source("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", 1280)
+    assert not is_default_source("/models/clip_vision/tower.safetensors", 1024)
+    assert not is_default_source("openai/clip-vit-large-patch14", 999)
