@@ -1,4 +1,4 @@
-"""The guidance image's tokens: a CLIP vision tower with its projection (spec "image tokens")."""
+"""The guidance image's tokens: a CLIP vision tower with its projection (docs/algorithm.md)."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def guide(
         params: the engine's parameters (job settings such as the step window are not).
         concept_cond: the encoded mapping-concepts prompt ``[77, d]``, or None for no
             concept mapping.
-        token_weights: a weight per image token ``[n]`` (docs/algorithm.md §9, for several
+        token_weights: a weight per image token ``[n]`` (docs/algorithm.md §10, for several
             images of their own weights): a position's capped weight is multiplied by its
             image token's weight, and a concept-mapped position moves that fraction of the
             way (all of it from 1 up). None: every token weighs 1.

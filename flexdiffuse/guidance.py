@@ -3,7 +3,7 @@
 SD 1.x and 2.x condition on one text encoder, so one tower covers the whole width. SDXL
 concatenates two text encoders' states (CLIP ViT-L/14, 768, then OpenCLIP ViT-bigG/14, 1280);
 each part is aligned and tweened with the vision tower of its own text encoder, independently
-(docs/algorithm.md §11). Channels no tower covers are left as they are.
+(docs/algorithm.md §13). Channels no tower covers are left as they are.
 
 SDXL also conditions on a pooled vector whose first 1280 channels are the prompt's pooled
 OpenCLIP ViT-bigG embedding; :meth:`ConditioningGuide.apply_pooled` can move that part toward
@@ -92,7 +92,7 @@ class ConditioningGuide:
 
         The text part turns toward the image embedding's direction by ``pooled`` (0:
         unchanged, 1: the image's direction) and keeps its length: the two embeddings come
-        from different projections, whose scales differ (docs/algorithm.md §11).
+        from different projections, whose scales differ (docs/algorithm.md §13).
         """
         if self.pooled_image is None or self.pooled == 0:
             return vector

@@ -1,6 +1,6 @@
-"""A plain, loop-by-loop reading of ``shared/spec/guidance.md``, written from the spec text.
+"""A plain, loop-by-loop reading of the algorithm (docs/algorithm.md), written from its text.
 
-It is slow on purpose: one Python loop per step, lists instead of tensors where the spec talks
+It is slow on purpose: one Python loop per step, lists instead of tensors where the algorithm talks
 about positions and pairs. Tests compare :func:`flexdiffuse.guide` against it, and the
 benchmark measures how much faster the engine is.
 
@@ -128,7 +128,7 @@ def oracle_chunk(
     """Spec 2-5 for one chunk ``[77, d]`` given its alignment; returns float32.
 
     ``concepts`` holds the concept->image and text->concept alignments, or None.
-    ``token_weights`` (FlexDiffuse's extension for several images, not in the spec) scales
+    ``token_weights`` (FlexDiffuse's extension for several images, beyond the original algorithm) scales
     the move toward each image token: the tween's capped weight is multiplied by it, and a
     concept-mapped position moves that fraction of the way (at most all of it).
     """

@@ -62,7 +62,7 @@ def test_negative_weight_moves_away_from_the_image():
     partial = weight.abs() < 1 - taken.score
     assert partial[1:].sum() > 30
     assert (after[1:][partial[1:]] > before[1:][partial[1:]]).all()
-    # The spec's |iw| >= 1 - s rule: a token aligned that well takes the image token whole.
+    # The |iw| >= 1 - s rule of §4: a token aligned that well takes the image token whole.
     assert torch.equal(out[1:][~partial & (weight != 0)], target[~partial & (weight != 0)])
     assert torch.equal(out[1], text[1])  # the first editable position has weight 0
 

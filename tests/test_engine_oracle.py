@@ -45,7 +45,7 @@ def test_alignment_matches_pairwise_definition(seed, n, width):
     order=st.sampled_from(["fit", "text"]),
 )
 def test_assignment_tie_breaks_match_oracle(align, reuse, order):
-    """Coarse values make many exact ties: the spec's tie-break order must decide them."""
+    """Coarse values make many exact ties: §2's tie-break order must decide them."""
     expected_index, expected_score = oracle_assign(align, reuse, order)
     taken = assign(torch.tensor(align), reuse=reuse, order=order)
     assert taken.index.tolist() == [-1 if m is None else m for m in expected_index]

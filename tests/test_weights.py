@@ -1,4 +1,4 @@
-"""Hand-worked examples of the spec's weight rules (section 3)."""
+"""Hand-worked examples of the weight rules (docs/algorithm.md §3)."""
 
 from __future__ import annotations
 
