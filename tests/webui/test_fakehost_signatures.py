@@ -49,6 +49,7 @@ MIRRORED = {
             "Script.before_process",
             "Script.process",
             "Script.process_batch",
+            "Script.postprocess_batch",
             "Script.postprocess",
             "Script.before_hr",
             "Script.elem_id",
@@ -73,7 +74,12 @@ MIRRORED = {
     ),
     "modules.sd_samplers_cfg_denoiser": (
         "modules/sd_samplers_cfg_denoiser.py",
-        ["CFGDenoiser.__init__", "CFGDenoiser.forward", "CFGDenoiser.pad_cond_uncond"],
+        [
+            "CFGDenoiser.__init__",
+            "CFGDenoiser.forward",
+            "CFGDenoiser.update_inner_model",
+            "CFGDenoiser.pad_cond_uncond",
+        ],
     ),
     "modules.processing": (
         "modules/processing.py",
