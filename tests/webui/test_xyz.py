@@ -151,3 +151,17 @@ def test_a_cell_error_reaches_the_comments_the_cells_share(webui, xyz_grid):
     with pytest.raises(FlexDiffuseError, match="must fit in one"):
         processing.process_images(cell)
     assert any("must fit in one" in comment for comment in template.comments)
+
+
+def test_a_cell_note_does_not_leak_into_the_next_cell(webui, xyz_grid):
+    template = plot_p(webui, image=IMAGE)
+    infotexts = []
+    for weight in (0.0, 1.0):  # the 0 cell is the unguided baseline, with a note
+        cell = copy.copy(template)  # shares extra_generation_params, as the plot's cells do
+        cell.unet_calls = []
+        axis(xyz_grid, "Image 1 weight").apply(cell, weight, [])
+        infotexts.append(processing.process_images(cell).infotexts[0])
+    assert "FlexDiffuse: False" in infotexts[0]
+    assert "FlexDiffuse note" in infotexts[0]
+    assert "FlexDiffuse: True" in infotexts[1]
+    assert "FlexDiffuse note" not in infotexts[1]
