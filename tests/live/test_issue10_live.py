@@ -1,7 +1,6 @@
 """Issue 10's defects as a real A1111 shows them: each test asserts the FIXED behaviour.
 
-Until a defect is fixed its test is a strict xfail (``reason`` names the defect); when the fix
-lands the test passes, strict xfail turns that into a failure, and the fix removes the marker.
+Each test was a strict xfail until its fix landed; now they guard the fixes.
 Defects that need something this host cannot give (another extension replacing ``p.sample``,
 the SDXL refiner, the preview button, memory use) are tested in the fake host.
 
@@ -35,11 +34,6 @@ def same_pixels(a, b) -> bool:
 # ----------------------------------------------------------------- defect 1: X/Y/Z plot
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 1: a [FlexDiffuse] X/Y/Z axis with FlexDiffuse off, or on without "
-    "an image, gives a grid of black cells; the message stays in the server log",
-)
 @pytest.mark.parametrize(
     ("guidance", "message"),
     [(None, "FlexDiffuse is off"), ([True], "no guidance image")],
@@ -53,11 +47,6 @@ def test_xyz_refuses_a_flexdiffuse_axis_that_would_fail_every_cell(webui, guidan
     assert message in failed.body["errors"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 1: an error only one X/Y/Z cell hits leaves a black cell; the "
-    "message stays in the server log",
-)
 def test_xyz_error_of_one_cell_reaches_the_client(webui, guidance_image):
     # Guidance end 0.0 leaves no step to guide (start is 0): that cell alone is invalid.
     grid = xyz_script_args(webui, "[FlexDiffuse] Guidance end", "1.0, 0.0")
@@ -71,11 +60,6 @@ def test_xyz_error_of_one_cell_reaches_the_client(webui, guidance_image):
 # ----------------------------------------------------------------- defect 2: weights
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 2: settings that move no token give the unguided image while the "
-    "infotext says 'FlexDiffuse: True'",
-)
 @pytest.mark.parametrize(
     "settings",
     [{"image_weight": 0}, {"linear": 0, "clustered": 0, "threshold_mult": 0}],
@@ -91,11 +75,6 @@ def test_settings_that_guide_nothing_do_not_claim_guidance(webui, guidance_image
 # ----------------------------------------------------------------- defect 5: PNG Info
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 5: PNG Info adds 'FlexDiffuse: False' to every unguided image's "
-    "parsed parameters",
-)
 def test_png_info_of_an_unguided_image_has_no_flexdiffuse_key(webui):
     body = ok(webui.job())
     parsed = ok(webui.post("/sdapi/v1/png-info", {"image": body["images"][0]}))["parameters"]
@@ -133,11 +112,6 @@ def test_infotext_field_sets_flexdiffuse_values(webui, guidance_image, infotext_
     assert not same_pixels(ok(webui.job(guidance=[{"image": guidance_image}])), reuse_off)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 7: A1111 reads 'FlexDiffuse reuse: False' of the request's "
-    "infotext as bool('False'), so reuse stays on",
-)
 def test_infotext_field_turns_reuse_off(webui, guidance_image, infotext_field):
     on = ok(webui.job(guidance=[{"image": guidance_image, "reuse": True}], infotext=BASE_INFOTEXT))
     off = ok(
@@ -153,11 +127,6 @@ def test_infotext_field_turns_reuse_off(webui, guidance_image, infotext_field):
     assert not same_pixels(pasted, on)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 7: 'FlexDiffuse: False' in the request's infotext turns FlexDiffuse "
-    "on (bool('False')) and the job fails for want of an image",
-)
 def test_infotext_field_keeps_flexdiffuse_off(webui, infotext_field):
     plain = ok(webui.job(infotext=BASE_INFOTEXT))
     pasted = ok(webui.job(infotext=BASE_INFOTEXT + ", FlexDiffuse: False"))
@@ -168,11 +137,6 @@ def test_infotext_field_keeps_flexdiffuse_off(webui, infotext_field):
 # ----------------------------------------------------------------- defect 9: 16-bit PNG
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 9: a 16-bit greyscale PNG is scaled by its own maximum, so a dark "
-    "picture guides like a brighter one",
-)
 def test_a_dark_16_bit_png_guides_like_its_8_bit_twin(webui, guidance_image):
     from PIL import Image
 
@@ -194,10 +158,6 @@ def test_a_dark_16_bit_png_guides_like_its_8_bit_twin(webui, guidance_image):
 # ----------------------------------------------------------------- defect 10: messages
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 10: the pure-image-guidance warning reaches only the server log",
-)
 def test_pure_image_guidance_warning_reaches_the_api_client(webui, guidance_image):
     body = ok(webui.job(guidance=[{"image": guidance_image}], prompt=""))
     assert "pure image guidance" in body["info"].lower()
@@ -214,11 +174,6 @@ def restore_tower_setting(webui):
     ok(webui.post("/sdapi/v1/options", {VIT_L.setting: before}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 10: a vision tower that cannot load answers 'ModelLoadError', "
-    "not 'FlexDiffuseError'",
-)
 def test_a_tower_that_cannot_load_answers_flexdiffuse_error(
     webui, guidance_image, restore_tower_setting
 ):
@@ -232,10 +187,6 @@ def test_a_tower_that_cannot_load_answers_flexdiffuse_error(
     ok(webui.job(guidance=[{"image": guidance_image}]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 10: a data URL without ';base64' is called 'not valid base64'",
-)
 def test_a_data_url_without_base64_is_accepted_or_named(webui, guidance_image):
     reply = webui.job(guidance=[{"image": "data:image/png," + guidance_image}])
     if reply.status == 200:
@@ -248,10 +199,6 @@ def test_a_data_url_without_base64_is_accepted_or_named(webui, guidance_image):
 # ----------------------------------------------------------------- Version
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 (Version): a guided image's infotext does not record FlexDiffuse's version",
-)
 def test_a_guided_infotext_records_the_flexdiffuse_version(webui, guidance_image):
     body = ok(webui.job(guidance=[{"image": guidance_image}]))
     assert "FlexDiffuse version: " in info(body)["infotexts"][0]
