@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flexdiffuse.params import PARAM_SPECS, SPECS_BY_NAME, GuidanceParams, format_value
+from flexdiffuse.params import PARAM_SPECS, SPECS_BY_NAME, JobParams
 from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS, describe_input
-from flexdiffuse.webui.infotext import ENABLED_KEY, IMAGE_KEY
+from flexdiffuse.webui.infotext import ENABLED_KEY, image_key
 from tests.live.conftest import info, ok, pixels, xyz_script_args
 
 LABELS = [
@@ -60,16 +60,16 @@ def test_positional_arguments_in_panel_order(webui, guidance_image):
 
 
 def test_infotext_carries_every_parameter_and_reads_back(webui, guidance_image):
-    params = GuidanceParams(linear=0.3, order="text", reuse=False, concepts="deer, forest")
-    values = {name: getattr(params, name) for name in params.__dataclass_fields__}
+    params = JobParams().replace(linear=0.3, order="text", reuse=False, concepts="deer, forest")
+    values = {spec.name: params.get(spec.name) for spec in PARAM_SPECS}
     body = ok(webui.job(guidance=[{"image": guidance_image, **values}]))
     infotext = info(body)["infotexts"][0]
-    assert f"{IMAGE_KEY}: " in infotext
-    # A1111's own PNG-info parser (with FlexDiffuse's paste callback) reads it all back.
+    assert f"{image_key('image')}: " in infotext
+    # A1111's own PNG-info parser reads back every key written (defaults of "off" parameters
+    # are not written, and reading adds nothing).
     parsed = ok(webui.post("/sdapi/v1/png-info", {"image": body["images"][0]}))["parameters"]
     assert parsed[ENABLED_KEY] == "True"
-    for spec in PARAM_SPECS:
-        assert parsed[spec.infotext] == format_value(spec, getattr(params, spec.name))
+    assert {key: parsed[key] for key in params.to_infotext()} == params.to_infotext()
 
 
 def test_img2img_is_guided(webui, guidance_image):
