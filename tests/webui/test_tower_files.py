@@ -125,6 +125,22 @@ def test_files_in_extension_and_extra_folders_are_found(loads, tiny_towers, tmp_
     assert settings.source_to_load(host, VIT_L) == VIT_L.default_model  # none found
 
 
+def test_the_controlnet_extensions_pickled_towers_are_found_and_loaded(loads, tiny_towers):
+    """ControlNet keeps its towers as torch files (clip_h.pth): read without running code."""
+    import torch
+    from safetensors.torch import load_file
+
+    state = load_file(tiny_towers["vit_h"] / "model.safetensors")
+    clip_h = models() / "clip_vision" / "clip_h.pth"
+    clip_h.parent.mkdir(parents=True)
+    torch.save(state, clip_h)
+    assert settings.source_to_load(script.RUNTIME.host, VIT_H) == str(clip_h)
+    use_checkpoint("sd2")
+    job = loads.webui.txt2img(loads.webui.args(image=IMAGE), prompt="a cat", steps=1)
+    assert len(job.cond_steps()) == 1
+    assert loads.calls == [str(clip_h)]
+
+
 def test_a_setting_that_names_a_tower_is_kept_even_when_files_are_found(loads, tiny_towers):
     put_file(tiny_towers, "vit_l", models() / "clip_vision" / "vit-l.safetensors")
     shared.opts.data[VIT_L.setting] = str(tiny_towers["vit_l"])
@@ -165,7 +181,7 @@ def test_the_new_defaults_are_the_small_vision_only_sources():
 def test_tower_settings_are_dropdowns_of_fitting_files_that_take_any_text(webui, tiny_towers):
     put_file(tiny_towers, "vit_l", models() / "clip_vision" / "vit-l.safetensors")
     put_file(tiny_towers, "vit_h", models() / "clip_vision" / "vit-h.safetensors")
-    (models() / "clip_vision" / "vit-l.pth").write_bytes(b"pickles are never offered")
+    (models() / "clip_vision" / "vit-l.pth").write_bytes(b"not a torch file: not offered")
     info = shared.opts.data_labels[VIT_L.setting]
     assert info.component is gr.Dropdown
     assert callable(info.component_args)
