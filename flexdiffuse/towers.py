@@ -321,10 +321,18 @@ def _cached_header_shapes(file: str, size: int, mtime_ns: int) -> dict[str, tupl
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_pickle_shapes(file: str, size: int, mtime_ns: int) -> dict[str, tuple[int, ...]]:
-    """Tensor shapes of the state dict in a zip-format torch file (see :func:`_pickle_shapes`)."""
+def _cached_pickle_shapes(file: str, size: int, mtime_ns: int) -> dict[str, tuple[int, ...]] | None:
+    """Tensor shapes of the state dict in a zip-format torch file (see :func:`_pickle_shapes`).
+
+    A file that is no such state dict is remembered as None: folders such as Forge's
+    ControlNetPreprocessor hold many other torch files, which every scan would read again.
+    """
     del size, mtime_ns  # part of the cache key only
-    return _pickle_shapes(file)
+    try:
+        return _pickle_shapes(file)
+    except (ValueError, KeyError) as error:
+        logger.debug("Not a torch file FlexDiffuse can read: %s (%s)", file, error)
+        return None
 
 
 def _header_shapes(header: object, data_bytes: int) -> dict[str, tuple[int, ...]]:

@@ -256,6 +256,27 @@ def test_torch_files_that_cannot_be_trusted(tmp_path, tower):
     assert read_tower_shape(tmp_path / "short-record.pth") is None
 
 
+def test_a_refused_torch_file_is_read_once(tmp_path, monkeypatch):
+    """Until it changes: a folder full of other models is not read again at every scan."""
+    reads = []
+    original = towers._pickle_shapes
+
+    def counted(file):
+        reads.append(file)
+        return original(file)
+
+    monkeypatch.setattr(towers, "_pickle_shapes", counted)
+    other = tmp_path / "annotator.pth"
+    torch.save({"net.weight": torch.zeros(3)}, other)
+    for _ in range(3):
+        assert find_tower_files([tmp_path], 48) == []
+    assert len(reads) == 1
+    torch.save({"net.weight": torch.zeros(4)}, other)
+    os.utime(other, ns=(1, 1))  # a rewritten file is read again
+    assert find_tower_files([tmp_path], 48) == []
+    assert len(reads) == 2
+
+
 def test_missing_and_unreadable_paths(tmp_path, tower):
     assert read_tower_shape(tmp_path / "nothing.safetensors") is None
     assert find_tower_files([tmp_path / "no-such-folder"], 48) == []
