@@ -128,10 +128,9 @@ def oracle_chunk(
     """Spec 2-5 for one chunk ``[77, d]`` given its alignment; returns float32.
 
     ``concepts`` holds the concept->image and text->concept alignments, or None.
-    ``token_weights`` (FlexDiffuse's extension for several images, beyond the original
-    algorithm) scales the move toward each image token: the tween's capped weight is
-    multiplied by it, and a concept-mapped position moves that fraction of the way (at most
-    all of it).
+    ``token_weights`` (FlexDiffuse's extension for several images, beyond the original) scales
+    the move toward each image token: the tween's capped weight is multiplied by it, and a
+    concept-mapped position moves that fraction of the way (at most all of it).
     """
     text = text.float()
     image = image.float()

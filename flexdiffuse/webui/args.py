@@ -39,7 +39,7 @@ IMAGE_WEIGHTS: dict[str, str] = {
 }
 """The weight parameter of each image input."""
 
-ARG_NAMES: tuple[str, ...] = (
+FIRST_ARG_NAMES: tuple[str, ...] = (
     "enabled",
     "image",
     "threshold_mult",
@@ -64,12 +64,16 @@ ARG_NAMES: tuple[str, ...] = (
     "image_4",
     "negative_image",
 )
-"""The script's arguments in ``ui()`` order: the positional API. It is a contract with API
-clients: new inputs are appended, never inserted (a test freezes this order)."""
+"""The positional API as 0.1 shipped it: API clients send these positions, so they never move."""
 
-assert set(ARG_NAMES) == {"enabled", *IMAGE_INPUTS, *(s.name for s in PARAM_SPECS)}, (
-    "every parameter and image input needs its place in ARG_NAMES (append new ones)"
+ARG_NAMES: tuple[str, ...] = FIRST_ARG_NAMES + tuple(
+    name
+    for name in (*(spec.name for spec in PARAM_SPECS), *IMAGE_INPUTS)
+    if name not in FIRST_ARG_NAMES
 )
+"""The script's arguments in ``ui()`` order: the positional API. Parameters added since
+:data:`FIRST_ARG_NAMES` are appended in :data:`~flexdiffuse.params.PARAM_SPECS` order, so a
+list that works today keeps working."""
 
 MAX_IMAGE_PIXELS = 64_000_000
 """Largest guidance image accepted; the tower sees it at 224 pixels anyway."""

@@ -16,7 +16,7 @@ from ..engine import moves_tokens
 from . import hosts, settings
 from .args import ScriptArgs, make_params, parse_script_args
 from .errors import FlexDiffuseError
-from .infotext import generation_params
+from .infotext import NOTE_KEY, generation_params
 from .job import GuidedJob, job_of
 from .prepare import build_guides
 from .preview import previewer
@@ -79,6 +79,8 @@ def start_job(p: Any, args: Sequence[Any], runtime: Runtime) -> GuidedJob | None
     is off or has nothing to guide.
     """
     host = runtime.host
+    # X/Y/Z cells share one dict of generation parameters: a note is never carried over.
+    p.extra_generation_params.pop(NOTE_KEY, None)
     try:
         script_args = _script_args(p, args, runtime)
     except Exception as error:  # any failure must stop the job, never leave it unguided

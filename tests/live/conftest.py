@@ -1,10 +1,15 @@
-"""A client for a running A1111 webui; every live test is skipped without ``--webui-url``."""
+"""A client for a running A1111 webui; every live test is skipped without ``--webui-url``.
+
+``bash tests/ci.sh`` builds and starts a real A1111 (``../shared/hosts/live-a1111``) and runs
+these tests against it; under ``CI=true`` a missing prerequisite fails instead of skipping.
+"""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
+import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -73,6 +78,46 @@ def pixels(encoded: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB"))
 
 
+def ok(response: Response) -> Any:
+    """The body of a successful reply; its error otherwise."""
+    assert response.status == 200, response.body
+    return response.body
+
+
+def info(body: Any) -> dict:
+    """A job's ``info``, parsed."""
+    return json.loads(body["info"])
+
+
+def first_pixels(body: Any) -> np.ndarray:
+    """The pixels of a job's first image."""
+    return pixels(body["images"][0])
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip, or fail under ``CI=true``, where the live suite must run in full."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: the live suite must run in full)", pytrace=False)
+    pytest.skip(reason)
+
+
+def xyz_script_args(webui: WebuiClient, axis: str, values: str) -> list[Any]:
+    """``script_args`` of A1111's X/Y/Z plot (``scripts/xyz_grid.py`` ``run`` order): X axis
+    ``axis`` over ``values``, no Y or Z axis, a legend and the lone images."""
+    scripts = ok(webui.get("/sdapi/v1/script-info"))
+    xyz = next(s for s in scripts if s["name"] == "x/y/z plot" and not s["is_img2img"])
+    axis_types = xyz["args"][0]["choices"]
+    nothing = axis_types.index("Nothing")
+    axes = [axis_types.index(axis), values, [], nothing, "", [], nothing, "", []]
+    # draw legend, include lone images, include sub grids, keep -1 for seeds, vary seeds x/y/z,
+    # grid margins, use text inputs instead of dropdowns
+    return [*axes, True, True, False, False, False, False, False, 0, False]
+
+
 @pytest.fixture(scope="session")
 def webui(request) -> WebuiClient:
     url = request.config.getoption("--webui-url")
@@ -96,6 +141,6 @@ def guidance_image() -> str:
     """A real guidance image from ../shared/testdata, base64-encoded."""
     path = TESTDATA / "deer_mod.webp"
     if not path.is_file():
-        pytest.skip(f"real test images not found at {TESTDATA}")
+        skip_or_fail(f"real test images not found at {TESTDATA}")
     with Image.open(path) as image:
         return image_base64(image)

@@ -9,15 +9,13 @@ webui with random weights (see README: "Testing against a real webui").
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from flexdiffuse.params import PARAM_SPECS, SPECS_BY_NAME, GuidanceParams, format_value
 from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS, describe_input
 from flexdiffuse.webui.infotext import ENABLED_KEY, IMAGE_KEY
-from tests.live.conftest import pixels
+from tests.live.conftest import info, ok, pixels, xyz_script_args
 
 LABELS = [
     "FlexDiffuse"
@@ -27,15 +25,6 @@ LABELS = [
     else SPECS_BY_NAME[name].label
     for name in ARG_NAMES
 ]
-
-
-def ok(response):
-    assert response.status == 200, response.body
-    return response.body
-
-
-def info(body) -> dict:
-    return json.loads(body["info"])
 
 
 def test_script_info_describes_flexdiffuse_in_both_tabs(webui):
@@ -130,13 +119,7 @@ def test_bad_requests_stop_with_a_clear_error_and_the_webui_goes_on(
 
 
 def test_xyz_plot_sweeps_a_parameter(webui, guidance_image):
-    scripts = ok(webui.get("/sdapi/v1/script-info"))
-    xyz = next(s for s in scripts if s["name"] == "x/y/z plot" and not s["is_img2img"])
-    axis_types = xyz["args"][0]["choices"]
-    linear = axis_types.index("[FlexDiffuse] Linear")
-    nothing = axis_types.index("Nothing")
-    grid = [linear, "0.1, 0.9", [], nothing, "", [], nothing, "", []]
-    grid += [True, True, False, False, 0, 0, 0, 0, False]  # legend, lone images, ...
+    grid = xyz_script_args(webui, "[FlexDiffuse] Linear", "0.1, 0.9")
     body = ok(
         webui.job(
             guidance=[{"image": guidance_image}],

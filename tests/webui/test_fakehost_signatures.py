@@ -1,9 +1,14 @@
 """The fake host mirrors the real A1111: signatures and the facts the glue relies on.
 
-Opt-in: set ``FLEXDIFFUSE_A1111_SRC`` to one or more A1111 source trees (joined with
-``os.pathsep``), e.g. the c8a5322d tree and a v1.10 tree. The real files are parsed with
-``ast``, never imported. A real function may take extra trailing parameters with defaults
-(1.10 adds ``name=None`` to the callback registrations); everything else must match.
+The real files are parsed with ``ast``, never imported. A real function may take extra
+trailing parameters with defaults (1.10 adds ``name=None`` to the callback registrations);
+everything else must match.
+
+Which A1111 trees: those named by ``FLEXDIFFUSE_A1111_SRC`` (one or more source trees joined
+with ``os.pathsep``, e.g. a v1.10 checkout) when it is set; otherwise the trees of
+:data:`CHECKED_TREES`, unpacked from the host kit in ``../shared/hosts`` into ``build/hosts/``
+(gitignored; ``unpack`` is idempotent and takes milliseconds once done). Without the kit the
+checks are skipped, except under ``CI=true``, where they fail: CI must check the real source.
 """
 
 from __future__ import annotations
@@ -12,16 +17,75 @@ import ast
 import importlib
 import inspect
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.webui import test_xyz
 
-SOURCES = [Path(p) for p in os.environ.get("FLEXDIFFUSE_A1111_SRC", "").split(os.pathsep) if p]
-pytestmark = pytest.mark.skipif(
-    not SOURCES, reason="set FLEXDIFFUSE_A1111_SRC to A1111 source tree(s) to check the fakes"
-)
+ROOT = Path(__file__).resolve().parents[2]
+HOST_KIT = ROOT.parent / "shared" / "hosts"
+UNPACKED = ROOT / "build" / "hosts"
+
+HOST_TREES: dict[str, str] = {
+    "a1111-c8a5322d": "a1111-c8a5322d",
+    "forge-main": "forge-main-dfdcbab",
+    "forge-classic": "forge-classic-1f95d71",
+    "reforge": "reforge-main-3b56b26",
+}
+"""Host source trees by name -> their tarball in the host kit (``unpack --list``)."""
+
+CHECKED_TREES: tuple[str, ...] = ("a1111-c8a5322d",)
+"""The trees the fake host mirrors, so the checks below run against them. The Forge family
+replaces the sampling code the fakes mirror; add its trees here with checks of their own."""
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def host_tree(name: str) -> Path:
+    """The source tree ``name`` of :data:`HOST_TREES`, unpacked from the kit (once)."""
+    dest = UNPACKED / name
+    unpack = HOST_KIT / "unpack"
+    done = subprocess.run(
+        [str(unpack), HOST_TREES[name], str(dest)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.fail(f"{unpack} {HOST_TREES[name]} {dest} failed:\n{done.stderr}", pytrace=False)
+    return dest
+
+
+def sources() -> list[tuple[str, Path | None]]:
+    """(id, tree) to check: the override, the kit's trees, or one missing-kit marker."""
+    override = [Path(p) for p in os.environ.get("FLEXDIFFUSE_A1111_SRC", "").split(os.pathsep)]
+    override = [p for p in override if str(p) not in ("", ".")]
+    if override:
+        return [(str(p), p) for p in override]
+    if (HOST_KIT / "unpack").is_file():
+        return [(name, None) for name in CHECKED_TREES]
+    return [("no-host-kit", None)]
+
+
+SOURCES = sources()
+
+
+@pytest.fixture(scope="module", params=SOURCES, ids=[name for name, _ in SOURCES])
+def source(request) -> Path:
+    name, path = request.param
+    if path is not None:
+        return path
+    if name in HOST_TREES:
+        return host_tree(name)
+    message = (
+        f"no A1111 source to check the fakes against: no host kit at {HOST_KIT} (the "
+        "project's shared folder, beside the checkout) and FLEXDIFFUSE_A1111_SRC is not set"
+    )
+    if in_ci():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
 
 # fake module -> (real file, functions and methods mirrored there)
 MIRRORED = {
@@ -49,6 +113,7 @@ MIRRORED = {
             "Script.before_process",
             "Script.process",
             "Script.process_batch",
+            "Script.postprocess_batch",
             "Script.postprocess",
             "Script.before_hr",
             "Script.elem_id",
@@ -73,7 +138,12 @@ MIRRORED = {
     ),
     "modules.sd_samplers_cfg_denoiser": (
         "modules/sd_samplers_cfg_denoiser.py",
-        ["CFGDenoiser.__init__", "CFGDenoiser.forward", "CFGDenoiser.pad_cond_uncond"],
+        [
+            "CFGDenoiser.__init__",
+            "CFGDenoiser.forward",
+            "CFGDenoiser.update_inner_model",
+            "CFGDenoiser.pad_cond_uncond",
+        ],
     ),
     "modules.processing": (
         "modules/processing.py",
@@ -202,7 +272,6 @@ def mirrored():
     yield "tests.webui.test_xyz", "AxisOption.__init__", "scripts/xyz_grid.py"
 
 
-@pytest.mark.parametrize("source", SOURCES, ids=str)
 @pytest.mark.parametrize(("module", "name", "path"), list(mirrored()), ids=lambda x: str(x))
 def test_fake_signatures_match_the_real_ones(source, module, name, path):
     real = real_functions(source / path).get(name)
@@ -215,7 +284,6 @@ def test_fake_signatures_match_the_real_ones(source, module, name, path):
     assert all(has_default for _, has_default in extra), f"real {name} needs {extra}"
 
 
-@pytest.mark.parametrize("source", SOURCES, ids=str)
 @pytest.mark.parametrize(("path", "text"), FACTS, ids=lambda x: str(x)[:40])
 def test_facts_the_glue_relies_on(source, path, text):
     assert text in (source / path).read_text(encoding="utf-8"), f"{text!r} not in {path}"

@@ -164,3 +164,39 @@ def test_api_script_info_describes_every_argument(webui):
         assert control.label, name
     sliders = [c for c in controls if isinstance(c, gr.Slider)]
     assert all(None not in (c.minimum, c.maximum, c.step, c.value) for c in sliders)
+
+
+def event_fn(webui, trigger, source, outputs):
+    """The handler of ``source``'s ``trigger`` event that updates ``outputs``."""
+    for index, dependency in enumerate(webui.blocks.dependencies):
+        if (
+            dependency["trigger"] == trigger
+            and dependency["targets"] == [source._id]
+            and dependency["outputs"] == [o._id for o in outputs]
+        ):
+            return webui.blocks.fns[index].fn
+    raise AssertionError(f"no {trigger} handler of {source} for {outputs}")
+
+
+def test_mapping_priority_acts_only_with_reuse_off(webui):
+    controls = dict(zip(ARG_NAMES, webui.controls[False], strict=True))
+    reuse, order = controls["reuse"], controls["order"]
+    assert order.interactive is False  # reuse is on by default
+    toggle = event_fn(webui, "change", reuse, [order])
+    assert toggle(False)["interactive"] is True
+    assert toggle(True)["interactive"] is False
+    options = [c for c in webui.blocks.blocks.values() if c in (reuse, order)]
+    assert options.index(reuse) < options.index(order)  # the switch comes before its option
+
+
+def test_the_panel_says_which_image_inputs_hold_an_image(webui):
+    controls = dict(zip(ARG_NAMES, webui.controls[False], strict=True))
+    note = next(
+        c
+        for c in webui.blocks.blocks.values()
+        if getattr(c, "elem_id", None) == webui.scripts[False].elem_id("images_note")
+    )
+    update = event_fn(webui, "change", controls["image_3"], [note])
+    assert update(None, None, None, None, None) == ""
+    assert "guidance image 3" in update(IMAGE, None, IMAGE, None, None)
+    assert "negative image" in update(None, None, None, None, IMAGE)

@@ -110,3 +110,58 @@ def test_an_axis_with_flexdiffuse_off_says_to_enable_it(webui, xyz_grid):
     axis(xyz_grid, "Linear").apply(p, 0.3, [0.3])
     with pytest.raises(FlexDiffuseError, match="FlexDiffuse is off"):
         processing.process_images(p)
+
+
+def plot_p(webui, **values):
+    script = webui.scripts[False]
+    return processing.StableDiffusionProcessingTxt2Img(
+        scripts=webui.runners[False],
+        script_args=[None] * script.args_from + webui.args(**values),
+        prompt="a cat",
+        steps=1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        ({"enabled": False}, "FlexDiffuse is off"),
+        ({"image": None}, "no guidance image"),
+        ({"image": IMAGE, "end": 0.5}, r"start \(Guidance start\) must be below end"),
+    ],
+)
+def test_what_would_fail_every_cell_is_refused_before_the_grid(webui, xyz_grid, values, match):
+    p = plot_p(webui, **values)
+    with pytest.raises(FlexDiffuseError, match=f"X/Y/Z plot: .*{match}"):
+        axis(xyz_grid, "Guidance start").confirm(p, [0.0, 0.6])
+
+
+def test_combinations_of_two_axes_are_checked_together(webui, xyz_grid):
+    p = plot_p(webui, image=IMAGE)
+    axis(xyz_grid, "Guidance start").confirm(p, [0.1, 0.7])
+    with pytest.raises(FlexDiffuseError, match="must be below end"):
+        axis(xyz_grid, "Guidance end").confirm(p, [0.5, 1.0])
+
+
+def test_a_cell_error_reaches_the_comments_the_cells_share(webui, xyz_grid):
+    template = plot_p(webui, image=IMAGE)
+    template.unet_calls = []
+    cell = copy.copy(template)  # the plot's cells share the comments dict
+    axis(xyz_grid, "Mapping concepts").apply(cell, " ".join(["x"] * 80), [])
+    with pytest.raises(FlexDiffuseError, match="must fit in one"):
+        processing.process_images(cell)
+    assert any("must fit in one" in comment for comment in template.comments)
+
+
+def test_a_cell_note_does_not_leak_into_the_next_cell(webui, xyz_grid):
+    template = plot_p(webui, image=IMAGE)
+    infotexts = []
+    for weight in (0.0, 1.0):  # the 0 cell is the unguided baseline, with a note
+        cell = copy.copy(template)  # shares extra_generation_params, as the plot's cells do
+        cell.unet_calls = []
+        axis(xyz_grid, "Image 1 weight").apply(cell, weight, [])
+        infotexts.append(processing.process_images(cell).infotexts[0])
+    assert "FlexDiffuse: False" in infotexts[0]
+    assert "FlexDiffuse note" in infotexts[0]
+    assert "FlexDiffuse: True" in infotexts[1]
+    assert "FlexDiffuse note" not in infotexts[1]

@@ -33,10 +33,21 @@ class FakeSampler:
         for step in range(steps):
             if shared.state.interrupted:
                 break
+            self.apply_refiner(p, step / steps)
             shared.state.sampling_step = step
             sigma = sigmas[step].expand(x.shape[0])
             x = self.model_wrap_cfg(x, sigma, **self.sampler_extra_args)
         return x
+
+    def apply_refiner(self, p, completed_ratio):
+        """Like ``sd_samplers_common.apply_refiner``: switch checkpoints part-way, once."""
+        refiner = getattr(p, "refiner_model", None)
+        if refiner is None or shared.sd_model is refiner or completed_ratio < p.refiner_switch_at:
+            return
+        p.extra_generation_params["Refiner switch at"] = p.refiner_switch_at
+        shared.sd_model = refiner
+        p.setup_conds()
+        self.model_wrap_cfg.update_inner_model()
 
 
 class StableDiffusionProcessing:
@@ -58,6 +69,8 @@ class StableDiffusionProcessing:
         script_args=None,
         scripts=None,
         sampler_name="Euler",
+        refiner_model=None,
+        refiner_switch_at=None,
     ):
         self.prompt = prompt
         self.negative_prompt = negative_prompt
@@ -72,6 +85,8 @@ class StableDiffusionProcessing:
         self.script_args = list(script_args or [])
         self.scripts = scripts
         self.sampler_name = sampler_name
+        self.refiner_model = refiner_model  # A1111 names a checkpoint; the fake takes the model
+        self.refiner_switch_at = refiner_switch_at
         self.extra_generation_params = {}
         self.comments = {}
         self.is_hr_pass = False
@@ -263,6 +278,8 @@ def _process_images(p):
             subseed_strength=0,
             prompts=p.prompts,
         )
+        if p.scripts is not None:
+            p.scripts.postprocess_batch(p, samples, batch_number=n)
         images += list(samples)
         infotexts += [create_infotext(p, i) for i in range(start, stop)]
     processed = Processed(p, images, infotexts)

@@ -59,6 +59,9 @@ class Script:
     def process_batch(self, p, *args, **kwargs):
         pass
 
+    def postprocess_batch(self, p, *args, **kwargs):
+        pass
+
     def postprocess(self, p, processed, *args):
         pass
 
@@ -121,6 +124,14 @@ class ScriptRunner:
 
     def before_hr(self, p):
         self._each("before_hr", p)
+
+    def postprocess_batch(self, p, images, **kwargs):
+        for script in self.alwayson_scripts:
+            try:
+                script_args = p.script_args[script.args_from : script.args_to]
+                script.postprocess_batch(p, *script_args, images=images, **kwargs)
+            except Exception:
+                errors.report(f"Error running postprocess_batch: {script.filename}", exc_info=True)
 
     def postprocess(self, p, processed):
         self._each("postprocess", p, processed)

@@ -55,6 +55,11 @@ class CFGDenoiser(torch.nn.Module):
         self.step += 1
         return x
 
+    def update_inner_model(self):
+        c, uc = self.p.get_conds()
+        self.sampler.sampler_extra_args["cond"] = c
+        self.sampler.sampler_extra_args["uncond"] = uc
+
     def pad_cond_uncond(self, cond, uncond):
         empty = shared.sd_model.cond_stage_model_empty_prompt
         repeats = (cond.shape[1] - uncond.shape[1]) // empty.shape[1]

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# The project's one test command (README.md, "Development"; .ci/run runs exactly it):
+#
+#   bash tests/ci.sh              lint, the offline suite, then the live suite against a real A1111
+#   bash tests/ci.sh --no-live    fast local mode: the same without the live part
+#                                 (FLEXDIFFUSE_LIVE=0 does the same)
+#
+# 1. .venv (created when missing) with requirements-test.txt (pinned); ruff check; ruff format --check.
+# 2. pytest, all but tests/live: the engine, the glue in the fake host, and the fake host's
+#    signatures against A1111's source unpacked from ../shared/hosts (they fail under CI=true
+#    when the kit is missing).
+# 3. The live A1111 of ../shared/hosts/live-a1111: built in $FLEXDIFFUSE_LIVE_DIR (default
+#    ~/.cache/flexdiffuse/live-a1111; a cold build takes about 3 minutes and 13 GB, later runs
+#    reuse it), started with this checkout as its extension on a free port of 127.0.0.1, then
+#    pytest tests/live against it, and the server is stopped again whatever happens. Runs that
+#    share the folder take turns (a lock file beside it).
+#
+# Every test step runs even when an earlier one failed; the exit status is 0 only when all passed.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd -P)"
+KIT="$ROOT/../shared/hosts"
+LIVE_DIR="${FLEXDIFFUSE_LIVE_DIR:-$HOME/.cache/flexdiffuse/live-a1111}"
+LIVE="${FLEXDIFFUSE_LIVE:-1}"
+for arg in "$@"; do
+    case "$arg" in
+        --no-live) LIVE=0 ;;
+        -h|--help) sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        *) echo "tests/ci.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+say() { printf '[ci] %s\n' "$*"; }
+FAILED=() TIMES=() START_ALL="$(date +%s)"
+timed() {  # timed LABEL CMD...: run CMD, record its time and whether it failed
+    local label="$1" start rc
+    shift
+    say "$label: $*"
+    start="$(date +%s)"
+    "$@"
+    rc=$?
+    TIMES+=("$label $(( $(date +%s) - start )) s")
+    if (( rc != 0 )); then
+        FAILED+=("$label (exit $rc)")
+        say "$label FAILED (exit $rc)"
+    fi
+    return "$rc"
+}
+finish() {
+    say "times: $(IFS=';'; echo "${TIMES[*]}" | sed 's/;/, /g'); total $(( $(date +%s) - START_ALL )) s"
+    if (( ${#FAILED[@]} )); then
+        say "FAILED: $(IFS=';'; echo "${FAILED[*]}" | sed 's/;/, /g')"
+        exit 1
+    fi
+    say "all passed"
+    exit 0
+}
+pytest_checked() {  # pytest, where "no tests collected" (exit 5) is a failure with a message
+    .venv/bin/python -m pytest "$@"
+    local rc=$?
+    (( rc == 5 )) && say "pytest collected no tests: that is a failure here"
+    return "$rc"
+}
+
+# ------------------------------------------------------------------ 1. environment and lint
+if [[ ! -x .venv/bin/python ]]; then
+    timed venv python3 -m venv .venv || finish
+fi
+timed pip .venv/bin/pip install -q -r requirements-test.txt || finish
+timed ruff-check .venv/bin/ruff check .
+timed ruff-format .venv/bin/ruff format --check .
+
+# ------------------------------------------------------------------ 2. offline suite
+timed pytest pytest_checked --ignore=tests/live
+
+# ------------------------------------------------------------------ 3. live suite
+if [[ "$LIVE" == 0 ]]; then
+    say "live part skipped (--no-live or FLEXDIFFUSE_LIVE=0): tests/live did not run"
+    finish
+fi
+HOST="$KIT/live-a1111"
+if [[ ! -x "$HOST" ]]; then
+    FAILED+=("live (no $HOST)")
+    say "cannot build the live A1111: no host kit at $KIT (the project's shared folder belongs"
+    say "beside the checkout). Run 'bash tests/ci.sh --no-live' to skip the live part."
+    finish
+fi
+
+mkdir -p "$(dirname "$LIVE_DIR")"
+if command -v flock >/dev/null; then
+    exec 9>"${LIVE_DIR%/}.lock"
+    if ! flock -n 9; then
+        say "another run is using $LIVE_DIR: waiting for it (at most 30 minutes)"
+        flock -w 1800 9 || { FAILED+=("live (folder busy)"); say "gave up waiting for $LIVE_DIR"; finish; }
+    fi
+fi
+
+server_line() { "$HOST" status "$LIVE_DIR" 2>/dev/null | sed -n "s/^$1: *//p"; }
+if [[ "$(server_line server)" == running* ]]; then
+    if [[ "$(server_line extension)" == "$ROOT" ]]; then
+        say "a server of $LIVE_DIR left by an earlier run of this checkout is running: stopping it"
+        "$HOST" stop "$LIVE_DIR"
+    else
+        FAILED+=("live (folder in use)")
+        say "a server of $LIVE_DIR is running with another extension ($(server_line extension))."
+        say "Stop it ($HOST stop $LIVE_DIR) or give this run its own FLEXDIFFUSE_LIVE_DIR."
+        finish
+    fi
+fi
+
+if ! timed live-build "$HOST" build "$LIVE_DIR"; then
+    say "could not build the live A1111 in $LIVE_DIR; its logs are in $LIVE_DIR/logs/"
+    finish
+fi
+
+STARTED=0 START_LOG="$(mktemp)"
+stop_server() {
+    if (( STARTED )); then
+        STARTED=0
+        timed live-stop "$HOST" stop "$LIVE_DIR"
+    fi
+    rm -f "$START_LOG"
+}
+trap 'stop_server' EXIT
+trap 'say "interrupted"; exit 130' INT TERM
+
+PORT="$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+# 9>&-: the server must not inherit the lock, or a server left behind would hold it.
+start_server() { "$HOST" start "$LIVE_DIR" --extension "$ROOT" --port "$PORT" 9>&- | tee "$START_LOG"; }
+STARTED=1
+if ! timed live-start start_server; then
+    say "the live A1111 did not start; its log: $LIVE_DIR/server.log"
+    tail -n 30 "$LIVE_DIR/server.log" 2>/dev/null | sed 's/^/    /'
+    stop_server
+    finish
+fi
+# `start` prints the suite's options (URL, towers, the checkpoints built) on its "live tests:" line.
+read -r -a LIVE_ARGS <<<"$(sed -n 's/^live tests: .* tests\/live //p' "$START_LOG")"
+if (( ${#LIVE_ARGS[@]} == 0 )); then
+    LIVE_ARGS=(--webui-url "http://127.0.0.1:$PORT" --webui-vit-l "$LIVE_DIR/towers/vit-l")
+fi
+timed live-tests pytest_checked tests/live "${LIVE_ARGS[@]}"
+stop_server
+finish
