@@ -12,6 +12,7 @@ import torch
 from PIL import Image, ImageOps
 
 from .checkpoints import PICKLE_SUFFIXES
+from .download import DiskFullError, DownloadHooks, DownloadStoppedError, fetch_weights
 from .towers import is_local_source, split_hub_source
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,10 @@ CACHE_SIZE = 8
 
 class ModelLoadError(RuntimeError):
     """The CLIP vision model could not be loaded; the message says what to do."""
+
+
+class LoadStoppedError(ModelLoadError):
+    """Loading was stopped on request (:class:`~flexdiffuse.download.DownloadHooks`)."""
 
 
 class TokenCache:
@@ -107,6 +112,7 @@ class ImageEncoder:
         cache_dir: str | Path | None = None,
         local_files_only: bool = False,
         cache: TokenCache | None = None,
+        download: DownloadHooks | None = None,
     ) -> ImageEncoder:
         """Load a CLIP vision tower from a Hugging Face id, a local folder or one file.
 
@@ -121,6 +127,8 @@ class ImageEncoder:
             cache_dir: where downloads go (default: the Hugging Face cache).
             local_files_only: never touch the network.
             cache: where encodings are kept (default: a new cache of this encoder's own).
+            download: follow the download of the weights (bytes done and total) and stop it
+                between two chunks; without it the download shows on the console only.
 
         Only ``config.json`` and the safetensors weights are downloaded; without a
         ``preprocessor_config.json`` images get CLIP's standard preprocessing at the tower's
@@ -128,12 +136,14 @@ class ImageEncoder:
 
         Raises:
             ModelLoadError: the model is missing, unreachable, not safetensors or not CLIP.
+            LoadStoppedError: ``download.should_stop()`` said so before the tower was built.
         """
         from transformers import CLIPVisionModelWithProjection
 
         name = str(name_or_path).strip()
         local = Path(name).expanduser()
         if local.is_file():
+            _stop_if_asked(download, name)
             return cls.from_single_file(local, device, dtype, cache=cache)
         if local.is_dir():
             name = str(local)
@@ -144,6 +154,14 @@ class ImageEncoder:
             "local_files_only": local_files_only,
             "subfolder": subfolder,
         }
+        if download is not None and not local.is_dir() and not _offline(local_files_only):
+            try:
+                fetch_weights(repo, subfolder, cache_dir, download)
+            except DownloadStoppedError as error:
+                raise LoadStoppedError(_stopped_message(name)) from error
+            except DiskFullError as error:
+                raise ModelLoadError(f"Could not download '{name}': {error.strerror}") from error
+        _stop_if_asked(download, name)
         try:
             model = CLIPVisionModelWithProjection.from_pretrained(
                 repo, torch_dtype=dtype, use_safetensors=True, **options
@@ -373,6 +391,29 @@ def _standard_processor(size: int):
 
     return CLIPImageProcessor(
         size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+    )
+
+
+def _offline(local_files_only: bool) -> bool:
+    """Whether downloads are off: by the caller, HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE."""
+    if local_files_only:
+        return True
+    try:
+        from transformers.utils import is_offline_mode
+    except ImportError:  # pragma: no cover - every supported transformers has it
+        return False
+    return bool(is_offline_mode())
+
+
+def _stop_if_asked(download: DownloadHooks | None, name: str) -> None:
+    if download is not None and download.should_stop():
+        raise LoadStoppedError(_stopped_message(name))
+
+
+def _stopped_message(name: str) -> str:
+    return (
+        f"Stopped before the CLIP vision model '{name}' was loaded, as asked. A download "
+        "stopped halfway resumes where it stopped on the next guided job."
     )
 
 

@@ -2,24 +2,29 @@
 
 Image-prompt tools leave vision towers in well-known folders (A1111/Forge ``models/clip_vision``,
 the ControlNet extension's ``clip_vision`` downloads, ComfyUI's ``models/clip_vision``). This
-module tells which of those files fit a tower by reading only the safetensors header (tensor
-names and shapes): no weights are read, and pickled ``.bin``/``.pt`` files are never opened,
-since unpickling can run code. It also gives each tower source one canonical key, so that
-different spellings of one local path name one tower, and the default download sources.
-Nothing here imports the webui.
+module tells which of those files fit a tower by reading only tensor names and shapes: the
+header of a safetensors file, or the pickled structure of a zip-format torch file (the
+ControlNet extension's ``clip_h.pth``) through an unpickler that knows only a state dict's
+parts and refuses anything else, so it runs no code. No weights are read. It also gives each
+tower source one canonical key, so that different spellings of one local path name one tower,
+and the default download sources. Nothing here imports the webui.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import logging
 import os
+import pickle
 import re
 import struct
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -154,11 +159,13 @@ def tower_key(source: str | os.PathLike[str]) -> str:
 def read_tower_shape(path: str | os.PathLike[str]) -> TowerShape | None:
     """The shape of the CLIP vision tower in ``path``, or None if it holds none we can use.
 
-    ``path`` is a ``.safetensors`` file (transformers' ``vision_model.*`` layout, a whole
-    ``CLIPModel`` included, or OpenCLIP's ``visual.*``) or a folder saved by transformers
-    (``config.json`` and ``model.safetensors``, sharded or not). Only the safetensors headers
-    are read. Pickled weights, truncated or corrupt files, non-CLIP weights and towers
-    without a visual projection give None (the reason is logged at debug level).
+    ``path`` is a ``.safetensors`` file or a zip-format torch file (``.pth``, ``.bin``, ``.pt``,
+    ``.ckpt``, as ``torch.save`` writes them) in transformers' ``vision_model.*`` layout (a
+    whole ``CLIPModel`` included) or OpenCLIP's ``visual.*``, or a folder saved by
+    transformers (``config.json`` and ``model.safetensors``, sharded or not). Only headers and
+    pickled structures are read, never weights. Legacy (non-zip) torch files, pickles that
+    name anything but a state dict's parts, truncated or corrupt files, non-CLIP weights and
+    towers without a visual projection give None (the reason is logged at debug level).
     """
     target = Path(path)
     try:
@@ -166,8 +173,10 @@ def read_tower_shape(path: str | os.PathLike[str]) -> TowerShape | None:
             shapes = _folder_shapes(target)
         elif target.suffix.lower() == SAFETENSORS_SUFFIX:
             shapes = _cached_header_shapes(*_file_identity(target))
+        elif target.suffix.lower() in PICKLE_SUFFIXES:
+            shapes = _cached_pickle_shapes(*_file_identity(target))
         else:
-            logger.debug("Not scanned (not a .safetensors file or a model folder): %s", target)
+            logger.debug("Not scanned (not a weights file or a model folder): %s", target)
             return None
     except (OSError, ValueError, KeyError, TypeError) as error:
         logger.debug("Skipped unreadable %s: %s", target, error)
@@ -242,10 +251,8 @@ def _sorted_entries(folder: Path) -> list[Path]:
 
 
 def _is_weights_file(entry: Path) -> bool:
-    if entry.suffix.lower() in PICKLE_SUFFIXES:
-        logger.debug("Not scanned (pickled weights are never opened): %s", entry)
-        return False
-    return entry.suffix.lower() == SAFETENSORS_SUFFIX and entry.is_file()
+    suffix = entry.suffix.lower()
+    return (suffix == SAFETENSORS_SUFFIX or suffix in PICKLE_SUFFIXES) and entry.is_file()
 
 
 def _is_model_folder(folder: Path) -> bool:
@@ -313,6 +320,21 @@ def _cached_header_shapes(file: str, size: int, mtime_ns: int) -> dict[str, tupl
     return _header_shapes(header, size - 8 - length)
 
 
+@functools.lru_cache(maxsize=256)
+def _cached_pickle_shapes(file: str, size: int, mtime_ns: int) -> dict[str, tuple[int, ...]] | None:
+    """Tensor shapes of the state dict in a zip-format torch file (see :func:`_pickle_shapes`).
+
+    A file that is no such state dict is remembered as None: folders such as Forge's
+    ControlNetPreprocessor hold many other torch files, which every scan would read again.
+    """
+    del size, mtime_ns  # part of the cache key only
+    try:
+        return _pickle_shapes(file)
+    except (ValueError, KeyError) as error:
+        logger.debug("Not a torch file FlexDiffuse can read: %s (%s)", file, error)
+        return None
+
+
 def _header_shapes(header: object, data_bytes: int) -> dict[str, tuple[int, ...]]:
     """Shapes of a parsed header whose tensors must cover exactly ``data_bytes``.
 
@@ -359,3 +381,137 @@ def _shape_of(shapes: Mapping[str, tuple[int, ...]], target: Path) -> TowerShape
         layers=int(config.num_hidden_layers),
         image_size=int(config.image_size),
     )
+
+
+# --------------------------------------------------------- shapes of zip-format torch files
+#
+# torch.save writes a zip archive: ``<name>/data.pkl`` (the pickled structure, a few hundred kB
+# for a tower) and one ``<name>/data/<key>`` record per storage. The pickle is read here by an
+# unpickler that knows only the handful of names a state dict uses and maps each to an inert
+# stand-in: a tensor becomes its shape, a storage its size. Any other name (the way a pickle
+# runs code) refuses the whole file, and no storage is ever read.
+
+MAX_PICKLE_BYTES = 64 * 1024 * 1024
+
+_STORAGE_BYTES = {
+    "DoubleStorage": 8,
+    "FloatStorage": 4,
+    "HalfStorage": 2,
+    "BFloat16Storage": 2,
+    "LongStorage": 8,
+    "IntStorage": 4,
+    "ShortStorage": 2,
+    "CharStorage": 1,
+    "ByteStorage": 1,
+    "BoolStorage": 1,
+}
+
+
+@dataclass(frozen=True)
+class _StorageType:
+    itemsize: int
+
+
+@dataclass(frozen=True)
+class _Storage:
+    key: str
+    itemsize: int
+    numel: int
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    shape: tuple[int, ...]
+    storage: _Storage
+    offset: int
+    stride: tuple[int, ...]
+
+    def end(self) -> int:
+        """One past the last element of the storage the tensor uses."""
+        if any(size == 0 for size in self.shape):
+            return self.offset
+        return (
+            self.offset + 1 + sum((n - 1) * s for n, s in zip(self.shape, self.stride, strict=True))
+        )
+
+
+def _rebuild_tensor(storage, offset, size, stride, *unused):
+    del unused
+    if not isinstance(storage, _Storage) or len(size) != len(stride):
+        raise pickle.UnpicklingError("a tensor without a storage or with a bad stride")
+    return _Tensor(tuple(int(n) for n in size), storage, int(offset), tuple(int(s) for s in stride))
+
+
+def _rebuild_parameter(data, *unused):
+    del unused
+    return data
+
+
+class _ShapeUnpickler(pickle.Unpickler):
+    """Reads a state dict's structure; refuses every name but the few a state dict uses."""
+
+    _NAMES: ClassVar[dict[tuple[str, str], object]] = {
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in self._NAMES:
+            return self._NAMES[(module, name)]
+        if module == "torch" and name in _STORAGE_BYTES:
+            return _StorageType(_STORAGE_BYTES[name])
+        raise pickle.UnpicklingError(f"not a plain state dict: it names {module}.{name}")
+
+    def persistent_load(self, pid: object) -> _Storage:
+        # ("storage", storage type, key, location, number of elements)
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+        kind = pid[1]
+        if not isinstance(kind, _StorageType):
+            raise pickle.UnpicklingError("unknown storage type")
+        return _Storage(str(pid[2]), kind.itemsize, int(pid[4]))
+
+
+def _pickle_shapes(file: str) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes of the state dict in a zip-format torch file, from its structure alone.
+
+    Raises ValueError (OSError, KeyError) for anything else: a legacy or truncated file, a
+    pickle that names anything but a state dict's parts, storages missing or shorter than
+    their tensors.
+    """
+    try:
+        archive = zipfile.ZipFile(file)
+    except zipfile.BadZipFile as error:  # a legacy torch file, or cut short: no directory
+        raise ValueError(f"not a complete zip-format torch file ({error})") from error
+    with archive:
+        names = archive.namelist()
+        pickles = [name for name in names if name.endswith("/data.pkl") or name == "data.pkl"]
+        if len(pickles) != 1:
+            raise ValueError("not a torch.save zip archive")
+        info = archive.getinfo(pickles[0])
+        if info.file_size > MAX_PICKLE_BYTES:
+            raise ValueError(f"its pickle is {info.file_size} bytes")
+        prefix = pickles[0][: -len("data.pkl")]
+        with archive.open(info) as stream:
+            try:
+                loaded = _ShapeUnpickler(stream).load()
+            except (pickle.UnpicklingError, EOFError, AttributeError, TypeError) as error:
+                raise ValueError(str(error)) from error
+            except zipfile.BadZipFile as error:  # a corrupt pickle record
+                raise ValueError(str(error)) from error
+        if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
+            loaded = loaded["state_dict"]
+        if not isinstance(loaded, Mapping):
+            raise ValueError("it holds no state dict")
+        shapes: dict[str, tuple[int, ...]] = {}
+        for name, tensor in loaded.items():
+            if not isinstance(tensor, _Tensor):
+                continue
+            record = archive.getinfo(f"{prefix}data/{tensor.storage.key}")  # KeyError: missing
+            needed = tensor.storage.numel * tensor.storage.itemsize
+            if record.file_size < needed or tensor.end() > tensor.storage.numel:
+                raise ValueError(f"the storage of {name!r} is shorter than its tensor")
+            shapes[str(name)] = tensor.shape
+    return shapes

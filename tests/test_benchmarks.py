@@ -33,3 +33,13 @@ def test_bench_sampling_row():
 
 def test_bench_preview_row():
     assert load("bench_preview").bench_row(2, True, 1).startswith("| 2 | on |")
+
+
+def test_bench_memory_rows(tmp_path):
+    bench = load("bench_memory")
+    tower = bench.build_tower("tiny", tmp_path / "tiny")
+    rows = bench.run(tower, say=lambda row: None)
+    loaded = [row[1] for row in rows]
+    # One copy whatever the spelling; a changed setting lets the old tower go; keep-loaded off
+    # unloads after encoding.
+    assert loaded == ["0", "1", "1", "1", "1", "1", "0", "0"]

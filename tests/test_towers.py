@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,8 @@ TINY = TowerShape(hidden_width=128, projection_width=48, layers=2, image_size=32
 
 @pytest.fixture(autouse=True)
 def no_weights_are_read(monkeypatch):
-    """Scanning reads headers only: loading or unpickling anything fails the test."""
+    """Scanning reads headers only: loading weights or unpickling freely fails the test
+    (torch files are read by the scanner's own restricted unpickler, never by these)."""
 
     def refuse(*args, **kwargs):
         raise AssertionError("the scanner read weights")
@@ -49,6 +51,7 @@ def no_weights_are_read(monkeypatch):
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
     towers._cached_header_shapes.cache_clear()
+    towers._cached_pickle_shapes.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -162,10 +165,11 @@ class Payload:
         self.marker = marker
 
     def __reduce__(self):
-        return (Path.touch, (self.marker,))
+        return (os.makedirs, (str(self.marker),))
 
 
-def test_pickles_are_never_opened(tmp_path, tower):
+def test_pickles_run_no_code(tmp_path, tower):
+    """Plain pickles are not read; torch files whose pickle names anything else are refused."""
     marker = tmp_path / "unpickled"
     evil = tmp_path / "clip_vision" / "tower.bin"
     evil.parent.mkdir()
@@ -173,9 +177,104 @@ def test_pickles_are_never_opened(tmp_path, tower):
         pickle.Pickler(stream).dump({"visual.proj": Payload(marker)})
     for name in ("tower.pth", "tower.pt", "tower.ckpt"):
         (evil.parent / name).write_bytes(evil.read_bytes())
+    # The same payload inside a real torch.save archive, beside a whole tower's tensors.
+    state = {**state_of(tower), "payload": Payload(marker)}
+    torch.save(state, evil.parent / "zipped.pth")
+    torch.save({"state_dict": state}, evil.parent / "nested.pth")
     assert read_tower_shape(evil) is None
+    assert read_tower_shape(evil.parent / "zipped.pth") is None
     assert find_tower_files([evil.parent], 48) == []
     assert not marker.exists()
+
+
+@pytest.fixture
+def storages_are_not_read(monkeypatch):
+    """Reading a torch file opens its pickle record only, never a storage record."""
+    opened: list[str] = []
+    original = zipfile.ZipFile.open
+
+    def open_record(self, name, *args, **kwargs):
+        named = name.filename if isinstance(name, zipfile.ZipInfo) else name
+        opened.append(named)
+        assert named.endswith("data.pkl"), f"read {named}"
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", open_record)
+    return opened
+
+
+@pytest.mark.parametrize("layout", ["transformers", "whole-clip", "open-clip", "nested", "fp16"])
+def test_a_torch_file_in_every_layout(tmp_path, tower, storages_are_not_read, layout):
+    state = state_of(tower)
+    if layout == "whole-clip":
+        state = whole_clip_state(state)
+    elif layout == "open-clip":
+        state = to_open_clip(state)
+    elif layout == "fp16":
+        state = {name: tensor.half() for name, tensor in state.items()}
+    saved: object = {"state_dict": state} if layout == "nested" else state
+    torch.save(saved, tmp_path / "clip_h.pth")  # what the ControlNet extension keeps
+    assert read_tower_shape(tmp_path / "clip_h.pth") == TINY
+    assert storages_are_not_read
+
+
+def test_a_pickled_save_pretrained_folder_offers_its_file(tmp_path, storages_are_not_read):
+    from tests.conftest import save_tiny_clip
+
+    root = tmp_path / "clip_vision"
+    folder = save_tiny_clip(root / "image_encoder", safetensors=False, projection_dim=40)
+    assert read_tower_shape(folder) is None  # not a model folder FlexDiffuse loads as one
+    assert find_tower_files([root], 40) == [folder / "pytorch_model.bin"]
+
+
+def test_torch_files_that_cannot_be_trusted(tmp_path, tower):
+    state = state_of(tower)
+    good = tmp_path / "good.pth"
+    torch.save(state, good)
+    data = good.read_bytes()
+    torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    (tmp_path / "truncated.pth").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.pth").write_bytes(b"")
+    wrong = dict(state)
+    wrong["vision_model.post_layernorm.bias"] = torch.zeros(10)[:4]  # not the tower's size
+    torch.save(wrong, tmp_path / "wrong-size.pth")
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    torch.save({"a": torch.zeros(2)}, tmp_path / "not-a-tower.pth")
+    for name in ("legacy", "truncated", "empty", "wrong-size", "list", "not-a-tower"):
+        assert read_tower_shape(tmp_path / f"{name}.pth") is None, name
+    assert read_tower_shape(good) == TINY
+    # A storage record cut short (the archive's directory intact) is refused too.
+    with zipfile.ZipFile(good) as archive:
+        records = {info.filename: archive.read(info) for info in archive.infolist()}
+    largest = max((n for n in records if "/data/" in n), key=lambda n: len(records[n]))
+    records[largest] = records[largest][:8]
+    with zipfile.ZipFile(tmp_path / "short-record.pth", "w") as archive:
+        for name, content in records.items():
+            archive.writestr(name, content)
+    with pytest.raises(ValueError, match="shorter than its tensor"):
+        towers._pickle_shapes(str(tmp_path / "short-record.pth"))
+    assert read_tower_shape(tmp_path / "short-record.pth") is None
+
+
+def test_a_refused_torch_file_is_read_once(tmp_path, monkeypatch):
+    """Until it changes: a folder full of other models is not read again at every scan."""
+    reads = []
+    original = towers._pickle_shapes
+
+    def counted(file):
+        reads.append(file)
+        return original(file)
+
+    monkeypatch.setattr(towers, "_pickle_shapes", counted)
+    other = tmp_path / "annotator.pth"
+    torch.save({"net.weight": torch.zeros(3)}, other)
+    for _ in range(3):
+        assert find_tower_files([tmp_path], 48) == []
+    assert len(reads) == 1
+    torch.save({"net.weight": torch.zeros(4)}, other)
+    os.utime(other, ns=(1, 1))  # a rewritten file is read again
+    assert find_tower_files([tmp_path], 48) == []
+    assert len(reads) == 2
 
 
 def test_missing_and_unreadable_paths(tmp_path, tower):
@@ -198,7 +297,8 @@ def test_find_tower_files_offers_only_what_fits(tmp_path, tower):
     save_tower(root / "B-other-width.safetensors", state_of(wide))
     save_tower(root / "c-open-clip.SAFETENSORS", to_open_clip(state_of(tower)))
     (root / "notes.txt").write_text("not a model")
-    torch.save(state_of(tower), root / "d.bin")  # torch.save is not patched; loading is
+    torch.save(state_of(tower), root / "d.bin")  # read from its pickle, weights untouched
+    torch.save(state_of(tower), root / "d2-legacy.pt", _use_new_zipfile_serialization=False)
     save_tower(root / "unet.safetensors", {"input_blocks.0.weight": torch.zeros(2)})
     (root / "partial.safetensors").write_bytes(a.read_bytes()[:1000])
     tower.save_pretrained(root / "image_encoder", safe_serialization=True)
@@ -206,7 +306,13 @@ def test_find_tower_files_offers_only_what_fits(tmp_path, tower):
     save_tower(root / "sub" / "deeper" / "f.safetensors", state_of(tower))  # two levels down
 
     found = find_tower_files([root], 48)
-    assert found == [a, root / "c-open-clip.SAFETENSORS", root / "image_encoder", sub]
+    assert found == [
+        a,
+        root / "c-open-clip.SAFETENSORS",
+        root / "d.bin",
+        root / "image_encoder",
+        sub,
+    ]
     assert find_tower_files([root], 64) == [root / "B-other-width.safetensors"]
     assert find_tower_files([root], 1280) == []
 

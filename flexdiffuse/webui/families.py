@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..towers import DEFAULT_SOURCES, is_default_source
 from .errors import FlexDiffuseError
 
 
@@ -19,22 +20,42 @@ class Tower:
     """A CLIP vision tower FlexDiffuse can load, and the setting that names its weights."""
 
     key: str
-    label: str
     width: int
-    default_model: str
-    size: str
+    """The width of its image tokens (its projection), which names it in ``DEFAULT_SOURCES``."""
+
+    @property
+    def label(self) -> str:
+        """The tower's name, as messages and the Settings page give it."""
+        return DEFAULT_SOURCES[self.width].label
+
+    @property
+    def default_model(self) -> str:
+        """The smallest official source of the tower: what a first job downloads."""
+        return DEFAULT_SOURCES[self.width].source
+
+    @property
+    def earlier_models(self) -> tuple[str, ...]:
+        """Earlier defaults (whole CLIP models): settings saved with them still load."""
+        return DEFAULT_SOURCES[self.width].earlier_sources
+
+    @property
+    def size(self) -> str:
+        """What downloading :attr:`default_model` costs, e.g. ``"3.69 GB"``."""
+        return f"{DEFAULT_SOURCES[self.width].download_gb:.2f} GB"
 
     @property
     def setting(self) -> str:
         """The A1111 setting holding the Hugging Face id, folder or file of this tower."""
         return f"flexdiffuse_model_{self.key}"
 
+    def is_default(self, source: str) -> bool:
+        """Whether ``source`` names this tower's default, today's or an earlier one."""
+        return is_default_source(source, self.width)
 
-VIT_L = Tower("vit_l", "CLIP ViT-L/14", 768, "openai/clip-vit-large-patch14", "1.7 GB")
-VIT_H = Tower("vit_h", "OpenCLIP ViT-H/14", 1024, "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "3.9 GB")
-VIT_BIGG = Tower(
-    "vit_bigg", "OpenCLIP ViT-bigG/14", 1280, "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", "10.2 GB"
-)
+
+VIT_L = Tower("vit_l", 768)
+VIT_H = Tower("vit_h", 1024)
+VIT_BIGG = Tower("vit_bigg", 1280)
 TOWERS: tuple[Tower, ...] = (VIT_L, VIT_H, VIT_BIGG)
 
 

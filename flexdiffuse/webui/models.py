@@ -1,25 +1,32 @@
 """The CLIP vision towers a webui session uses: loaded on first need, encodings kept.
 
-Encodings are kept per tower, device and dtype even when the tower itself is unloaded, so
-generating again with the same image loads nothing. Nothing here imports A1111: the host
-passes the device, dtype and download folder.
+Towers are kept by :func:`~flexdiffuse.towers.tower_key`, so every spelling of one file or
+folder (``./x``, ``x/``, a symlink) loads one copy. Encodings are kept per tower, device and
+dtype even when the tower itself is unloaded, so generating again with the same image loads
+nothing. Nothing here imports A1111: the host passes the device, dtype and download folder,
+and how to show progress and tell a stop request (:class:`TowerProgress`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ..download import DownloadHooks
 from ..encoder import ImageEncoder, TokenCache
 from ..images import GuidanceImage
+from ..towers import tower_key
 
 logger = logging.getLogger(__name__)
 
 Loader = Callable[..., ImageEncoder]
+"""Loads a tower: ``loader(source, device, dtype, cache_dir=..., download=DownloadHooks)``."""
+
+GB = 1e9
 
 
 @dataclass(frozen=True)
@@ -32,53 +39,115 @@ class TowerPlacement:
     keep_loaded: bool = True
 
 
+def _quiet(text: str | None) -> None:
+    del text
+
+
+def _never() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class TowerProgress:
+    """How tower work shows in the web page, and how the user stops it.
+
+    ``say`` sets the job's progress text (None clears it); ``stop_requested`` tells whether
+    the user pressed Interrupt or Skip, asked between files and download chunks.
+    """
+
+    say: Callable[[str | None], None] = field(default=_quiet)
+    stop_requested: Callable[[], bool] = field(default=_never)
+
+
 class VisionTowers:
     """Loads towers by source (Hugging Face id, folder or file) and encodes images with them."""
 
     def __init__(self, loader: Loader = ImageEncoder.from_pretrained) -> None:
         self._loader = loader
-        self._encoders: dict[str, ImageEncoder] = {}
+        self._encoders: dict[str, ImageEncoder] = {}  # tower_key -> encoder
         self._caches: dict[tuple[str, str, torch.dtype], TokenCache] = {}
 
     def encode(
-        self, source: str, images: list[GuidanceImage], placement: TowerPlacement
+        self,
+        source: str,
+        images: list[GuidanceImage],
+        placement: TowerPlacement,
+        label: str | None = None,
+        progress: TowerProgress | None = None,
     ) -> list[torch.Tensor]:
         """The image tokens of each of ``images`` from the tower at ``source``.
 
         The tower is loaded only if an image is new to it. With ``placement.keep_loaded`` off
-        it is unloaded right after, so at most one tower is in memory at a time.
+        it is unloaded right after, so at most one tower is in memory at a time. ``label``
+        names the tower in the progress text.
 
         Raises:
             ModelLoadError: the tower cannot be loaded (the message says what to do).
+            LoadStoppedError: the user asked to stop while it downloaded or before it loaded.
         """
+        progress = progress or TowerProgress()
+        key = tower_key(source)
         device = torch.device(placement.device)
-        cache = self._caches.setdefault((source, device.type, placement.dtype), TokenCache())
+        cache = self._caches.setdefault((key, device.type, placement.dtype), TokenCache())
         encoded = [cache.get(image.digest) for image in images]
-        if any(tokens is None for tokens in encoded):
-            encoder = self._encoder(source, placement, cache)
+        new = sum(tokens is None for tokens in encoded)
+        if new:
+            encoder = self._encoder(key, source, placement, cache, label or source, progress)
+            images_text = f"{new} guidance image{'s' if new > 1 else ''}"
+            progress.say(f"FlexDiffuse: encoding {images_text} with {label or source}")
             encoded = [encoder(image.pixels, image.digest) for image in images]
         if not placement.keep_loaded:
-            self.unload(source)
+            self.unload(key)
         return encoded
 
     def loaded(self) -> list[str]:
-        """Sources of the towers in memory now."""
+        """Keys (:func:`~flexdiffuse.towers.tower_key`) of the towers in memory now."""
         return list(self._encoders)
 
     def unload(self, source: str | None = None) -> None:
-        """Drop one tower (or all of them); their encodings are kept."""
-        for name in [source] if source is not None else list(self._encoders):
-            if self._encoders.pop(name, None) is not None:
-                logger.info("Unloaded CLIP vision model %s", name)
+        """Drop one tower (any spelling of its source) or all of them; encodings are kept."""
+        for key in [tower_key(source)] if source is not None else list(self._encoders):
+            if self._encoders.pop(key, None) is not None:
+                logger.info("Unloaded CLIP vision model %s", key)
 
-    def _encoder(self, source: str, placement: TowerPlacement, cache: TokenCache) -> ImageEncoder:
-        encoder = self._encoders.get(source)
+    def retain(self, sources: Iterable[str]) -> list[str]:
+        """Unload every tower that none of ``sources`` names; returns the keys unloaded."""
+        kept = {tower_key(source) for source in sources}
+        dropped = [key for key in self._encoders if key not in kept]
+        for key in dropped:
+            self.unload(key)
+        return dropped
+
+    def _encoder(
+        self,
+        key: str,
+        source: str,
+        placement: TowerPlacement,
+        cache: TokenCache,
+        label: str,
+        progress: TowerProgress,
+    ) -> ImageEncoder:
+        encoder = self._encoders.get(key)
         if encoder is None:
             logger.info("Loading CLIP vision model %s", source)
+            progress.say(f"FlexDiffuse: loading {label}")
+
+            def downloaded(done: int, total: int | None) -> None:
+                if total and done >= total:
+                    progress.say(f"FlexDiffuse: loading {label}")
+                    return
+                of = f" of {total / GB:.1f}" if total else ""
+                progress.say(f"FlexDiffuse: downloading {label}, {done / GB:.1f}{of} GB")
+
+            hooks = DownloadHooks(downloaded, progress.stop_requested)
             encoder = self._loader(
-                source, placement.device, placement.dtype, cache_dir=placement.download_dir
+                source,
+                placement.device,
+                placement.dtype,
+                cache_dir=placement.download_dir,
+                download=hooks,
             )
-            self._encoders[source] = encoder
+            self._encoders[key] = encoder
         if encoder.device != torch.device(placement.device) or encoder.dtype != placement.dtype:
             encoder.to(placement.device, placement.dtype)
         encoder.cache = cache  # encodings are kept per device and dtype

@@ -16,7 +16,7 @@ from .conds import token_states
 from .errors import FlexDiffuseError
 from .families import SDXL, VIT_BIGG, ConditioningPart, Family, detect_family
 from .job import JobGuides
-from .models import TowerPlacement
+from .models import TowerPlacement, TowerProgress
 from .runtime import Runtime
 
 
@@ -72,7 +72,7 @@ def encode_guides(args: ScriptArgs, inputs: CheckpointInputs, runtime: Runtime) 
     host, params, parts = runtime.host, args.params, inputs.parts
     placement = TowerPlacement(
         *host.tower_device_and_dtype(settings.towers_on_cpu(host)),
-        download_dir=host.models_dir() / "FlexDiffuse",
+        download_dir=settings.download_dir(host),
         keep_loaded=settings.keep_loaded(host),
     )
     images = args.guidance_images()
@@ -131,19 +131,29 @@ def _encode(
     placement: TowerPlacement,
     family: Family,
 ) -> list[torch.Tensor]:
-    """Every image's tokens from the part's tower, checked to fit the part."""
-    source = settings.tower_source(runtime.host, part.tower)
+    """Every image's tokens from the part's tower, checked to fit the part.
+
+    Towers no tower setting names any more (the setting changed) are let go first; the job's
+    progress text says what is loaded, downloaded and encoded, and Interrupt or Skip stops a
+    download or load.
+    """
+    host, tower = runtime.host, part.tower
+    source = settings.source_to_load(host, tower)
+    runtime.towers.retain(settings.sources_in_use(host))
+    progress = TowerProgress(host.set_progress_text, host.stop_requested)
     try:
-        encoded = runtime.towers.encode(source, images, placement)
+        encoded = runtime.towers.encode(source, images, placement, tower.label, progress)
     except ModelLoadError as error:
         raise FlexDiffuseError(str(error)) from error
+    finally:
+        host.set_progress_text(None)
     width = encoded[0].shape[-1]
-    if width != part.tower.width:
+    if width != tower.width:
         raise FlexDiffuseError(
             f"The CLIP vision model '{source}' gives image tokens of width {width}, but "
-            f"{family.name} needs a {part.tower.label} vision model (width "
-            f"{part.tower.width}). In Settings > FlexDiffuse, set the {part.tower.label} model "
-            f"to such a model (default: {part.tower.default_model})."
+            f"{family.name} needs a {tower.label} vision model (width "
+            f"{tower.width}). In Settings > FlexDiffuse, set the {tower.label} model "
+            f"to such a model (default: {tower.default_model})."
         )
     return encoded
 

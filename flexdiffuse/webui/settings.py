@@ -1,17 +1,33 @@
-"""FlexDiffuse's section of the webui's Settings page, and reading it."""
+"""FlexDiffuse's section of the webui's Settings page, and reading it.
+
+Each tower setting is a dropdown of the fitting tower files found on disk (see
+:func:`tower_folders`) that also takes any text: a Hugging Face id, a folder or a file. While a
+setting still names a default (:meth:`~.families.Tower.is_default`), a fitting file found on
+disk is used instead of downloading (:func:`source_to_load`).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from pathlib import Path
 
+from ..download import is_cached
+from ..towers import find_tower_files, split_hub_source
 from .families import FAMILIES, TOWERS, Tower
 from .hosts import Host, SettingSpec
+
+logger = logging.getLogger(__name__)
 
 KEEP_LOADED = "flexdiffuse_keep_loaded"
 SDXL_VIT_L_ONLY = "flexdiffuse_sdxl_vit_l_only"
 DEVICE = "flexdiffuse_device"
 DEVICE_SAME = "Same as Stable Diffusion"
 DEVICE_CPU = "CPU"
+TOWER_FOLDERS = "flexdiffuse_tower_folders"
+FOLDER_SEPARATOR = ";"
+DOWNLOAD_FOLDER = "FlexDiffuse"
+"""The folder of the webui's models folder that downloads go to (a Hugging Face cache)."""
 
 
 def setting_specs(on_keep_loaded_change: Callable[[], None]) -> list[SettingSpec]:
@@ -21,13 +37,23 @@ def setting_specs(on_keep_loaded_change: Callable[[], None]) -> list[SettingSpec
             tower.setting,
             tower.default_model,
             f"{tower.label} vision model, for {_families_of(tower)}",
-            f"Hugging Face id (downloaded once into models/FlexDiffuse, {tower.size}), a "
-            "local folder saved by transformers, or a .safetensors file",
+            f"pick a file found on disk, or type a Hugging Face id, a folder saved by "
+            f"transformers or a .safetensors file. The default id downloads {tower.size} once "
+            f"into models/{DOWNLOAD_FOLDER}, unless a fitting file is found on disk",
+            suggestions=_suggestions(tower),
         )
         for tower in TOWERS
     ]
     return [
         *towers,
+        SettingSpec(
+            TOWER_FOLDERS,
+            "",
+            "More folders with CLIP vision files",
+            "searched with the webui's own (models/clip_vision, ControlNet's clip_vision "
+            f"folders), e.g. ComfyUI's models/clip_vision; separate folders with "
+            f"{FOLDER_SEPARATOR}",
+        ),
         SettingSpec(
             SDXL_VIT_L_ONLY,
             False,
@@ -56,6 +82,51 @@ def tower_source(host: Host, tower: Tower) -> str:
     return str(host.option(tower.setting, "") or "").strip() or tower.default_model
 
 
+def tower_folders(host: Host) -> list[Path]:
+    """Where to look for tower files: the host's folders, then the user's extra ones."""
+    extra = str(host.option(TOWER_FOLDERS, "") or "")
+    folders = [Path(part.strip()).expanduser() for part in extra.split(FOLDER_SEPARATOR)]
+    return [*host.tower_folders(), *(folder for folder in folders if str(folder) != ".")]
+
+
+def found_towers(host: Host, tower: Tower) -> list[Path]:
+    """The tower files and folders on disk whose image tokens fit ``tower``."""
+    return find_tower_files(tower_folders(host), tower.width)
+
+
+def download_dir(host: Host) -> Path:
+    """The Hugging Face cache that downloaded towers go to."""
+    return host.models_dir() / DOWNLOAD_FOLDER
+
+
+def source_to_load(host: Host, tower: Tower) -> str:
+    """What to load for ``tower``: its setting, unless that still names a default.
+
+    For a default (today's or an earlier whole-model id, as settings saved before keep
+    them), a fitting file found on disk comes first, then an earlier default already
+    downloaded, then today's default (the smallest download).
+    """
+    source = tower_source(host, tower)
+    if not tower.is_default(source):
+        return source
+    found = found_towers(host, tower)
+    if found:
+        _say_once(
+            f"FlexDiffuse: using {found[0]} for the {tower.label} vision model, found on "
+            f"disk, instead of downloading the default '{source}'"
+        )
+        return str(found[0])
+    earlier = source != tower.default_model
+    if earlier and not is_cached(*split_hub_source(source), download_dir(host)):
+        return tower.default_model
+    return source
+
+
+def sources_in_use(host: Host) -> list[str]:
+    """What every tower setting names now (see :func:`source_to_load`)."""
+    return [source_to_load(host, tower) for tower in TOWERS]
+
+
 def keep_loaded(host: Host) -> bool:
     """Whether vision towers stay loaded between generations."""
     return bool(host.option(KEEP_LOADED, True))
@@ -69,6 +140,26 @@ def towers_on_cpu(host: Host) -> bool:
 def sdxl_vit_l_only(host: Host) -> bool:
     """Whether SDXL checkpoints are guided in their ViT-L part only."""
     return bool(host.option(SDXL_VIT_L_ONLY, False))
+
+
+def _suggestions(tower: Tower) -> Callable[[Host], list[str]]:
+    def suggest(host: Host) -> list[str]:
+        return [tower.default_model, *(str(path) for path in found_towers(host, tower))]
+
+    return suggest
+
+
+_said: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    """Show ``message`` on the console, the first time only (it would repeat every job).
+
+    A warning, because webuis show no INFO records unless started with a log level.
+    """
+    if message not in _said:
+        _said.add(message)
+        logger.warning(message)
 
 
 def _families_of(tower: Tower) -> str:

@@ -23,7 +23,15 @@ FAKEHOST = Path(__file__).resolve().parents[1] / "fakehost"
 sys.path.insert(0, str(FAKEHOST))
 
 import gradio as gr  # noqa: E402
-from modules import errors, processing, script_callbacks, scripts, sd_hijack, shared  # noqa: E402
+from modules import (  # noqa: E402
+    errors,
+    paths,
+    processing,
+    script_callbacks,
+    scripts,
+    sd_hijack,
+    shared,
+)
 from sdmodel import FakeSdModel  # noqa: E402
 
 from flexdiffuse.params import PARAM_SPECS, format_value  # noqa: E402
@@ -141,14 +149,26 @@ def reset_host(family: str = "sd1") -> None:
                 setattr(cls, name, [None, None])
 
 
+def move_webui(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Give the fake webui its folders in ``root`` (models, extensions), for this test."""
+    monkeypatch.setattr(paths, "data_path", str(root))
+    monkeypatch.setattr(paths, "script_path", str(root))
+    monkeypatch.setattr(paths, "models_path", str(root / "models"))
+    monkeypatch.setattr(paths, "extensions_dir", str(root / "extensions"))
+    monkeypatch.setattr(paths, "extensions_builtin_dir", str(root / "extensions-builtin"))
+    return root
+
+
 @pytest.fixture
-def install_webui(tiny_towers, monkeypatch) -> Callable[..., Webui]:
+def install_webui(tiny_towers, monkeypatch, tmp_path) -> Callable[..., Webui]:
     """Installs FlexDiffuse in a fresh fake webui with an SD 1.x checkpoint loaded.
 
-    ``towers`` replaces the process's vision towers (a loader of one's own, say).
+    ``towers`` replaces the process's vision towers (a loader of one's own, say). The webui's
+    folders are this test's own (``tmp_path / "webui"``).
     """
 
     def install(towers: VisionTowers | None = None) -> Webui:
+        move_webui(tmp_path / "webui", monkeypatch)
         reset_host()
         monkeypatch.setattr(script, "RUNTIME", Runtime(hosts.detect(), towers or VisionTowers()))
         module = load_extension_script()

@@ -173,6 +173,8 @@ MOVED = {
     ("modules.shared", "Options.add_option"): "modules/options.py",
     ("modules.shared", "State.interrupt"): "modules/shared_state.py",
     ("modules.shared", "State.begin"): "modules/shared_state.py",
+    ("modules.shared", "State.skip"): "modules/shared_state.py",
+    ("modules.shared", "State.end"): "modules/shared_state.py",
 }
 # What the glue reads from A1111 objects and modules beyond signatures: (file, text in it).
 FACTS = [
@@ -195,6 +197,14 @@ FACTS = [
     ("modules/scripts.py", "script.process(p, *script_args)"),
     ("modules/shared_state.py", "self.interrupted = True"),
     ("modules/paths.py", "from modules.paths_internal import models_path"),
+    ("modules/paths.py", "data_path, extensions_dir, extensions_builtin_dir"),
+    ("modules/shared_state.py", "textinfo = None"),
+    ("modules/shared_state.py", "self.skipped = True"),
+    ("modules/shared_state.py", 'self.job = ""'),
+    ("modules/call_queue.py", "shared.state.end()"),
+    ("modules/progress.py", "textinfo=shared.state.textinfo"),
+    ("modules/ui_settings.py", "ui_common.create_refresh_button(res, info.refresh"),
+    ("modules/ui_settings.py", "info.component_args() if callable(info.component_args)"),
     ("modules/sd_models.py", "model.is_sdxl"),
     ("modules/devices.py", 'cpu: torch.device = torch.device("cpu")'),
     ("modules/sd_hijack.py", "self.clip = m.cond_stage_model"),

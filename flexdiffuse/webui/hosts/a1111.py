@@ -38,9 +38,15 @@ class A1111Host:
         from modules import shared
 
         for setting in settings:
-            component, args = None, None
+            component, args, refresh = None, None, None
             if setting.choices is not None:
                 component, args = gr.Radio, {"choices": list(setting.choices)}
+            elif setting.suggestions is not None:
+                # Like A1111's own checkpoint and VAE settings: the choices are asked for when
+                # the page is built and again by the refresh button (which calls ``refresh``,
+                # then these args). Any text is kept too: an id, a folder or a file.
+                component, args = gr.Dropdown, self._dropdown_args(setting.suggestions)
+                refresh = _nothing_to_reload
             info = shared.OptionInfo(
                 setting.default,
                 setting.label,
@@ -48,9 +54,15 @@ class A1111Host:
                 args,
                 onchange=setting.onchange,
                 section=SETTINGS_SECTION,
+                refresh=refresh,
                 category_id=SETTINGS_CATEGORY,
             )
             shared.opts.add_option(setting.key, info.info(setting.info))
+
+    def _dropdown_args(
+        self, suggestions: Callable[[Any], Sequence[str]]
+    ) -> Callable[[], dict[str, Any]]:
+        return lambda: {"choices": list(suggestions(self)), "allow_custom_value": True}
 
     def sd_model(self) -> Any:
         from modules import shared
@@ -87,6 +99,44 @@ class A1111Host:
         from modules import paths
 
         return Path(paths.models_path)
+
+    def tower_folders(self) -> list[Path]:
+        from modules import paths, shared
+
+        models = Path(paths.models_path)
+        # No webui's paths module names a CLIP vision folder: these are made by extensions and
+        # by users following IP-Adapter guides (ComfyUI's name is clip_vision). Newer versions
+        # of the ControlNet extension keep their models in the webui's models folder, so
+        # their CLIP vision files land in models/clip_vision.
+        folders = [models / "clip_vision", models / "ClipVision"]
+        # The ControlNet extension's models folder can be moved by its setting or command-line
+        # flag; older versions keep it in annotator/downloads inside the extension.
+        annotators = shared.opts.data.get("control_net_modules_path") or getattr(
+            shared.cmd_opts, "controlnet_annotator_models_path", None
+        )
+        if annotators:
+            root = Path(str(annotators)).expanduser()
+            folders.append((root if root.is_absolute() else Path(paths.data_path) / root) / CLIP)
+        for extensions in (paths.extensions_dir, paths.extensions_builtin_dir):
+            folders.extend(sorted(Path(extensions).glob(f"*/annotator/downloads/{CLIP}")))
+        # Forge's built-in ControlNet downloads IP-Adapter's and Revision's vision towers as
+        # CLIP-ViT-H-14.safetensors and CLIP-ViT-bigG.safetensors into its preprocessor folder.
+        forge = sys.modules.get("modules_forge.shared")
+        folders.append(Path(getattr(forge, "preprocessor_dir", models / "ControlNetPreprocessor")))
+        return _unique_folders(folders)
+
+    def set_progress_text(self, text: str | None) -> None:
+        from modules import shared
+
+        shared.state.textinfo = text
+
+    def stop_requested(self) -> bool:
+        from modules import shared
+
+        state = shared.state
+        # The flags stay set after an interrupted job ends (until the next begins): outside
+        # a job (the mapping preview) nothing was asked to stop.
+        return bool(state.job) and bool(state.interrupted or state.skipped)
 
     def free_memory(self) -> None:
         from modules import devices
@@ -143,6 +193,29 @@ class A1111Host:
         from modules.ui_components import InputAccordion
 
         return InputAccordion(value, label=label, elem_id=elem_id)
+
+
+CLIP = "clip_vision"
+
+
+def _nothing_to_reload() -> None:
+    """The refresh button's reload step: the choices are found again when asked for."""
+
+
+def _unique_folders(folders: list[Path]) -> list[Path]:
+    """``folders`` without repeats (two spellings or links of one folder), in order."""
+    unique: list[Path] = []
+    seen: set[object] = set()
+    for folder in folders:
+        try:
+            stat = folder.stat()
+            key: object = (stat.st_dev, stat.st_ino)
+        except OSError:  # missing: keep it listed, by its name
+            key = str(folder)
+        if key not in seen:
+            seen.add(key)
+            unique.append(folder)
+    return unique
 
 
 def _text_wrapper() -> Any:

@@ -43,7 +43,9 @@ class StepConds:
 class SettingSpec:
     """One FlexDiffuse setting for the host's Settings page.
 
-    ``choices`` makes it a radio button; ``onchange`` runs when the user changes it.
+    ``choices`` makes it a radio button; ``suggestions`` a dropdown of the values it returns
+    for the host (asked again each time the page is built and by a refresh button beside it)
+    that also takes any text; ``onchange`` runs when the user changes it.
     """
 
     key: str
@@ -52,6 +54,7 @@ class SettingSpec:
     info: str
     choices: Sequence[str] | None = None
     onchange: Callable[[], None] | None = None
+    suggestions: Callable[[Host], Sequence[str]] | None = None
 
 
 class Host(Protocol):
@@ -83,6 +86,18 @@ class Host(Protocol):
 
     def models_dir(self) -> Path:
         """The webui's models folder (FlexDiffuse downloads into its ``FlexDiffuse`` folder)."""
+
+    def tower_folders(self) -> list[Path]:
+        """Folders where the webui and its popular extensions keep CLIP vision files.
+
+        Folders that do not exist may be listed; FlexDiffuse skips them.
+        """
+
+    def set_progress_text(self, text: str | None) -> None:
+        """Show ``text`` as the running job's progress text in the web page (None: clear it)."""
+
+    def stop_requested(self) -> bool:
+        """Whether the user asked the running job to stop (Interrupt) or skip this image."""
 
     def free_memory(self) -> None:
         """Return freed accelerator memory after a vision tower was unloaded."""

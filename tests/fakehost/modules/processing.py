@@ -248,7 +248,15 @@ def create_infotext(p, index):
 
 
 def process_images(p):
+    """Like A1111's UI or API call of it: the job state begins, and ends however it goes."""
     shared.state.begin()
+    try:
+        return _process_images(p)
+    finally:
+        shared.state.end()
+
+
+def _process_images(p):
     p.setup_prompts()
     if p.scripts is not None:
         p.scripts.process(p)

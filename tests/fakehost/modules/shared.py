@@ -70,6 +70,11 @@ class State:
     skipped = False
     sampling_step = 0
     sampling_steps = 0
+    textinfo = None
+    job = ""
+
+    def skip(self):
+        self.skipped = True
 
     def interrupt(self):
         self.interrupted = True
@@ -77,6 +82,11 @@ class State:
     def begin(self, job="(unknown)"):
         self.interrupted = False
         self.skipped = False
+        self.textinfo = None
+        self.job = job
+
+    def end(self):
+        self.job = ""
 
 
 opts = Options()
