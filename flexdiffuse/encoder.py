@@ -417,16 +417,22 @@ def _stopped_message(name: str) -> str:
     )
 
 
+def _clause(error: object) -> str:
+    """``error`` as a clause to end with a full stop: no stop of its own (no "..")."""
+    text = str(error).strip().rstrip(".")
+    return text or type(error).__name__
+
+
 def _file_failure_message(file: Path, error: object) -> str:
     return (
-        f"Could not load a CLIP vision model from the file '{file}': {error}. Use a CLIP vision "
-        "tower with its projection (the image encoder file IP-Adapter uses, or a whole CLIP "
-        "model) as .safetensors, or a folder saved by transformers."
+        f"Could not load a CLIP vision model from the file '{file}': {_clause(error)}. Use a "
+        "CLIP vision tower with its projection (the image encoder file IP-Adapter uses, or a "
+        "whole CLIP model) as .safetensors, or a folder saved by transformers."
     )
 
 
 def _load_failure_message(name: str, error: Exception) -> str:
-    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    detail = _clause(str(error).strip().splitlines()[0] if str(error).strip() else error)
     if Path(name).exists():
         return (
             f"Could not load the CLIP vision model from the folder '{name}': {detail}. The folder "

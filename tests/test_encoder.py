@@ -235,3 +235,12 @@ def test_real_images_encode(encoder, testdata):
                 tokens = encoder(image)
             assert tokens.shape == (TINY_TOKENS, 24), path.name
             assert torch.isfinite(tokens).all(), path.name
+
+
+def test_load_failure_messages_end_their_sentences_once(tmp_path):
+    from flexdiffuse.encoder import _file_failure_message, _load_failure_message
+
+    said = _load_failure_message("someone/model", OSError("no config.json in the folder."))
+    assert ".." not in said
+    assert "no config.json in the folder. If this machine is offline" in said
+    assert ".." not in _file_failure_message(tmp_path / "x.safetensors", "truncated.")

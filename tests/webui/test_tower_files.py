@@ -183,14 +183,14 @@ def test_tower_settings_are_dropdowns_of_fitting_files_that_take_any_text(webui,
     put_file(tiny_towers, "vit_h", models() / "clip_vision" / "vit-h.safetensors")
     (models() / "clip_vision" / "vit-l.pth").write_bytes(b"not a torch file: not offered")
     info = shared.opts.data_labels[VIT_L.setting]
-    assert info.component is gr.Dropdown
+    assert issubclass(info.component, gr.Dropdown)
     assert callable(info.component_args)
     assert callable(info.refresh)
     args = info.component_args()
     assert args == {
-        "choices": [VIT_L.default_model, str(models() / "clip_vision" / "vit-l.safetensors")],
-        "allow_custom_value": True,
+        "choices": [VIT_L.default_model, str(models() / "clip_vision" / "vit-l.safetensors")]
     }
+    gr.Dropdown.update(**args)  # the refresh button's update takes the args as they are
     # A file put there later shows after a refresh (A1111 calls refresh, then the args).
     later = put_file(tiny_towers, "vit_l", models() / "clip_vision" / "later.safetensors")
     info.refresh()
@@ -199,6 +199,7 @@ def test_tower_settings_are_dropdowns_of_fitting_files_that_take_any_text(webui,
     with gr.Blocks():
         dropdown = info.component(label=info.label, value="my/own-id", **info.component_args())
     assert dropdown.allow_custom_value
+    assert dropdown.get_block_name() == "dropdown"
     assert dropdown.preprocess("my/own-id") == "my/own-id"
     folders = shared.opts.data_labels[settings.TOWER_FOLDERS]
     assert folders.default == ""

@@ -45,7 +45,7 @@ class A1111Host:
                 # Like A1111's own checkpoint and VAE settings: the choices are asked for when
                 # the page is built and again by the refresh button (which calls ``refresh``,
                 # then these args). Any text is kept too: an id, a folder or a file.
-                component, args = gr.Dropdown, self._dropdown_args(setting.suggestions)
+                component, args = _free_text_dropdown(), self._dropdown_args(setting.suggestions)
                 refresh = _nothing_to_reload
             info = shared.OptionInfo(
                 setting.default,
@@ -62,7 +62,7 @@ class A1111Host:
     def _dropdown_args(
         self, suggestions: Callable[[Any], Sequence[str]]
     ) -> Callable[[], dict[str, Any]]:
-        return lambda: {"choices": list(suggestions(self)), "allow_custom_value": True}
+        return lambda: {"choices": list(suggestions(self))}
 
     def sd_model(self) -> Any:
         from modules import shared
@@ -196,6 +196,25 @@ class A1111Host:
 
 
 CLIP = "clip_vision"
+
+
+def _free_text_dropdown() -> type:
+    """A dropdown that also keeps typed text (an id, a folder, a file).
+
+    ``allow_custom_value`` is set by the class, not in the settings' component args: A1111's
+    refresh button passes those args to ``Dropdown.update``, which gradio 3.41 refuses them in.
+    """
+    import gradio as gr
+
+    class FreeTextDropdown(gr.Dropdown):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("allow_custom_value", True)
+            super().__init__(*args, **kwargs)
+
+        def get_block_name(self) -> str:
+            return "dropdown"  # the page knows dropdowns by this name
+
+    return FreeTextDropdown
 
 
 def _nothing_to_reload() -> None:

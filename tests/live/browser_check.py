@@ -1,0 +1,115 @@
+"""Drive the FlexDiffuse panel of a running webui in a real browser, as a user would.
+
+    python tests/live/browser_check.py http://127.0.0.1:7860 OUT_DIR [IMAGE] [VIT_L_TOWER]
+
+Needs Playwright (``pip install playwright``) and a Chromium (Debian's ``chromium``; set
+``CHROMIUM`` to another binary). In the txt2img tab it opens the FlexDiffuse panel, drops a
+guidance image (which must switch FlexDiffuse on), previews the mapping twice (printing the
+preview's own timing), generates, then generates without an image (which must show
+FlexDiffuse's message). Screenshots of each step go to OUT_DIR; the script prints what it
+saw and exits non-zero when something a user relies on is missing. VIT_L_TOWER, when given,
+is set as the ViT-L tower setting first (an offline host's local tower folder). Not part of
+the test suite: a by-hand check of what the page shows (tests/live/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import Page, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_IMAGE = ROOT.parent / "shared" / "testdata" / "deer_mod.webp"
+PREFIX = "#script_txt2img_flexdiffuse_"
+
+
+def check(condition: bool, what: str, failures: list[str]) -> None:
+    print(("ok   " if condition else "FAIL ") + what)
+    if not condition:
+        failures.append(what)
+
+
+def generate(page: Page, timeout_s: float = 600) -> str:
+    """Click Generate and wait for the job to end; the info (or error) text shown."""
+    page.click("#txt2img_generate")
+    page.wait_for_timeout(1000)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if not page.is_visible("#txt2img_interrupt"):
+            break
+        page.wait_for_timeout(500)
+    page.wait_for_timeout(1000)
+    return page.inner_text("#txt2img_results")
+
+
+def set_option(url: str, key: str, value: str) -> None:
+    data = json.dumps({key: value}).encode()
+    headers = {"Content-Type": "application/json"}
+    urllib.request.urlopen(urllib.request.Request(f"{url}/sdapi/v1/options", data, headers))
+
+
+def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    if vit_l:
+        set_option(url.rstrip("/"), "flexdiffuse_model_vit_l", vit_l)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+            args=["--no-sandbox"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(url, timeout=120_000)
+        page.wait_for_selector("#txt2img_prompt textarea", timeout=120_000)
+        page.fill("#txt2img_prompt textarea", "a photo of a deer in a dark forest, oil painting")
+        page.click(f"{PREFIX}enabled .label-wrap")
+        panel = page.locator(f"{PREFIX}enabled")
+        panel.screenshot(path=str(out / "1-panel.png"))
+        box = page.locator(f"{PREFIX}enabled-visible-checkbox")
+        page.set_input_files(f"{PREFIX}image input[type=file]", str(image))
+        page.wait_for_timeout(2000)
+        if box.count():
+            check(box.is_checked(), "the open panel with an image has FlexDiffuse on", failures)
+        timings: list[str] = []
+        preview = page.locator(f"{PREFIX}preview .flexdiffuse-preview")
+        for _ in range(2):
+            page.click(f"{PREFIX}preview_button")
+            deadline = time.time() + 300
+            while time.time() < deadline:  # until a new preview (its timing line) is shown
+                page.wait_for_timeout(1000)
+                if preview.count():
+                    last_line = preview.last.inner_text().strip().splitlines()[-1]
+                    if not timings or last_line != timings[-1]:
+                        timings.append(last_line)
+                        break
+        print("preview:", " | ".join(timings))
+        rows = page.locator(f"{PREFIX}preview tr.flexdiffuse-position").count()
+        check(rows > 0, f"the preview lists prompt tokens ({rows} rows)", failures)
+        page.locator(f"{PREFIX}preview").first.screenshot(path=str(out / "2-preview.png"))
+        shown = generate(page)
+        page.screenshot(path=str(out / "3-generated.png"), full_page=False)
+        check("FlexDiffuse: True" in shown, "the infotext says FlexDiffuse: True", failures)
+        check("FlexDiffuse version" in shown, "the infotext records the version", failures)
+        page.click(f"{PREFIX}image button[aria-label='Clear']")
+        page.wait_for_timeout(1000)
+        if box.count():
+            box.check()
+        shown = generate(page)
+        page.screenshot(path=str(out / "4-no-image.png"), full_page=False)
+        check("no guidance image" in shown, "a job without an image shows the message", failures)
+        browser.close()
+    print("FAILED: " + "; ".join(failures) if failures else "all checks passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    sys.exit(
+        main(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]) if sys.argv[3:] else DEFAULT_IMAGE)
+    )
