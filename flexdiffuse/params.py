@@ -97,6 +97,16 @@ class GuidanceParams(_Validated):
     and its allowed range. ``GuidanceParams()`` has the original UI's defaults.
     """
 
+    strength: float = _param(
+        1.0,
+        label="Image strength",
+        infotext="strength",
+        info="More or less image in one move: scales every weight, the cap and concepts. 0 = none.",
+        kind="float",
+        minimum=0.0,
+        maximum=2.0,
+        omit_default=True,
+    )
     threshold_mult: float = _param(
         0.25,
         label="Threshold multiplier",
@@ -114,6 +124,14 @@ class GuidanceParams(_Validated):
         kind="float",
         minimum=0.0,
         maximum=1.0,
+    )
+    auto_floor: bool = _param(
+        False,
+        label="Automatic threshold floor",
+        infotext="auto floor",
+        info="Floor = the prompt's mean alignment with the image, per chunk (the original's rule).",
+        kind="bool",
+        omit_default=True,
     )
     clustered: float = _param(
         0.15,
