@@ -7,14 +7,16 @@ import copy
 
 import pytest
 import torch
-from modules import processing
+from modules import processing, shared
 from modules.infotext_utils import paste_values
 
 from flexdiffuse import GuidanceParams, ImageEncoder, guide
 from flexdiffuse.params import JobParams
+from flexdiffuse.preview import explain
 from flexdiffuse.webui.args import parse_script_args
 from flexdiffuse.webui.infotext import PASTE_READERS
 from tests.webui.conftest import gradient
+from tests.webui.test_preview_panel import click_preview
 from tests.webui.test_xyz import axis, xyz_grid  # noqa: F401 (the fixture)
 
 IMAGE = gradient()
@@ -108,3 +110,19 @@ def test_strength_and_auto_floor_are_x_y_z_axes(webui, xyz_grid):  # noqa: F811
     assert "FlexDiffuse: False" in cells[0.0]  # strength 0: the unguided image, reported
     with pytest.raises(Exception, match="from 0 to 2"):
         axis(xyz_grid, "Image strength").confirm(None, [1.0, 2.5])
+
+
+def test_the_preview_shows_the_automatic_floor_of_each_chunk(webui, tokens):
+    prompt = "a red cat " + " ".join(f"word{i}" for i in range(90))  # two chunks
+    args = webui.args(image=IMAGE, auto_floor=True, strength=0.5)
+    page = click_preview(webui, prompt, args)
+    text = shared.sd_model.get_learned_conditioning([prompt])[0]
+    reports = explain(text, tokens, GuidanceParams(auto_floor=True, strength=0.5))
+    floors = [next(r.floor for r in reports if r.chunk == c) for c in (0, 1)]
+    assert floors[0] != floors[1]
+    expected = f"{floors[0]:.4f} (chunk 1), {floors[1]:.4f} (chunk 2)"
+    assert f"Automatic threshold floor (the mean alignment): {expected}." in page
+    assert "Weights include the image strength (0.5)." in page
+    plain = click_preview(webui, "a red cat", webui.args(image=IMAGE))
+    assert "threshold floor" not in plain
+    assert "image strength" not in plain
