@@ -13,7 +13,7 @@ from modules.infotext_utils import paste_values
 from flexdiffuse import GuidanceParams, ImageEncoder, guide
 from flexdiffuse.params import JobParams
 from flexdiffuse.preview import explain
-from flexdiffuse.webui.args import parse_script_args
+from flexdiffuse.webui.args import ARG_NAMES, parse_script_args
 from flexdiffuse.webui.infotext import PASTE_READERS
 from tests.webui.conftest import gradient
 from tests.webui.test_preview_panel import click_preview
@@ -126,3 +126,16 @@ def test_the_preview_shows_the_automatic_floor_of_each_chunk(webui, tokens):
     plain = click_preview(webui, "a red cat", webui.args(image=IMAGE))
     assert "threshold floor" not in plain
     assert "image strength" not in plain
+
+
+def test_the_automatic_floor_greys_out_the_floor_slider(webui):
+    controls = dict(zip(ARG_NAMES, webui.controls[False], strict=True))
+    auto, floor = controls["auto_floor"], controls["threshold_floor"]
+    index, dependency = next(
+        (i, d)
+        for i, d in enumerate(webui.blocks.dependencies)
+        if d["trigger"] == "change" and d["targets"] == [auto._id]
+    )
+    assert dependency["outputs"] == [floor._id]
+    assert webui.blocks.fns[index].fn(True)["interactive"] is False
+    assert webui.blocks.fns[index].fn(False)["interactive"] is True
