@@ -88,6 +88,9 @@ def build_panel(
                 info=PRESET_HINT,
                 elem_id=elem_id("preset"),
             )
+            # A1111 saves controls' values as UI defaults; a saved preset name would show a
+            # recipe the sliders (restored on their own) may not hold.
+            preset.do_not_save_to_config = True
             builder.specs(TOP)
         preset_note = gr.Markdown("", elem_id=elem_id("preset_note"))
         with gr.Row():

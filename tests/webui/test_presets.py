@@ -37,6 +37,7 @@ def test_the_menu_lists_the_presets_and_is_no_script_argument(webui, is_img2img)
     assert menu.label == PRESET_LABEL
     assert [c[0] if isinstance(c, tuple) else c for c in menu.choices] == [p.label for p in PRESETS]
     assert menu.value in (None, "", [])
+    assert menu.do_not_save_to_config is True  # not an A1111 UI default: an action
     controls = webui.controls[is_img2img]
     assert len(controls) == len(ARG_NAMES)
     assert menu._id not in {c._id for c in controls}
