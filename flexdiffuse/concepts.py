@@ -49,14 +49,18 @@ def concept_hits(text: torch.Tensor, mapping: ConceptMap, concept_threshold: flo
 
 
 def concept_weights(
-    hits: ConceptHits, token_weights: torch.Tensor | None = None
+    hits: ConceptHits, token_weights: torch.Tensor | None = None, strength: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Step 3: the weight and whole-take flag of every position a concept maps.
 
     A mapped position takes its concept's image token whole, ignoring the max cap. With
-    ``token_weights`` it moves that token's weight of the way instead (all of it from 1 up).
+    ``token_weights`` or an image ``strength`` other than 1 it moves their product of the way
+    instead, ``min(strength * t, 1)`` (all of it from 1 up; none at strength 0).
     """
     mix = torch.ones_like(hits.hit, dtype=torch.float32)
     if token_weights is not None:
-        mix = token_weights[hits.image_index.clamp(min=0)].clamp(max=1)
+        mix = token_weights[hits.image_index.clamp(min=0)]
+    if strength != 1:
+        mix = mix * strength
+    mix = mix.clamp(max=1)
     return mix, mix >= 1

@@ -18,7 +18,7 @@ from .assignment import assign
 from .concepts import concept_hits, concept_map, concept_weights
 from .params import GuidanceParams
 from .tween import TweenPlan, tween, tween_plan
-from .weights import guidance_weights, weights_can_move
+from .weights import guidance_weights, mean_score, weights_can_move
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ class GuidancePlan(NamedTuple):
 
     ``index`` is the image token it moves toward (-1: none), ``score`` their alignment,
     ``weight`` how far it moves (0: unchanged, negative: away), ``whole`` whether it takes the
-    token whole, ``concept`` whether a mapping concept decided it.
+    token whole, ``concept`` whether a mapping concept decided it. ``floor`` ``[...]`` is the
+    threshold floor each chunk used: the parameter, or the automatic one (§15).
     """
 
     index: torch.Tensor
@@ -44,6 +45,7 @@ class GuidancePlan(NamedTuple):
     weight: torch.Tensor
     whole: torch.Tensor
     concept: torch.Tensor
+    floor: torch.Tensor
 
 
 def guide(
@@ -78,6 +80,9 @@ def guide(
         ValueError: shapes that do not fit together, empty or non-finite inputs.
     """
     check_inputs(text_cond, image_tokens, concept_cond, token_weights, check_finite=check_finite)
+    _check_params(params)
+    if not moves_tokens(params, concepts=concept_cond is not None):
+        return text_cond.clone()  # the exact copy, whatever the dtype (§7, §16)
     chunks = _chunks(text_cond)
     image = image_tokens.to(text_cond.device)
     plan = plan_guidance(chunks, image, params, concept_cond, token_weights)
@@ -96,48 +101,64 @@ def plan_guidance(
 
     ``image`` must be on the chunks' device; see :func:`guide` for the other arguments.
     """
-    if not isinstance(params, GuidanceParams):
-        raise TypeError(
-            f"params must be GuidanceParams (the engine's parameters), got {type(params).__name__}"
-            "; pass JobParams.guidance."
-        )
+    _check_params(params)
     if token_weights is not None:
         token_weights = token_weights.to(device=chunks.device, dtype=torch.float32)
     align = alignment(chunks, image)
     taken = assign(align, reuse=params.reuse, order=params.order)
+    floor = threshold_floor(taken.score, params)
     weights = guidance_weights(
         taken.score,
         linear=params.linear,
         clustered=params.clustered,
         threshold_mult=params.threshold_mult,
-        threshold_floor=params.threshold_floor,
+        threshold_floor=floor,
     )
-    weight, whole = tween_plan(taken, weights, params.max_guidance, token_weights)
+    weight, whole = tween_plan(
+        taken, weights, params.max_guidance, token_weights, strength=params.strength
+    )
     index, score = taken.index, taken.score
     concept = torch.zeros_like(whole)
     if concept_cond is not None:
         mapping = concept_map(concept_cond.to(chunks.device), image)
         hits = concept_hits(chunks, mapping, params.concept_threshold)
-        mix, mix_whole = concept_weights(hits, token_weights)
+        mix, mix_whole = concept_weights(hits, token_weights, strength=params.strength)
         concept = hits.hit
         index = torch.where(concept, hits.image_index, index)
         weight = torch.where(concept, mix, weight)
         whole = torch.where(concept, mix_whole, whole)
         mapped = align.gather(-2, index.clamp(min=0).unsqueeze(-2)).squeeze(-2)
         score = torch.where(concept, mapped, score)
-    return GuidancePlan(index, score, weight, whole, concept)
+    if isinstance(floor, float):
+        floor = torch.full(taken.score.shape[:-1], floor, device=chunks.device)
+    else:
+        floor = floor.squeeze(-1)
+    return GuidancePlan(index, score, weight, whole, concept, floor)
 
 
-def moves_tokens(params: GuidanceParams) -> bool:
-    """Whether ``params`` can move any token at all, before any concept mapping.
+def threshold_floor(score: torch.Tensor, params: GuidanceParams) -> float | torch.Tensor:
+    """The threshold floor of each chunk of assignment scores ``[..., 76]`` (§3, §15).
 
-    False means :func:`guide` returns the prompt unchanged unless a concepts prompt maps it.
+    The parameter itself, or with ``auto_floor`` the chunk's mean score ``[..., 1]``,
+    computed on the scores' device (nothing is read back).
     """
-    return weights_can_move(
+    return mean_score(score) if params.auto_floor else params.threshold_floor
+
+
+def moves_tokens(params: GuidanceParams, *, concepts: bool = False) -> bool:
+    """Whether ``params`` can move any token at all; ``concepts``: a concepts prompt is set.
+
+    False means :func:`guide` returns the prompt unchanged: the weights and the cap move no
+    token and no concepts prompt can map one, or the image strength is 0 (§16).
+    """
+    if params.strength == 0:
+        return False
+    return concepts or weights_can_move(
         linear=params.linear,
         clustered=params.clustered,
         threshold_mult=params.threshold_mult,
         max_guidance=params.max_guidance,
+        strength=params.strength,
     )
 
 
@@ -191,6 +212,14 @@ def check_inputs(
             image_tokens=image_tokens,
             concept_cond=concept_cond,
             token_weights=token_weights,
+        )
+
+
+def _check_params(params: GuidanceParams) -> None:
+    if not isinstance(params, GuidanceParams):
+        raise TypeError(
+            f"params must be GuidanceParams (the engine's parameters), got {type(params).__name__}"
+            "; pass JobParams.guidance."
         )
 
 

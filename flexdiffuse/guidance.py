@@ -65,7 +65,8 @@ class ConditioningGuide:
         """The guided copy of ``text_cond`` ``[..., 77*k, width]``.
 
         With ``pure`` (the prompt is empty) every part takes the first image's tokens
-        (docs/algorithm.md §6) instead of being guided. Inputs are never modified.
+        (docs/algorithm.md §6) instead of being guided, unless the image strength is 0 (§16).
+        Inputs are never modified.
         """
         width = text_cond.shape[-1]
         pieces = []
@@ -90,18 +91,22 @@ class ConditioningGuide:
     def apply_pooled(self, vector: torch.Tensor) -> torch.Tensor:
         """The pooled vector ``[..., v]`` with its text part blended toward the image's.
 
-        The text part turns toward the image embedding's direction by ``pooled`` (0:
-        unchanged, 1: the image's direction) and keeps its length: the two embeddings come
-        from different projections, whose scales differ (docs/algorithm.md §13).
+        The text part turns toward the image embedding's direction by ``pooled`` times the
+        image strength, at most 1 (0: unchanged, 1: the image's direction), and keeps its
+        length: the two embeddings come from different projections, whose scales differ
+        (docs/algorithm.md §13, §16).
         """
-        if self.pooled_image is None or self.pooled == 0:
+        amount = self.pooled
+        if self.params.strength != 1:
+            amount = min(amount * self.params.strength, 1.0)
+        if self.pooled_image is None or amount == 0:
             return vector
         width = self.pooled_image.shape[-1]
         text = vector[..., :width].float()
         length = text.norm(dim=-1, keepdim=True)
         image = self.pooled_image.to(device=vector.device, dtype=torch.float32)
         image = image * length / image.norm().clamp(min=1e-12)
-        toward = torch.lerp(text, image, self.pooled)
+        toward = torch.lerp(text, image, amount)
         blended = toward * length / toward.norm(dim=-1, keepdim=True).clamp(min=1e-12)
         return torch.cat([blended.to(vector.dtype), vector[..., width:]], dim=-1)
 
@@ -110,6 +115,8 @@ class ConditioningGuide:
 
     def _guide_part(self, text: torch.Tensor, part: PartGuide, pure: bool) -> torch.Tensor:
         if pure:
+            if self.params.strength == 0:
+                return text.clone()
             return pure_image_guidance(text, part.image_tokens)
         return guide(
             text,

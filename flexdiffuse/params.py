@@ -97,6 +97,16 @@ class GuidanceParams(_Validated):
     and its allowed range. ``GuidanceParams()`` has the original UI's defaults.
     """
 
+    strength: float = _param(
+        1.0,
+        label="Image strength",
+        infotext="strength",
+        info="More or less image in one move: scales every weight, the cap and concepts. 0 = none.",
+        kind="float",
+        minimum=0.0,
+        maximum=2.0,
+        omit_default=True,
+    )
     threshold_mult: float = _param(
         0.25,
         label="Threshold multiplier",
@@ -110,10 +120,18 @@ class GuidanceParams(_Validated):
         0.75,
         label="Threshold floor",
         infotext="threshold floor",
-        info="Alignment a prompt token needs before the threshold multiplier applies to it.",
+        info="Alignment a prompt token needs for the threshold multiplier (unless automatic).",
         kind="float",
         minimum=0.0,
         maximum=1.0,
+    )
+    auto_floor: bool = _param(
+        False,
+        label="Automatic threshold floor",
+        infotext="auto floor",
+        info="Floor = the prompt's mean alignment with the image, per chunk (the original's rule).",
+        kind="bool",
+        omit_default=True,
     )
     clustered: float = _param(
         0.15,
@@ -137,7 +155,7 @@ class GuidanceParams(_Validated):
         0.35,
         label="Max image guidance",
         infotext="max",
-        info="Cap on every token's weight. Lower it if the image looks like garbage.",
+        info="Cap on every token's weight (Image strength scales it with the weights).",
         kind="float",
         minimum=0.0,
         maximum=1.0,

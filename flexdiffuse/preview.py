@@ -22,7 +22,8 @@ class PositionReport:
     ``image_token`` is the index of the image token it is mapped to (-1: none);
     ``alignment`` is that token's alignment with the position (the score of docs/algorithm.md §2);
     ``weight`` how far it moves toward it (negative: away); ``whole`` whether it takes the
-    token whole; ``concept`` whether a mapping concept decided it.
+    token whole; ``concept`` whether a mapping concept decided it; ``floor`` the threshold
+    floor of its chunk (the parameter, or the automatic floor of docs/algorithm.md §15).
     """
 
     chunk: int
@@ -32,6 +33,7 @@ class PositionReport:
     weight: float
     whole: bool
     concept: bool
+    floor: float
 
     @property
     def moved(self) -> bool:
@@ -64,8 +66,9 @@ def explain(
         plan.concept.tolist(),
         strict=True,
     )
+    floors = plan.floor.tolist()
     return [
-        PositionReport(c, k + 1, i, s, w, h, m)
+        PositionReport(c, k + 1, i, s, w, h, m, floors[c])
         for c, chunk in enumerate(rows)
         for k, (i, s, w, h, m) in enumerate(zip(*chunk, strict=True))
     ]

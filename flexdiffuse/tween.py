@@ -25,16 +25,19 @@ def tween_plan(
     weights: torch.Tensor,
     max_guidance: float,
     token_weights: torch.Tensor | None = None,
+    strength: float = 1.0,
 ) -> TweenPlan:
     """Decide how far each editable position moves toward its image token.
 
-    A position's weight is capped at ``max_guidance`` (negative weights are not capped), then
-    multiplied by its image token's weight in ``token_weights`` ``[n]`` if given. A weight of
-    0, or no assigned image token, keeps the text token; a weight whose size reaches
-    ``1 - score`` takes the image token whole; anything else interpolates (negative weights
-    push away from the image).
+    A position's weight is capped at ``max_guidance`` (negative weights are not capped),
+    multiplied by the image ``strength`` (§16), then by its image token's weight in
+    ``token_weights`` ``[n]`` if given. A weight of 0, or no assigned image token, keeps the
+    text token; a weight whose size reaches ``1 - score`` takes the image token whole;
+    anything else interpolates (negative weights push away from the image).
     """
     capped = weights.clamp(max=max_guidance)
+    if strength != 1:  # at 1 no arithmetic at all: bit for bit the method without strength
+        capped = capped * strength
     if token_weights is not None:
         capped = capped * token_weights[assignment.index.clamp(min=0)]
     applied = torch.where(assignment.assigned, capped, 0.0)

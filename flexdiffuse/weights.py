@@ -18,6 +18,15 @@ def linear_weights(linear: float, like: torch.Tensor) -> torch.Tensor:
     return (linear * ramp).expand(like.shape)
 
 
+def mean_score(score: torch.Tensor) -> torch.Tensor:
+    """The mean alignment score of each chunk ``[..., 1]``, unassigned positions counting 0.
+
+    The clustered peaks' threshold (docs/algorithm.md §3) and the automatic threshold floor
+    (§15): the original's "average similarity", one statistic for both.
+    """
+    return score.mean(dim=-1, keepdim=True)
+
+
 def clustered_peaks(score: torch.Tensor) -> torch.Tensor:
     """Boolean ``[..., K]`` mask of the peaks of the alignment score.
 
@@ -26,7 +35,7 @@ def clustered_peaks(score: torch.Tensor) -> torch.Tensor:
     original counted every one and divided by zero.
     """
     left, centre, right = score[..., :-2], score[..., 1:-1], score[..., 2:]
-    theta = score.mean(dim=-1, keepdim=True)
+    theta = mean_score(score)
     candidate = (centre >= theta) & (left <= centre) & (centre >= right)
     first_of_run = candidate.clone()
     first_of_run[..., 1:] &= ~candidate[..., :-1]
@@ -62,9 +71,16 @@ def clustered_weights(clustered: float, score: torch.Tensor) -> tuple[torch.Tens
     return clustered * weights, peaks.any(dim=-1, keepdim=True)
 
 
-def threshold_weights(threshold_mult: float, floor: float, score: torch.Tensor) -> torch.Tensor:
-    """``threshold_mult`` where the alignment score reaches ``floor``, else 0."""
-    return torch.where(at_least(score, floor), threshold_mult, 0.0).to(score.dtype)
+def threshold_weights(
+    threshold_mult: float, floor: float | torch.Tensor, score: torch.Tensor
+) -> torch.Tensor:
+    """``threshold_mult`` where the alignment score reaches ``floor``, else 0.
+
+    ``floor`` is the user's number (compared exactly, §14) or a per-chunk tensor ``[..., 1]``
+    of the same dtype as ``score`` (the automatic floor, compared as it is).
+    """
+    reached = score >= floor if isinstance(floor, torch.Tensor) else at_least(score, floor)
+    return torch.where(reached, threshold_mult, 0.0).to(score.dtype)
 
 
 def blend(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -85,9 +101,13 @@ def guidance_weights(
     linear: float,
     clustered: float,
     threshold_mult: float,
-    threshold_floor: float,
+    threshold_floor: float | torch.Tensor,
 ) -> torch.Tensor:
-    """The blended weight of each editable position from its alignment score ``[..., K]``."""
+    """The blended weight of each editable position from its alignment score ``[..., K]``.
+
+    ``threshold_floor`` is a number, or a tensor ``[..., 1]`` of one floor per chunk (see
+    :func:`mean_score` for the automatic one).
+    """
     weights = linear_weights(linear, score)
     if clustered != 0:
         cluster, has_peaks = clustered_weights(clustered, score)
@@ -98,15 +118,21 @@ def guidance_weights(
 
 
 def weights_can_move(
-    *, linear: float, clustered: float, threshold_mult: float, max_guidance: float
+    *,
+    linear: float,
+    clustered: float,
+    threshold_mult: float,
+    max_guidance: float,
+    strength: float = 1.0,
 ) -> bool:
-    """Whether :func:`guidance_weights`, capped at ``max_guidance``, can be non-zero anywhere.
+    """Whether :func:`guidance_weights`, capped at ``max_guidance`` and scaled by ``strength``,
+    can be non-zero anywhere.
 
-    All method weights 0 give 0 everywhere. Non-negative ones blend to non-negative weights,
-    which a cap of 0 zeroes; a negative one is never capped. Kept beside
+    Strength 0 or all method weights 0 give 0 everywhere. Non-negative ones blend to
+    non-negative weights, which a cap of 0 zeroes; a negative one is never capped. Kept beside
     :func:`guidance_weights` so a new method is added to both (a test checks they agree).
     """
     methods = (linear, clustered, threshold_mult)
-    if all(weight == 0 for weight in methods):
+    if strength == 0 or all(weight == 0 for weight in methods):
         return False
     return max_guidance != 0 or any(weight < 0 for weight in methods)

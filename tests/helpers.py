@@ -24,8 +24,10 @@ def bounded(low: float, high: float) -> st.SearchStrategy[float]:
 
 guidance_params = st.builds(
     GuidanceParams,
+    strength=bounded(0, 2),
     threshold_mult=bounded(-1, 1),
     threshold_floor=bounded(0, 1),
+    auto_floor=st.booleans(),
     clustered=bounded(-0.5, 0.5),
     linear=bounded(-1, 1),
     max_guidance=bounded(0, 1),

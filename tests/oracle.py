@@ -104,6 +104,13 @@ def oracle_clustered(c: float, s: list[float]) -> list[float] | None:
     return [c * v for v in w]
 
 
+def oracle_floor(s: list[float], params: GuidanceParams) -> float:
+    """Spec 3 and 15: the threshold floor, or the automatic one, the mean of the 76 scores."""
+    if params.auto_floor:
+        return math.fsum(s) / K
+    return params.threshold_floor
+
+
 def oracle_weights(s: list[float], params: GuidanceParams) -> list[float]:
     """Spec 3: linear, then blended with clustered and threshold weights."""
     w = [params.linear * k / (K - 1) for k in range(K)]
@@ -112,7 +119,8 @@ def oracle_weights(s: list[float], params: GuidanceParams) -> list[float]:
         if clustered is not None:
             w = oracle_blend(w, clustered)
     if params.threshold_mult != 0:
-        threshold = [params.threshold_mult if v >= params.threshold_floor else 0.0 for v in s]
+        floor = oracle_floor(s, params)
+        threshold = [params.threshold_mult if v >= floor else 0.0 for v in s]
         w = oracle_blend(w, threshold)
     return w
 
@@ -128,9 +136,10 @@ def oracle_chunk(
     """Spec 2-5 for one chunk ``[77, d]`` given its alignment; returns float32.
 
     ``concepts`` holds the concept->image and text->concept alignments, or None.
-    ``token_weights`` (FlexDiffuse's extension for several images, beyond the original) scales
-    the move toward each image token: the tween's capped weight is multiplied by it, and a
-    concept-mapped position moves that fraction of the way (at most all of it).
+    ``token_weights`` (FlexDiffuse's extension for several images, beyond the original
+    algorithm) scales the move toward each image token: the tween's capped weight is
+    multiplied by it, and a concept-mapped position moves that fraction of the way (at most
+    all of it). The image strength (spec 16) scales both the same way, before the token weight.
     """
     text = text.float()
     image = image.float()
@@ -141,7 +150,7 @@ def oracle_chunk(
         k = p - 1
         if index[k] is None:
             continue
-        iw = min(w[k], params.max_guidance)
+        iw = min(w[k], params.max_guidance) * params.strength
         if token_weights is not None:
             iw *= token_weights[index[k]]
         target = image[index[k]]
@@ -161,7 +170,8 @@ def oracle_chunk(
                 taken = concept_image[c - 1]
                 if taken is None:
                     continue
-                mix = 1.0 if token_weights is None else min(token_weights[taken], 1.0)
+                t = 1.0 if token_weights is None else token_weights[taken]
+                mix = min(params.strength * t, 1.0)
                 if mix >= 1:
                     out[p] = image[taken]
                 else:

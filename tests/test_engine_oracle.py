@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from flexdiffuse import guide
 from flexdiffuse.alignment import alignment
 from flexdiffuse.assignment import assign
+from flexdiffuse.engine import threshold_floor
 from flexdiffuse.weights import guidance_weights
 from tests.helpers import guidance_inputs, guidance_params, random_tokens
 from tests.oracle import CHUNK, oracle_alignment, oracle_assign, oracle_guide, oracle_weights
@@ -60,14 +61,16 @@ def test_assignment_tie_breaks_match_oracle(align, reuse, order):
     params=guidance_params,
 )
 def test_weights_match_oracle_on_plateaus(scores, params):
-    """Dyadic scores give exact plateaus and exact means: peaks and valleys are decided alike."""
+    """Dyadic scores give exact plateaus and exact means: peaks, valleys and the automatic
+    floor (their mean too) are decided alike."""
     expected = torch.tensor(oracle_weights(scores, params))
+    score = torch.tensor(scores)
     actual = guidance_weights(
-        torch.tensor(scores),
+        score,
         linear=params.linear,
         clustered=params.clustered,
         threshold_mult=params.threshold_mult,
-        threshold_floor=params.threshold_floor,
+        threshold_floor=threshold_floor(score, params),
     )
     torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-6)
 

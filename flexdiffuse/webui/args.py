@@ -2,7 +2,9 @@
 
 A webui passes an always-visible script the values of its ``ui()`` components in order
 (:data:`ARG_NAMES`). API clients send the same list in ``alwayson_scripts``, or a single object
-naming the values (``{"image": "<base64>", "linear": 0.4}``). Nothing here imports the webui.
+naming the values (``{"image": "<base64>", "linear": 0.4}``), which may also name a preset
+(``{"preset": "Strong: matches and style", "linear": 0.3}``: the preset's values first, then the
+values named). Nothing here imports the webui.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..images import KEEP_SIDE, GuidanceImage
 from ..params import PARAM_SPECS, JobParams, read_bool
+from ..presets import preset_values
 from .errors import FlexDiffuseError, as_sentence
 
 GUIDANCE_INPUTS: tuple[str, ...] = ("image", "image_2", "image_3", "image_4")
@@ -75,6 +78,11 @@ ARG_NAMES: tuple[str, ...] = FIRST_ARG_NAMES + tuple(
 :data:`FIRST_ARG_NAMES` are appended in :data:`~flexdiffuse.params.PARAM_SPECS` order, so a
 list that works today keeps working."""
 
+PRESET_NAME = "preset"
+"""The name under which the object form may name a preset (:mod:`flexdiffuse.presets`). It is
+not positional: a positional request gives every value explicitly, so a preset there could
+only be ignored or silently override them; the panel's preset menu sets the sliders instead."""
+
 MAX_IMAGE_PIXELS = 64_000_000
 """Largest guidance image accepted; the tower sees it at 224 pixels anyway."""
 
@@ -112,11 +120,13 @@ class ScriptArgs:
 def parse_script_args(args: Sequence[Any]) -> ScriptArgs:
     """Read the script's arguments (positional, or one object with named values).
 
-    Values that are missing take their defaults. A disabled request is not read further, so
-    stale panel values never fail a job that does not use them.
+    Values that are missing take their defaults, or the named preset's values. A disabled
+    request is not read further, so stale panel values never fail a job that does not use
+    them.
 
     Raises:
-        FlexDiffuseError: an unknown name, an unreadable image or an out-of-range value.
+        FlexDiffuseError: an unknown name or preset, an unreadable image or an out-of-range
+            value.
     """
     values = _named_values(args)
     enabled = read_enabled(values.pop("enabled", False))
@@ -127,7 +137,22 @@ def parse_script_args(args: Sequence[Any]) -> ScriptArgs:
         image = read_image(values.pop(name, None), name)
         if image is not None:
             images[name] = image
-    return ScriptArgs(True, images, make_params(values))
+    base = read_preset(values.pop(PRESET_NAME, None))
+    return ScriptArgs(True, images, make_params(values, base=base))
+
+
+def read_preset(name: Any) -> JobParams:
+    """The defaults with preset ``name`` applied (None or empty: the defaults).
+
+    Raises:
+        FlexDiffuseError: an unknown preset, naming the presets there are.
+    """
+    if name is None or (isinstance(name, str) and not name.strip()):
+        return JobParams()
+    try:
+        return JobParams().replace(**preset_values(name))
+    except ValueError as error:
+        raise FlexDiffuseError(f"FlexDiffuse: {error}") from None
 
 
 def make_params(values: Mapping[str, Any], base: JobParams | None = None) -> JobParams:
@@ -191,11 +216,11 @@ def _named_values(args: Sequence[Any]) -> dict[str, Any]:
     if args and isinstance(args[0], Mapping):
         values = dict(args[0])
         values.setdefault("enabled", True)
-        unknown = sorted(set(values) - set(ARG_NAMES))
+        unknown = sorted(set(values) - {*ARG_NAMES, PRESET_NAME})
         if unknown:
             raise FlexDiffuseError(
                 f"Unknown FlexDiffuse argument(s) {', '.join(map(repr, unknown))}; the known "
-                f"names are {', '.join(ARG_NAMES)}."
+                f"names are {', '.join(ARG_NAMES)} and {PRESET_NAME}."
             )
         return values
     return dict(zip(ARG_NAMES, args, strict=False))  # the webui fills trailing defaults

@@ -22,6 +22,7 @@ from PIL import Image
 from ..encoder import prepare_image
 from ..engine import PURE_IMAGE_WARNING
 from ..images import GuidanceImage
+from ..params import GuidanceParams
 from ..preview import PositionReport, explain
 from .args import NEGATIVE_INPUT, ScriptArgs, parse_script_args
 from .conds import token_states
@@ -96,7 +97,9 @@ def preview_html(runtime: Runtime, prompt: str, args: ScriptArgs) -> str:
             part.token_weights,
         )
         title = f"Vision tower {number + 1} of {len(guide.parts)}" if number else ""
-        sections.append(render_mapping(reports, labels, images, len(part.image_tokens), title))
+        note = settings_note(guide.params, reports)
+        count = len(part.image_tokens)
+        sections.append(render_mapping(reports, labels, images, count, title, note))
     timer.lap("table")
     footer = f'<p class="flexdiffuse-note">{html.escape(timer.summary())}</p>'
     return f'<div class="flexdiffuse-preview">{"".join(sections)}{footer}</div>'
@@ -126,17 +129,35 @@ def notice(text: str, *, error: bool = False) -> str:
     return f'<div class="flexdiffuse-preview"><p class="{kind}">{html.escape(text)}</p></div>'
 
 
+def settings_note(params: GuidanceParams, reports: list[PositionReport]) -> str:
+    """What the preview says about settings that shape every weight: the image strength, and
+    the threshold floor each chunk chose when it is automatic (docs/algorithm.md §15, §16)."""
+    parts = []
+    if params.strength != 1:
+        parts.append(f"Weights include the image strength ({params.strength:g}).")
+    if params.auto_floor:
+        floors = {report.chunk: report.floor for report in reports}
+        chosen = ", ".join(
+            f"{floors[chunk]:.4f}" + (f" (chunk {chunk + 1})" if len(floors) > 1 else "")
+            for chunk in sorted(floors)
+        )
+        parts.append(f"Automatic threshold floor (the mean alignment): {chosen}.")
+    return " ".join(parts)
+
+
 def render_mapping(
     reports: list[PositionReport],
     labels: list[list[str]] | None,
     images: list[GuidanceImage],
     token_count: int,
     title: str = "",
+    note: str = "",
 ) -> str:
     """One tower's table of prompt positions and its images with the mapped patches lit.
 
     ``token_count`` is the number of image tokens of all ``images`` together; each image has
-    a class token, then a square grid of patches.
+    a class token, then a square grid of patches. ``note`` is added to the summary (see
+    :func:`settings_note`).
     """
     per_image = token_count // max(1, len(images))
     grid = math.isqrt(per_image - 1)
@@ -155,6 +176,8 @@ def render_mapping(
         f"{moved} of {len(reports)} prompt positions move toward the image. Lit patches: "
         "what the prompt's own tokens (the rows before the padding) take."
     )
+    if note:
+        summary = f"{summary} {note}"
     pictures = "".join(
         _picture(image, number, _patch_heat(tokens, number, per_image, grid), grid)
         for number, image in enumerate(images)

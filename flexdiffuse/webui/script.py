@@ -104,17 +104,19 @@ def start_job(p: Any, args: Sequence[Any], runtime: Runtime) -> GuidedJob | None
 def nothing_to_guide(args: ScriptArgs, p: Any) -> str | None:
     """Why ``args`` move no token of job ``p`` at all, or None when they guide something.
 
-    One rule for every way in (panel, API, X/Y/Z): no image that guides (every weight 0), or
-    weights and a cap that move no token with no concepts prompt and no empty prompt (which
-    the image replaces whatever the weights). Such a job runs unguided, says so, and its
-    infotext records the settings with ``FlexDiffuse: False``.
+    One rule for every way in (panel, API, X/Y/Z): no image that guides (every weight 0), an
+    image strength of 0, or weights and a cap that move no token with no concepts prompt and
+    no empty prompt (which the image replaces whatever the weights). Such a job runs
+    unguided, says so, and its infotext records the settings with ``FlexDiffuse: False``.
     """
     if not args.guidance_images() and args.negative_image is None:
         return "FlexDiffuse guided nothing: every given image has weight 0."
+    if args.params.guidance.strength == 0:
+        return "FlexDiffuse guided nothing: Image strength is 0."
     prompts = getattr(p, "all_prompts", None) or [getattr(p, "prompt", "")]
     empty_prompt = args.guidance_images() and any(not str(x).strip() for x in prompts)
-    concepts = args.guidance_images() and args.params.concepts.strip()
-    if not moves_tokens(args.params.guidance) and not concepts and not empty_prompt:
+    concepts = bool(args.guidance_images() and args.params.concepts.strip())
+    if not moves_tokens(args.params.guidance, concepts=concepts) and not empty_prompt:
         return (
             "FlexDiffuse guided nothing: Linear, Clustered and Threshold with Max image "
             "guidance move no token, and no mapping concepts are set."

@@ -9,20 +9,28 @@ from typing import Any
 import gradio as gr
 
 from ..params import PARAM_SPECS, SPECS_BY_NAME, ParamSpec
+from ..presets import CONCEPTS_PRESET, PRESET_FIELDS, PRESETS, find_preset
 from .args import ARG_NAMES, GUIDANCE_INPUTS, IMAGE_INPUTS, IMAGE_WEIGHTS, describe_input
 from .hosts import Host
 from .infotext import PASTE_READERS, PasteReader, control_value
 
 GARBAGE_HINT = (
-    "Image looks like garbage? Lower **Max image guidance** first, then use one method at a "
-    "time (Linear or Threshold) and raise the **Threshold floor**."
+    "Image looks like garbage? Lower **Image strength** first, or start again from the "
+    "**Style only** preset, which leaves the prompt's subject alone."
 )
 MORE_IMAGES = "More images: their tokens join the first image's; a negative image"
 SDXL_ONLY = "SDXL only"
 
-OPTIONS = ("reuse", "order", "concepts")
+OPTIONS = ("reuse", "order", "auto_floor", "concepts")
 """Parameters shown beside the first image, in this order; the reuse switch comes before the
 priority it governs."""
+
+TOP = ("strength",)
+"""Parameters shown beside the preset menu, at the top of the panel."""
+
+PRESET_LABEL = "Preset"
+PRESET_HINT = "Sets the sliders to a recipe from the original experiments; then move them freely."
+EMPTY_CONCEPTS = "**Mapping concepts** is empty: name the parts of the image to map there."
 
 SDXL_PARAMS = ("pooled",)
 """Parameters that act on SDXL checkpoints only, kept in their own fold."""
@@ -35,6 +43,7 @@ class Panel:
     """The panel's controls by argument name; ``inputs`` are the script's arguments in order."""
 
     controls: dict[str, Any]
+    preset: Any = None
 
     @property
     def inputs(self) -> list[Any]:
@@ -60,16 +69,30 @@ def build_panel(
     """Create the panel inside the current gradio Blocks context.
 
     ``elem_id`` turns a control's name into a page-unique id (``Script.elem_id``). When the
-    host cannot run guided jobs, the panel says why at its top. With the tab's ``prompt``
+    host cannot run guided jobs, the panel says why at its top. A preset menu at the top sets
+    the sliders to a recipe (it is no argument of the script). With the tab's ``prompt``
     textbox and a ``previewer``, a "Preview mapping" button shows what guidance does.
     """
     builder = _Builder(elem_id)
     controls = builder.controls
-    placed = {*OPTIONS, *SDXL_PARAMS, *IMAGE_WEIGHTS.values()}
+    placed = {*TOP, *OPTIONS, *SDXL_PARAMS, *IMAGE_WEIGHTS.values()}
     with host.input_accordion(False, label="FlexDiffuse", elem_id=elem_id("enabled")) as enabled:
         controls["enabled"] = enabled
         if host.unsupported:
             gr.Markdown(f"**{host.unsupported}**")
+        with gr.Row():
+            preset = gr.Dropdown(
+                choices=[p.label for p in PRESETS],
+                value=None,
+                label=PRESET_LABEL,
+                info=PRESET_HINT,
+                elem_id=elem_id("preset"),
+            )
+            # A1111 saves controls' values as UI defaults; a saved preset name would show a
+            # recipe the sliders (restored on their own) may not hold.
+            preset.do_not_save_to_config = True
+            builder.specs(TOP)
+        preset_note = gr.Markdown("", elem_id=elem_id("preset_note"))
         with gr.Row():
             with gr.Column():
                 builder.image_input(GUIDANCE_INPUTS[0])
@@ -104,10 +127,41 @@ def build_panel(
         outputs=[controls["order"]],
         show_progress=False,
     )
-    panel = Panel(controls)
+    controls["auto_floor"].change(
+        fn=lambda auto: gr.update(interactive=not auto),
+        inputs=[controls["auto_floor"]],
+        outputs=[controls["threshold_floor"]],
+        show_progress=False,
+    )
+    # Instant and model-free: it only sets controls, so it skips the job queue.
+    preset.change(
+        fn=apply_preset,
+        inputs=[preset, controls["concepts"]],
+        outputs=[*(controls[name] for name in PRESET_FIELDS), preset_note],
+        show_progress=False,
+        queue=False,
+    )
+    panel = Panel(controls, preset)
     if prompt is not None and previewer is not None:
         button.click(fn=previewer, inputs=[prompt, *panel.inputs], outputs=[shown])
     return panel
+
+
+def apply_preset(label: str | None, concepts: str = "") -> list[Any]:
+    """The preset menu's handler: the values of :data:`PRESET_FIELDS` and the note under the
+    menu for preset ``label`` (no preset: nothing changes). ``concepts`` is the concepts
+    prompt, which the "Concepts only" preset needs."""
+    if not label:
+        return [gr.update() for _ in PRESET_FIELDS] + [gr.update()]
+    chosen = find_preset(label)
+    values = [
+        gr.update(value=control_value(SPECS_BY_NAME[name], chosen.values[name]))
+        for name in PRESET_FIELDS
+    ]
+    note = f"**{chosen.label}**: {chosen.description}"
+    if chosen.key == CONCEPTS_PRESET and not str(concepts or "").strip():
+        note += f" {EMPTY_CONCEPTS}"
+    return [*values, note]
 
 
 def _images_note(given: list[bool]) -> str:

@@ -51,6 +51,8 @@ POSITIONAL_API = (  # frozen: API clients send these positions; new inputs go la
     "image_3",
     "image_4",
     "negative_image",
+    "strength",
+    "auto_floor",
 )
 
 
