@@ -67,6 +67,9 @@ def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
         page.goto(url, timeout=120_000)
         page.wait_for_selector("#txt2img_prompt textarea", timeout=120_000)
         page.fill("#txt2img_prompt textarea", "a photo of a deer in a dark forest, oil painting")
+        for field, value in (("steps", 2), ("width", 64), ("height", 64)):  # quick on a CPU
+            page.fill(f"#txt2img_{field} input[type=number]", str(value))
+            page.press(f"#txt2img_{field} input[type=number]", "Enter")
         page.click(f"{PREFIX}enabled .label-wrap")
         panel = page.locator(f"{PREFIX}enabled")
         panel.screenshot(path=str(out / "1-panel.png"))
