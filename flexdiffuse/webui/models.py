@@ -104,7 +104,9 @@ class VisionTowers:
         if not placement.keep_loaded:
             self.unload(key)
         elif placement.park is not None and key in self._encoders:
-            self._encoders[key].to(placement.park)
+            encoder = self._encoders[key]
+            if encoder.device != torch.device(placement.park):
+                encoder.to(placement.park)
         return encoded
 
     def loaded(self) -> list[str]:
