@@ -40,7 +40,7 @@ class FakeEncoder:
 def test_a_kept_tower_loads_parked_gets_room_and_waits_on_the_cpu():
     moves, rooms, loads = [], [], []
 
-    def loader(source, device, dtype, cache_dir=None):
+    def loader(source, device, dtype, cache_dir=None, **hooks):
         loads.append(torch.device(device).type)
         return FakeEncoder(device, dtype, moves)
 
@@ -62,7 +62,7 @@ def test_a_kept_tower_loads_parked_gets_room_and_waits_on_the_cpu():
 def test_without_a_park_the_tower_stays_as_before():
     moves, loads = [], []
 
-    def loader(source, device, dtype, cache_dir=None):
+    def loader(source, device, dtype, cache_dir=None, **hooks):
         loads.append(torch.device(device).type)
         return FakeEncoder(device, dtype, moves)
 

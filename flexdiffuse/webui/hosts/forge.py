@@ -11,7 +11,6 @@ prompt schedules in ``sampler_extra_args``, the denoiser's step counter), so the
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -64,9 +63,10 @@ class ForgeHost(A1111Host):
         return REVISION
 
     def on_load(self) -> None:
-        main_thread = sys.modules.get("modules_forge.main_thread")
-        if main_thread is None:
+        try:
             main_thread = importlib.import_module("modules_forge.main_thread")
+        except ImportError:  # a Forge without Forge's main thread: the UI calls jobs directly
+            return
         surface_job_errors(main_thread)
 
 
@@ -81,9 +81,11 @@ def surface_job_errors(main_thread: Any) -> None:
     raised again in the caller's thread, where the UI's error handler shows them as A1111
     does. Every other outcome is the host's. Idempotent.
     """
-    run = main_thread.run_and_wait_result
-    if hasattr(main_thread, "last_exception") or getattr(run, "flexdiffuse_raises", False):
-        return
+    run = getattr(main_thread, "run_and_wait_result", None)
+    if run is None or hasattr(main_thread, "last_exception"):
+        return  # no main thread to adapt, or one that keeps the exception for the UI
+    if getattr(run, "flexdiffuse_raises", False):
+        return  # adapted already (the webui reloaded its scripts)
 
     def run_and_wait_result(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         failures: list[BaseException] = []
