@@ -2,6 +2,7 @@
 # The project's one test command (README.md, "Development"; .ci/run runs exactly it):
 #
 #   bash tests/ci.sh              lint, the offline suite, then the live suite against a real A1111
+#                                 and a real WebUI Forge
 #   bash tests/ci.sh --no-live    fast local mode: the same without the live part
 #                                 (FLEXDIFFUSE_LIVE=0 does the same)
 #
@@ -14,6 +15,10 @@
 #    reuse it), started with this checkout as its extension on a free port of 127.0.0.1, then
 #    pytest tests/live against it, and the server is stopped again whatever happens. Runs that
 #    share the folder take turns (a lock file beside it).
+# 4. The same with ../shared/hosts/live-forge (WebUI Forge main, the Forge 2 backend) in
+#    $FLEXDIFFUSE_LIVE_FORGE_DIR (default ~/.cache/flexdiffuse/live-forge; a cold build takes
+#    2.5 to 7 minutes and 13 GB), after the A1111 server stopped; FLEXDIFFUSE_LIVE_FORGE=0
+#    skips it.
 #
 # Every test step runs even when an earlier one failed; the exit status is 0 only when all passed.
 set -uo pipefail
@@ -21,11 +26,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd -P)"
 KIT="$ROOT/../shared/hosts"
 LIVE_DIR="${FLEXDIFFUSE_LIVE_DIR:-$HOME/.cache/flexdiffuse/live-a1111}"
+FORGE_DIR="${FLEXDIFFUSE_LIVE_FORGE_DIR:-$HOME/.cache/flexdiffuse/live-forge}"
 LIVE="${FLEXDIFFUSE_LIVE:-1}"
 for arg in "$@"; do
     case "$arg" in
         --no-live) LIVE=0 ;;
-        -h|--help) sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) sed -n '2,23s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "tests/ci.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -73,72 +79,83 @@ timed ruff-format .venv/bin/ruff format --check .
 # ------------------------------------------------------------------ 2. offline suite
 timed pytest pytest_checked  # tests/live is collected (imports checked) and skipped here
 
-# ------------------------------------------------------------------ 3. live suite
+# ------------------------------------------------------------------ 3. live suites
 if [[ "$LIVE" == 0 ]]; then
     say "live part skipped (--no-live or FLEXDIFFUSE_LIVE=0): tests/live did not run"
     finish
 fi
-HOST="$KIT/live-a1111"
-if [[ ! -x "$HOST" ]]; then
-    FAILED+=("live (no $HOST)")
-    say "cannot build the live A1111: no host kit at $KIT (the project's shared folder belongs"
-    say "beside the checkout). Run 'bash tests/ci.sh --no-live' to skip the live part."
-    finish
-fi
 
-mkdir -p "$(dirname "$LIVE_DIR")"
-if command -v flock >/dev/null; then
-    exec 9>"${LIVE_DIR%/}.lock"
-    if ! flock -n 9; then
-        say "another run is using $LIVE_DIR: waiting for it (at most 30 minutes)"
-        flock -w 1800 9 || { FAILED+=("live (folder busy)"); say "gave up waiting for $LIVE_DIR"; finish; }
+live_suite() {  # live_suite NAME SCRIPT DIR: build, start, run tests/live, stop; 1 when it failed
+    local name="$1" HOST="$2" LIVE_DIR="$3"
+    if [[ ! -x "$HOST" ]]; then
+        FAILED+=("live $name (no $HOST)")
+        say "cannot build the live $name: no host kit at $KIT (the project's shared folder belongs"
+        say "beside the checkout). Run 'bash tests/ci.sh --no-live' to skip the live part."
+        return 1
     fi
-fi
-
-server_line() { "$HOST" status "$LIVE_DIR" 2>/dev/null | sed -n "s/^$1: *//p"; }
-if [[ "$(server_line server)" == running* ]]; then
-    if [[ "$(server_line extension)" == "$ROOT" ]]; then
-        say "a server of $LIVE_DIR left by an earlier run of this checkout is running: stopping it"
-        "$HOST" stop "$LIVE_DIR"
-    else
-        FAILED+=("live (folder in use)")
-        say "a server of $LIVE_DIR is running with another extension ($(server_line extension))."
-        say "Stop it ($HOST stop $LIVE_DIR) or give this run its own FLEXDIFFUSE_LIVE_DIR."
-        finish
+    mkdir -p "$(dirname "$LIVE_DIR")"
+    if command -v flock >/dev/null; then
+        exec 9>"${LIVE_DIR%/}.lock"
+        if ! flock -n 9; then
+            say "another run is using $LIVE_DIR: waiting for it (at most 30 minutes)"
+            flock -w 1800 9 || { FAILED+=("live $name (folder busy)"); say "gave up waiting for $LIVE_DIR"; return 1; }
+        fi
     fi
-fi
+    server_line() { "$HOST" status "$LIVE_DIR" 2>/dev/null | sed -n "s/^$1: *//p"; }
+    if [[ "$(server_line server)" == running* ]]; then
+        if [[ "$(server_line extension)" == "$ROOT" ]]; then
+            say "a server of $LIVE_DIR left by an earlier run of this checkout is running: stopping it"
+            "$HOST" stop "$LIVE_DIR"
+        else
+            FAILED+=("live $name (folder in use)")
+            say "a server of $LIVE_DIR is running with another extension ($(server_line extension))."
+            say "Stop it ($HOST stop $LIVE_DIR) or give this run its own folder."
+            return 1
+        fi
+    fi
+    if ! timed "live-$name-build" "$HOST" build "$LIVE_DIR"; then
+        say "could not build the live $name in $LIVE_DIR; its logs are in $LIVE_DIR/logs/"
+        return 1
+    fi
+    STARTED=1 START_LOG="$(mktemp)" STOP_HOST="$HOST" STOP_DIR="$LIVE_DIR" STOP_NAME="$name"
+    PORT="$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    # 9>&-: the server must not inherit the lock, or a server left behind would hold it.
+    start_server() { "$HOST" start "$LIVE_DIR" --extension "$ROOT" --port "$PORT" 9>&- | tee "$START_LOG"; }
+    if ! timed "live-$name-start" start_server; then
+        say "the live $name did not start; its log: $LIVE_DIR/server.log"
+        tail -n 30 "$LIVE_DIR/server.log" 2>/dev/null | sed 's/^/    /'
+        stop_server
+        return 1
+    fi
+    # `start` prints the suite's options (URL, towers, the checkpoints built) on its "live tests:" line.
+    local live_args
+    read -r -a live_args <<<"$(sed -n 's/^live tests: .* tests\/live //p' "$START_LOG")"
+    if (( ${#live_args[@]} == 0 )); then
+        live_args=(--webui-url "http://127.0.0.1:$PORT" --webui-vit-l "$LIVE_DIR/towers/vit-l")
+    fi
+    timed "live-$name-tests" pytest_checked tests/live "${live_args[@]}"
+    stop_server
+    exec 9>&-  # the folder's lock
+}
 
-if ! timed live-build "$HOST" build "$LIVE_DIR"; then
-    say "could not build the live A1111 in $LIVE_DIR; its logs are in $LIVE_DIR/logs/"
-    finish
-fi
-
-STARTED=0 START_LOG="$(mktemp)"
+STARTED=0 START_LOG="" STOP_HOST="" STOP_DIR="" STOP_NAME=""
 stop_server() {
     if (( STARTED )); then
         STARTED=0
-        timed live-stop "$HOST" stop "$LIVE_DIR"
+        timed "live-$STOP_NAME-stop" "$STOP_HOST" stop "$STOP_DIR"
     fi
-    rm -f "$START_LOG"
+    [[ -n "$START_LOG" ]] && rm -f "$START_LOG"
+    START_LOG=""
 }
 trap 'stop_server' EXIT
 trap 'say "interrupted"; exit 130' INT TERM
 
-PORT="$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-# 9>&-: the server must not inherit the lock, or a server left behind would hold it.
-start_server() { "$HOST" start "$LIVE_DIR" --extension "$ROOT" --port "$PORT" 9>&- | tee "$START_LOG"; }
-STARTED=1
-if ! timed live-start start_server; then
-    say "the live A1111 did not start; its log: $LIVE_DIR/server.log"
-    tail -n 30 "$LIVE_DIR/server.log" 2>/dev/null | sed 's/^/    /'
-    stop_server
-    finish
+# One server at a time: A1111, then WebUI Forge (the Forge 2 backend of Forge Neo and
+# ersatzForge too; FLEXDIFFUSE_LIVE_FORGE=0 skips it).
+live_suite a1111 "$KIT/live-a1111" "$LIVE_DIR"
+if [[ "${FLEXDIFFUSE_LIVE_FORGE:-1}" != 0 ]]; then
+    live_suite forge "$KIT/live-forge" "$FORGE_DIR"
+else
+    say "live Forge skipped (FLEXDIFFUSE_LIVE_FORGE=0)"
 fi
-# `start` prints the suite's options (URL, towers, the checkpoints built) on its "live tests:" line.
-read -r -a LIVE_ARGS <<<"$(sed -n 's/^live tests: .* tests\/live //p' "$START_LOG")"
-if (( ${#LIVE_ARGS[@]} == 0 )); then
-    LIVE_ARGS=(--webui-url "http://127.0.0.1:$PORT" --webui-vit-l "$LIVE_DIR/towers/vit-l")
-fi
-timed live-tests pytest_checked tests/live "${LIVE_ARGS[@]}"
-stop_server
 finish

@@ -95,8 +95,11 @@ def detect_family(model: Any) -> Family:
     """
     if model is None:
         raise FlexDiffuseError("No Stable Diffusion checkpoint is loaded. Load one and retry.")
+    name = MODEL_NAMES.get(type(model).__name__)
     if getattr(model, "is_sd3", False):
-        raise _unsupported("SD 3")
+        raise _unsupported(name or "SD 3")
+    if name is not None:  # a Forge engine of a family without a CLIP pairing
+        raise _unsupported(name)
     if getattr(model, "is_sdxl", False):  # SSD-1B too: it keeps SDXL's text encoders
         return SDXL
     if getattr(model, "is_sd2", False):
@@ -104,6 +107,24 @@ def detect_family(model: Any) -> Family:
     if getattr(model, "is_sd1", False):
         return SD1
     raise _unsupported(type(model).__name__)
+
+
+MODEL_NAMES = {
+    "StableDiffusion3": "SD 3.5",
+    "Flux": "Flux",
+    "Flux2": "Flux.2",
+    "Chroma": "Chroma",
+    "ZImage": "Z-Image",
+    "QwenImage": "Qwen-Image",
+    "QwenImage21": "Qwen-Image",
+    "Lumina2": "Lumina 2",
+    "WAN": "Wan",
+    "Wan": "Wan",
+    "Anima": "Anima",
+}
+"""Forge engines' class names of model families without a CLIP text encoder that a CLIP
+vision tower pairs with (Forge 2, Forge Neo, ersatzForge); other names are shown as they
+are."""
 
 
 def _unsupported(name: str) -> FlexDiffuseError:

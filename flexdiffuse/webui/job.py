@@ -24,7 +24,7 @@ from ..engine import PURE_IMAGE_WARNING
 from ..guidance import ConditioningGuide
 from .args import ScriptArgs
 from .conds import Cond, GuidedRowCache, cond_rows, cond_width, token_states, uncond_rows
-from .errors import FlexDiffuseError
+from .errors import FlexDiffuseError, mark_job_error
 from .hosts import Host, StepConds
 from .infotext import ENABLED_KEY, NOTE_KEY
 
@@ -32,6 +32,12 @@ logger = logging.getLogger(__name__)
 
 JOB_ATTRIBUTE = "flexdiffuse_job"
 """Name of the attribute that holds a processing object's job (absent: not guided)."""
+
+NO_NEGATIVE_PROMPT = (
+    "FlexDiffuse's negative image guided no step of a pass without a negative prompt: the "
+    "webui skips the negative prompt at CFG scale 1 (and Hires CFG scale 1). Raise it above 1 "
+    "to use a negative image."
+)
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class GuidedJob:
         self._negatives: GuidedRowCache | None = None
         self._seen: tuple[Any, Any] = (None, None)  # the step conds the caches hold rows of
         self._warned_pure = False
+        self._noted: set[str] = set()  # notes already given for this job
         self._empty: tuple[Sequence[str], list[bool]] | None = None  # prompts, their flags
 
     @classmethod
@@ -96,6 +103,10 @@ class GuidedJob:
                 # the UI can show a toast.
                 p.comment(f"FlexDiffuseError: {error}")
                 self._host.warn(f"FlexDiffuse: {error}")
+                raise
+            except Exception as error:
+                if error is self.error:  # guiding failed: the host may show it as ours
+                    mark_job_error(error)
                 raise
             return result
 
@@ -132,7 +143,8 @@ class GuidedJob:
         if self.error is not None:
             self._unclaim(p, f"FlexDiffuse stopped: {self.error}")
         elif self.guided_steps == 0 and self.args is not None:
-            self._unclaim(p, "FlexDiffuse guided no step of this job (see the console).")
+            why = f": {' '.join(sorted(self._noted))}" if self._noted else " (see the console)."
+            self._unclaim(p, f"FlexDiffuse guided no step of this job{why}")
 
     # ----------------------------------------------------------------- internals
 
@@ -161,15 +173,24 @@ class GuidedJob:
         seen_cond, seen_uncond = self._seen
         if seen_cond is not conds.cond or seen_uncond is not conds.uncond:  # new batch or pass
             self._prepare(conds.cond, conds.uncond, p)
+        override = self._host.conditioning_override()
+        if override is not None:
+            self._note(p, override)
+        guided_any = False
         if self._prompts is not None:
             rows = cond_rows(conds.cond, conds.step)
             guided = self._prompts.batch(rows, self._empty_prompts(p))
             params.text_cond = _replace_rows(params.text_cond, guided)
-        if self._negatives is not None and conds.uncond is not None:
+            guided_any = True
+        if self._negatives is not None and (conds.uncond is None or params.text_uncond is None):
+            self._note(p, NO_NEGATIVE_PROMPT)  # Forge at CFG scale 1: no negative rows at all
+        elif self._negatives is not None:
             rows = uncond_rows(conds.uncond, conds.step)
             guided = self._negatives.batch(rows, ())
             params.text_uncond = _replace_rows(params.text_uncond, guided)
-        self.guided_steps += 1
+            guided_any = True
+        if guided_any:
+            self.guided_steps += 1
 
     def _ensure_guides(self, cond: Any, p: Any) -> bool:
         """Build the guides for the loaded checkpoint; False once guidance had to stop.
@@ -198,6 +219,15 @@ class GuidedJob:
         logger.warning(self.stopped)
         p.extra_generation_params[NOTE_KEY] = self.stopped
         p.comment(self.stopped)
+
+    def _note(self, p: Any, note: str) -> None:
+        """Say ``note`` once per job, under the images and in the infotext."""
+        if note in self._noted:
+            return
+        self._noted.add(note)
+        logger.warning(note)
+        p.comment(note)
+        p.extra_generation_params.setdefault(NOTE_KEY, note)
 
     def _unclaim(self, p: Any, note: str) -> None:
         if p.extra_generation_params.get(ENABLED_KEY) == "True":

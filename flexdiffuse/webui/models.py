@@ -37,6 +37,11 @@ class TowerPlacement:
     dtype: torch.dtype
     download_dir: Path | None = None
     keep_loaded: bool = True
+    park: torch.device | None = None
+    """Where a kept tower waits between encodings (None: on ``device``): a host whose
+    memory manager owns ``device`` counts a tower left there as free memory."""
+    make_room: Callable[[int], None] | None = None
+    """Asks the host for this many bytes on ``device`` before a tower moves there."""
 
 
 def _quiet(text: str | None) -> None:
@@ -98,6 +103,10 @@ class VisionTowers:
             encoded = [encoder(image.pixels, image.digest) for image in images]
         if not placement.keep_loaded:
             self.unload(key)
+        elif placement.park is not None and key in self._encoders:
+            encoder = self._encoders[key]
+            if encoder.device != torch.device(placement.park):
+                encoder.to(placement.park)
         return encoded
 
     def loaded(self) -> list[str]:
@@ -142,13 +151,16 @@ class VisionTowers:
             hooks = DownloadHooks(downloaded, progress.stop_requested)
             encoder = self._loader(
                 source,
-                placement.device,
+                placement.park or placement.device,  # the host makes room before it moves
                 placement.dtype,
                 cache_dir=placement.download_dir,
                 download=hooks,
             )
             self._encoders[key] = encoder
         if encoder.device != torch.device(placement.device) or encoder.dtype != placement.dtype:
+            if placement.make_room is not None:
+                size = sum(weight.numel() for weight in encoder.model.parameters())
+                placement.make_room(size * placement.dtype.itemsize)
             encoder.to(placement.device, placement.dtype)
         encoder.cache = cache  # encodings are kept per device and dtype
         return encoder

@@ -70,10 +70,14 @@ def encode_guides(args: ScriptArgs, inputs: CheckpointInputs, runtime: Runtime) 
         FlexDiffuseError: a vision model that does not fit or cannot be loaded.
     """
     host, params, parts = runtime.host, args.params, inputs.parts
+    device, dtype = host.tower_device_and_dtype(settings.towers_on_cpu(host))
     placement = TowerPlacement(
-        *host.tower_device_and_dtype(settings.towers_on_cpu(host)),
+        device,
+        dtype,
         download_dir=settings.download_dir(host),
         keep_loaded=settings.keep_loaded(host),
+        park=host.tower_park(device),
+        make_room=lambda size: host.make_room(size, device),
     )
     images = args.guidance_images()
     negative_image = args.negative_image
@@ -97,7 +101,7 @@ def encode_guides(args: ScriptArgs, inputs: CheckpointInputs, runtime: Runtime) 
         weights = [args.weight(NEGATIVE_INPUT)]
         guides = tuple(_part_guide(part, encoded[part][-1:], weights, None) for part in parts)
         negative = ConditioningGuide(params.guidance, guides)
-    if not placement.keep_loaded:
+    if not placement.keep_loaded or placement.park is not None:
         host.free_memory()
     return JobGuides(prompt, negative)
 

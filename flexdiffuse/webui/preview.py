@@ -69,7 +69,7 @@ def preview_html(runtime: Runtime, prompt: str, args: ScriptArgs) -> str:
     timer = _Timer()
     try:
         with host.exclusive():
-            detect_family(host.sd_model())  # a clear error when no checkpoint is loaded
+            detect_family(host.load_model())  # a clear error when no checkpoint loads
             prompt = host.first_scheduled_text(prompt)
             tokens = token_states(host.encode_prompt(prompt))
             labels = host.prompt_token_labels(prompt)

@@ -179,6 +179,7 @@ def _unload_if_not_kept() -> None:
 
 def register_callbacks() -> None:
     """Register the webui callbacks (run each time the webui loads the script file)."""
+    RUNTIME.host.on_load()
     script_callbacks.on_cfg_denoiser(on_cfg_denoiser)
     script_callbacks.on_ui_settings(on_ui_settings)
     script_callbacks.on_before_ui(on_before_ui)

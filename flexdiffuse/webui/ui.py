@@ -35,6 +35,10 @@ EMPTY_CONCEPTS = "**Mapping concepts** is empty: name the parts of the image to 
 SDXL_PARAMS = ("pooled",)
 """Parameters that act on SDXL checkpoints only, kept in their own fold."""
 
+GRADIO_4 = int(gr.__version__.split(".")[0]) >= 4
+UPLOAD_ONLY = {"sources": ["upload"]} if GRADIO_4 else {"source": "upload"}
+"""Image inputs take uploads only (gradio 4, as on Forge 2 hosts, renamed the argument)."""
+
 PRIORITY_HINT = "Used when 'Reuse image tokens' is off: which prompt tokens choose first."
 
 
@@ -183,7 +187,7 @@ class _Builder:
         """An image input and the slider of its weight."""
         self.controls[name] = gr.Image(
             label=describe_input(name).capitalize(),
-            source="upload",
+            **UPLOAD_ONLY,
             type="pil",
             image_mode="RGBA",
             elem_id=self.elem_id(name),

@@ -34,6 +34,24 @@ class WebuiClient:
     def __init__(self, url: str, settings: dict[str, str]) -> None:
         self.url = url.rstrip("/")
         self.settings = settings  # override_settings sent with every job
+        self._txt2img_fields: set[str] | None = None
+
+    def hires_fields(self, cfg_scale: float = 7.0) -> dict[str, Any]:
+        """What a hires job needs beyond A1111's fields on this host, read from its API.
+
+        Forge's hires pass reads ``hr_additional_modules`` unguarded (HTTP 500 without it)
+        and runs at ``hr_cfg``, which the API defaults to 1 (no negative prompt).
+        """
+        if self._txt2img_fields is None:
+            schemas = self.get("/openapi.json").body["components"]["schemas"]
+            schema = schemas.get("StableDiffusionProcessingTxt2Img", {})
+            self._txt2img_fields = set(schema.get("properties", {}))
+        fields: dict[str, Any] = {}
+        if "hr_additional_modules" in self._txt2img_fields:
+            fields["hr_additional_modules"] = ["Use same choices"]
+        if "hr_cfg" in self._txt2img_fields:
+            fields["hr_cfg"] = cfg_scale
+        return fields
 
     def get(self, path: str) -> Response:
         return self._send(urllib.request.Request(self.url + path))
@@ -71,6 +89,11 @@ def image_base64(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def error_message(body: dict[str, Any]) -> str:
+    """The message of an API error body: A1111 calls it ``errors``, Forge ``message``."""
+    return str(body.get("errors", body.get("message", "")))
 
 
 def pixels(encoded: str) -> np.ndarray:

@@ -16,7 +16,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.live.conftest import first_pixels, info, ok, xyz_script_args
+from tests.live.conftest import error_message, first_pixels, info, ok, xyz_script_args
 
 # A1111's infotext of a job like WebuiClient.job's. No "Version:": A1111 1.7 reads an older
 # version as "Downcast alphas_cumprod" and keeps that override for every later job (an
@@ -44,7 +44,7 @@ def test_xyz_refuses_a_flexdiffuse_axis_that_would_fail_every_cell(webui, guidan
     failed = webui.job(guidance=guidance, script_name="x/y/z plot", script_args=grid)
     assert failed.status == 500, f"HTTP {failed.status}: the grid ran instead of stopping"
     assert failed.body["error"] == "FlexDiffuseError"
-    assert message in failed.body["errors"]
+    assert message in error_message(failed.body)
 
 
 def test_xyz_error_of_one_cell_reaches_the_client(webui, guidance_image):
@@ -93,6 +93,9 @@ def infotext_field(webui) -> None:
     name = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
     if "infotext" not in schema["components"]["schemas"][name]["properties"]:
         pytest.skip("this webui's txt2img request has no 'infotext' field (A1111 before 1.8)")
+    plain = webui.job(infotext=BASE_INFOTEXT)
+    if plain.status != 200:  # Forge main (dfdcbab): isinstance() with list[str] in apply_infotext
+        pytest.skip(f"this webui fails every request with 'infotext': {plain.body}")
 
 
 def test_infotext_field_sets_flexdiffuse_values(webui, guidance_image, infotext_field):
@@ -192,8 +195,8 @@ def test_a_data_url_without_base64_is_accepted_or_named(webui, guidance_image):
     if reply.status == 200:
         return  # accepted: the payload is base64 all the same
     assert reply.body["error"] == "FlexDiffuseError", reply.body
-    assert "not valid base64" not in reply.body["errors"]
-    assert ";base64" in reply.body["errors"]
+    assert "not valid base64" not in error_message(reply.body)
+    assert ";base64" in error_message(reply.body)
 
 
 # ----------------------------------------------------------------- Version

@@ -15,7 +15,7 @@ import pytest
 from flexdiffuse.params import PARAM_SPECS, SPECS_BY_NAME, JobParams
 from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS, describe_input
 from flexdiffuse.webui.infotext import ENABLED_KEY, image_key
-from tests.live.conftest import info, ok, pixels, xyz_script_args
+from tests.live.conftest import error_message, info, ok, pixels, xyz_script_args
 
 LABELS = [
     "FlexDiffuse"
@@ -87,6 +87,7 @@ def test_batches_long_prompts_and_composition(webui, guidance_image):
 
 def test_hires_fix_second_pass(webui, guidance_image):
     hires = {"enable_hr": True, "hr_scale": 1.5, "hr_upscaler": "Latent", "denoising_strength": 0.5}
+    hires.update(webui.hires_fields())
     plain = ok(webui.job(**hires))
     guided = ok(webui.job(guidance=[{"image": guidance_image}], **hires))
     assert pixels(guided["images"][0]).shape == (96, 96, 3)
@@ -114,7 +115,7 @@ def test_bad_requests_stop_with_a_clear_error_and_the_webui_goes_on(
     failed = webui.job(guidance=guidance)
     assert failed.status == 500
     assert failed.body["error"] == "FlexDiffuseError"
-    assert message in failed.body["errors"]
+    assert message in error_message(failed.body)
     ok(webui.job(guidance=[{"image": guidance_image}]))
 
 

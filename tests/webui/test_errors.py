@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 import functools
+import importlib.machinery
 import io
+import sys
+import types
 
 import pytest
 from modules import shared
@@ -128,18 +131,14 @@ def test_concepts_longer_than_one_chunk(webui):
     assert_stops(webui, webui.args(image=IMAGE, concepts=concepts), "must fit in one")
 
 
-def test_forge_is_detected_by_probing_its_modules(monkeypatch, tmp_path):
-    assert hosts.detect().unsupported is None
-    (tmp_path / "modules_forge").mkdir()
-    (tmp_path / "modules_forge" / "__init__.py").write_text("")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    assert "Forge" in hosts.detect().unsupported
-
-
-def test_an_unsupported_host_is_refused_clearly(webui, monkeypatch):
-    monkeypatch.setattr(script.RUNTIME.host, "unsupported", hosts.FORGE_UNSUPPORTED)
-    message = assert_stops(webui, webui.args(image=IMAGE), "does not support")
-    assert "Forge" in message
+def test_an_unrecognised_forge_is_refused_clearly(webui, monkeypatch):
+    forge = types.ModuleType("modules_forge")
+    forge.__spec__ = importlib.machinery.ModuleSpec("modules_forge", None)
+    monkeypatch.setitem(sys.modules, "modules_forge", forge)
+    assert hosts.detect().unsupported == hosts.UNKNOWN_FORGE  # no backend/, no ldm_patched/
+    monkeypatch.setattr(script.RUNTIME.host, "unsupported", hosts.UNKNOWN_FORGE)
+    message = assert_stops(webui, webui.args(image=IMAGE), "does not recognise this Forge")
+    assert "Forge Classic" in message
 
 
 def test_a_failure_during_sampling_stops_the_job(webui, monkeypatch):

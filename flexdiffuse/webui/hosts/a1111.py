@@ -22,7 +22,10 @@ SETTINGS_CATEGORY = "sd"
 
 
 class A1111Host:
-    """A1111's implementation of :class:`~.base.Host`."""
+    """A1111's implementation of :class:`~.base.Host`.
+
+    The Forge hosts subclass it and override what their backends do differently.
+    """
 
     def __init__(self, name: str = "AUTOMATIC1111 WebUI", unsupported: str | None = None) -> None:
         self.name = name
@@ -69,6 +72,9 @@ class A1111Host:
 
         return shared.sd_model
 
+    def load_model(self) -> Any:
+        return self.sd_model()  # A1111 loads the checkpoint at startup
+
     def encode_prompt(self, text: str) -> Cond:
         from modules import devices, shared
 
@@ -93,7 +99,7 @@ class A1111Host:
 
         if on_cpu:
             return devices.cpu, torch.float32
-        return devices.device, devices.dtype
+        return devices.device, tower_dtype(devices.dtype)
 
     def models_dir(self) -> Path:
         from modules import paths
@@ -143,6 +149,18 @@ class A1111Host:
 
         devices.torch_gc()
 
+    def make_room(self, size: int, device: torch.device) -> None:
+        pass  # A1111 keeps its models where they are; nothing to ask
+
+    def tower_park(self, device: torch.device) -> torch.device | None:
+        return None
+
+    def conditioning_override(self) -> str | None:
+        return None
+
+    def on_load(self) -> None:
+        pass
+
     def interrupt(self) -> None:
         from modules import shared
 
@@ -164,7 +182,7 @@ class A1111Host:
         return schedule[0][0][1]
 
     def prompt_token_labels(self, prompt: str) -> list[list[str]] | None:
-        wrapper = _text_wrapper()
+        wrapper = _first_tokenizer(self.text_wrappers())
         decode = _token_decoder(wrapper) if wrapper is not None else None
         if decode is None:
             return None
@@ -193,6 +211,13 @@ class A1111Host:
         from modules.ui_components import InputAccordion
 
         return InputAccordion(value, label=label, elem_id=elem_id)
+
+    def text_wrappers(self) -> list[Any]:
+        """Where the loaded model's prompt tokenizer may be, first choice first (SDXL: the
+        conditioner, whose first embedder is CLIP-L's): A1111's hijack wraps it."""
+        from modules import sd_hijack
+
+        return [getattr(sd_hijack.model_hijack, "clip", None)]
 
 
 CLIP = "clip_vision"
@@ -237,14 +262,19 @@ def _unique_folders(folders: list[Path]) -> list[Path]:
     return unique
 
 
-def _text_wrapper() -> Any:
-    """A1111's prompt tokenizer wrapper of the loaded model (SDXL: its CLIP-L embedder)."""
-    from modules import sd_hijack
+def tower_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The webui's dtype if a vision tower can run in it, else float16 (an fp8 UNet)."""
+    if dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        return dtype
+    return torch.float16
 
-    clip = sd_hijack.model_hijack.clip
-    for candidate in [clip, *getattr(clip, "embedders", [])]:
-        if hasattr(candidate, "tokenize_line"):
-            return candidate
+
+def _first_tokenizer(candidates: Sequence[Any]) -> Any:
+    """The first candidate, or embedder of one, with A1111's ``tokenize_line`` duck type."""
+    for candidate in candidates:
+        for wrapper in [candidate, *getattr(candidate, "embedders", [])]:
+            if hasattr(wrapper, "tokenize_line"):
+                return wrapper
     return None
 
 

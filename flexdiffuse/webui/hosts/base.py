@@ -75,6 +75,10 @@ class Host(Protocol):
     def sd_model(self) -> Any:
         """The loaded Stable Diffusion model (None when none is loaded)."""
 
+    def load_model(self) -> Any:
+        """The model for work outside a job (the preview), loading the selected checkpoint
+        first on hosts that load it only at the first generation; None when none loads."""
+
     def encode_prompt(self, text: str) -> Cond:
         """``text`` through the checkpoint's own text encoder, as the host encodes prompts."""
 
@@ -101,6 +105,25 @@ class Host(Protocol):
 
     def free_memory(self) -> None:
         """Return freed accelerator memory after a vision tower was unloaded."""
+
+    def make_room(self, size: int, device: torch.device) -> None:
+        """Ask the host's memory manager for ``size`` bytes on ``device`` before a vision
+        tower moves there (it unloads its own models as needed)."""
+
+    def tower_park(self, device: torch.device) -> torch.device | None:
+        """Where vision towers wait between encodings, or None: they stay on ``device``.
+
+        Hosts whose memory manager owns ``device`` count a tower left there as free memory
+        and run out of it, so towers wait on the CPU there.
+        """
+
+    def conditioning_override(self) -> str | None:
+        """Why something the host runs after the step callbacks replaces the guided
+        conditioning of the current job (a note for the user), or None."""
+
+    def on_load(self) -> None:
+        """Adapt the host once FlexDiffuse is loaded (e.g. so that a job's error reaches
+        the UI); safe to call again when the webui reloads its scripts."""
 
     def interrupt(self) -> None:
         """Stop the current sampling loop at its next step."""

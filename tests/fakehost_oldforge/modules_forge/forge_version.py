@@ -1,0 +1,3 @@
+"""Fake ``modules_forge.forge_version`` (Forge Classic)."""
+
+version = "classic"

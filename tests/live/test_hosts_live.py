@@ -1,0 +1,61 @@
+"""Live tests of what the hosts do differently, against any running webui (``--webui-url``).
+
+Forge 2 hosts (WebUI Forge, Forge Neo, ersatzForge) skip the negative prompt at CFG scale 1
+and run hires fix's second pass at ``hr_cfg``; these tests hold on every host, and check
+FlexDiffuse's note where the host skips the negative prompt. The host is read from its API
+(:meth:`~tests.live.conftest.WebuiClient.hires_fields`), never from an option.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from flexdiffuse.webui.infotext import ENABLED_KEY, NOTE_KEY
+from flexdiffuse.webui.job import NO_NEGATIVE_PROMPT
+from tests.live.conftest import ok, pixels
+
+
+def infotext(body) -> str:
+    return json.loads(body["info"])["infotexts"][0]
+
+
+def test_cfg_scale_1_guides_the_prompt(webui, guidance_image):
+    plain = ok(webui.job(cfg_scale=1))
+    guided = ok(webui.job(guidance=[{"image": guidance_image}], cfg_scale=1))
+    assert not np.array_equal(pixels(plain["images"][0]), pixels(guided["images"][0]))
+    assert f"{ENABLED_KEY}: True" in infotext(guided)
+
+
+def test_a_negative_image_without_a_negative_prompt_says_so(webui, guidance_image):
+    job = {"cfg_scale": 1, "negative_prompt": "blurry"}
+    plain = ok(webui.job(**job))
+    negative = ok(webui.job(guidance=[{"negative_image": guidance_image}], **job))
+    if "hr_cfg" not in webui.hires_fields():  # A1111 keeps the negative prompt at CFG 1
+        return
+    text = infotext(negative)
+    assert f"{ENABLED_KEY}: False" in text  # nothing guided: the image is not claimed
+    assert NO_NEGATIVE_PROMPT.split(":")[0] in text
+    assert np.array_equal(pixels(plain["images"][0]), pixels(negative["images"][0]))
+
+
+def test_hires_second_pass_without_negative_prompt_is_guided(webui, guidance_image):
+    hires = {"enable_hr": True, "hr_scale": 1.5, "hr_upscaler": "Latent", "denoising_strength": 0.5}
+    hires.update(webui.hires_fields(cfg_scale=1.0))  # Forge: the second pass has no uncond
+    plain = ok(webui.job(**hires))
+    guided = ok(webui.job(guidance=[{"image": guidance_image}], **hires))
+    assert not np.array_equal(pixels(plain["images"][0]), pixels(guided["images"][0]))
+    assert NOTE_KEY not in infotext(guided)
+
+
+def test_clip_skip_with_a_concepts_prompt(webui, guidance_image):
+    """Jobs with a concepts prompt run at both CLIP skips (Forge 2 sets CLIP skip on the
+    engine; that the concepts prompt is encoded at the job's is tested in tests/forge)."""
+    args = [{"image": guidance_image, "concepts": "deer, forest"}]
+    one, two = (
+        ok(webui.job(guidance=args, override_settings={"CLIP_stop_at_last_layers": skip}))
+        for skip in (1, 2)
+    )
+    assert f"{ENABLED_KEY}: True" in infotext(two)
+    assert not np.array_equal(pixels(one["images"][0]), pixels(two["images"][0]))
