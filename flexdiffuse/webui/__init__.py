@@ -1,7 +1,6 @@
-"""The AUTOMATIC1111 WebUI glue: the panel, settings, infotext, X/Y/Z axes and sampling hooks.
+"""The webui glue (A1111 and every Forge): panel, settings, infotext, X/Y/Z axes, sampling hooks.
 
-Only :mod:`.host`, :mod:`.script`, :mod:`.settings` and :mod:`.ui` import A1111's ``modules``;
-:mod:`.prepare` and :mod:`.preview` reach it through :mod:`.host`. Importing this package itself
-does not, so the plain-Python parts (:mod:`.args`, :mod:`.conds`, :mod:`.job`, :mod:`.infotext`,
-:mod:`.xyz`, :mod:`.families`, :mod:`.models`) work and are tested without a webui.
+Only :mod:`.hosts` (one :class:`~.hosts.Host` per backend) and :mod:`.script` import the
+webui's ``modules`` (ruff's TID251 enforces it); everything else gets the host as an object,
+so it works and is tested without a webui. Importing this package imports no webui module.
 """
