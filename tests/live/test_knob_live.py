@@ -11,7 +11,7 @@ from flexdiffuse.params import PARAM_SPECS, format_value
 from flexdiffuse.presets import preset_values
 from flexdiffuse.webui.args import ARG_NAMES
 from flexdiffuse.webui.infotext import ENABLED_KEY, NOTE_KEY
-from tests.live.conftest import info, ok, pixels, xyz_script_args
+from tests.live.conftest import error_message, info, ok, pixels, xyz_script_args
 
 
 def test_strength_zero_gives_the_unguided_image_and_says_so(webui, guidance_image):
@@ -56,7 +56,7 @@ def test_a_named_preset_sets_its_values_and_named_values_win(webui, guidance_ima
     assert not any("preset" in key.lower() for key in params)
     failed = webui.job(guidance=[{"image": guidance_image, "preset": "loud"}])
     assert failed.status == 500
-    assert "Unknown preset 'loud'" in failed.body["errors"]
+    assert "Unknown preset 'loud'" in error_message(failed.body)
 
 
 def test_xyz_plot_sweeps_the_strength(webui, guidance_image):
