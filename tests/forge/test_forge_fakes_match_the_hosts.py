@@ -9,14 +9,18 @@ ersatzForge are not in the kit: what was read of them is in README.md's "Hosts" 
 
 from __future__ import annotations
 
-import ast
 import importlib.util
-import inspect
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.webui.test_fakehost_signatures import (
+    fake_parameters,
+    real_functions,
+    real_parameters,
+)
 
 TESTS = Path(__file__).resolve().parents[1]
 KIT = TESTS.parents[1] / "shared" / "hosts"
@@ -285,41 +289,6 @@ def fake_module(path: str, tree: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def real_functions(path: Path) -> dict[str, ast.FunctionDef]:
-    found = {}
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.FunctionDef):
-            found[node.name] = node
-        elif isinstance(node, ast.ClassDef):
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef):
-                    found[f"{node.name}.{item.name}"] = item
-    return found
-
-
-def real_parameters(node: ast.FunctionDef) -> list[tuple[str, bool]]:
-    """(name, has a default); ``*args``/``**kwargs`` as ``*name``/``**name`` (defaulted)."""
-    args = node.args
-    positional = args.posonlyargs + args.args
-    defaults = [False] * (len(positional) - len(args.defaults)) + [True] * len(args.defaults)
-    params = [(a.arg, d) for a, d in zip(positional, defaults, strict=True)]
-    if args.vararg:
-        params.append((f"*{args.vararg.arg}", True))
-    params += [
-        (a.arg, d is not None) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
-    ]
-    if args.kwarg:
-        params.append((f"**{args.kwarg.arg}", True))
-    return params
-
-
-def fake_parameters(function) -> list[str]:
-    prefix = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}
-    return [
-        prefix.get(p.kind, "") + p.name for p in inspect.signature(function).parameters.values()
-    ]
 
 
 def signature_cases():
