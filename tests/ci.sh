@@ -5,6 +5,7 @@
 #                                 and a real WebUI Forge
 #   bash tests/ci.sh --no-live    fast local mode: the same without the live part
 #                                 (FLEXDIFFUSE_LIVE=0 does the same)
+#   bash tests/ci.sh --live-only  the venv, then only the live part (to work on tests/live)
 #
 # 1. .venv (created when missing) with requirements-test.txt (pinned); ruff check; ruff format --check.
 # 2. pytest: the engine, the glue in the fake host, and the fake host's signatures
@@ -21,20 +22,26 @@
 #    skips it.
 #
 # Every test step runs even when an earlier one failed; the exit status is 0 only when all passed.
+# shellcheck disable=SC2317  # functions called through `timed` and traps look unreachable
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 ROOT="$(pwd -P)"
-KIT="$ROOT/../shared/hosts"
+KIT="$(cd "$ROOT/.." && pwd)/shared/hosts"
 LIVE_DIR="${FLEXDIFFUSE_LIVE_DIR:-$HOME/.cache/flexdiffuse/live-a1111}"
 FORGE_DIR="${FLEXDIFFUSE_LIVE_FORGE_DIR:-$HOME/.cache/flexdiffuse/live-forge}"
-LIVE="${FLEXDIFFUSE_LIVE:-1}"
+LIVE="${FLEXDIFFUSE_LIVE:-1}" OFFLINE=1
 for arg in "$@"; do
     case "$arg" in
         --no-live) LIVE=0 ;;
-        -h|--help) sed -n '2,23s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        --live-only) OFFLINE=0 ;;
+        -h|--help) sed -n '2,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "tests/ci.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
+if (( ! OFFLINE )) && [[ "$LIVE" == 0 ]]; then
+    echo "tests/ci.sh: --live-only and --no-live (FLEXDIFFUSE_LIVE=0) leave nothing to run" >&2
+    exit 2
+fi
 
 say() { printf '[ci] %s\n' "$*"; }
 FAILED=() TIMES=() START_ALL="$(date +%s)"
@@ -52,10 +59,11 @@ timed() {  # timed LABEL CMD...: run CMD, record its time and whether it failed
     fi
     return "$rc"
 }
+joined() { local out="" item; for item in "$@"; do out+="${out:+, }$item"; done; echo "$out"; }
 finish() {
-    say "times: $(IFS=';'; echo "${TIMES[*]}" | sed 's/;/, /g'); total $(( $(date +%s) - START_ALL )) s"
+    say "times: $(joined "${TIMES[@]}"); total $(( $(date +%s) - START_ALL )) s"
     if (( ${#FAILED[@]} )); then
-        say "FAILED: $(IFS=';'; echo "${FAILED[*]}" | sed 's/;/, /g')"
+        say "FAILED: $(joined "${FAILED[@]}")"
         exit 1
     fi
     say "all passed"
@@ -73,11 +81,15 @@ if [[ ! -x .venv/bin/python ]]; then
     timed venv python3 -m venv .venv || finish
 fi
 timed pip .venv/bin/pip install -q -r requirements-test.txt || finish
-timed ruff-check .venv/bin/ruff check .
-timed ruff-format .venv/bin/ruff format --check .
+if (( OFFLINE )); then
+    timed ruff-check .venv/bin/ruff check .
+    timed ruff-format .venv/bin/ruff format --check .
+fi
 
 # ------------------------------------------------------------------ 2. offline suite
-timed pytest pytest_checked  # tests/live is collected (imports checked) and skipped here
+if (( OFFLINE )); then
+    timed pytest pytest_checked  # tests/live is collected (imports checked) and skipped here
+fi
 
 # ------------------------------------------------------------------ 3. live suites
 if [[ "$LIVE" == 0 ]]; then
@@ -85,17 +97,19 @@ if [[ "$LIVE" == 0 ]]; then
     finish
 fi
 
-live_suite() {  # live_suite NAME SCRIPT DIR: build, start, run tests/live, stop; 1 when it failed
-    local name="$1" HOST="$2" LIVE_DIR="$3"
+live_suite() {  # live_suite NAME SCRIPT DIR GIB: build, start (GIB: memory it needs), run
+    # tests/live, stop; 1 when it failed
+    local name="$1" HOST="$2" LIVE_DIR="$3" need_gib="$4"
     if [[ ! -x "$HOST" ]]; then
         FAILED+=("live $name (no $HOST)")
         say "cannot build the live $name: no host kit at $KIT (the project's shared folder belongs"
         say "beside the checkout). Run 'bash tests/ci.sh --no-live' to skip the live part."
         return 1
     fi
-    mkdir -p "$(dirname "$LIVE_DIR")"
-    if command -v flock >/dev/null; then
-        exec 9>"${LIVE_DIR%/}.lock"
+    mkdir -p "$(dirname "$LIVE_DIR")" 2>/dev/null
+    # Without flock or a writable lock file, runs do not take turns (the host scripts still
+    # refuse to build under a running server or to start a second one).
+    if command -v flock >/dev/null && { exec 9>"${LIVE_DIR%/}.lock"; } 2>/dev/null; then
         if ! flock -n 9; then
             say "another run is using $LIVE_DIR: waiting for it (at most 30 minutes)"
             flock -w 1800 9 || { FAILED+=("live $name (folder busy)"); say "gave up waiting for $LIVE_DIR"; return 1; }
@@ -116,6 +130,11 @@ live_suite() {  # live_suite NAME SCRIPT DIR: build, start, run tests/live, stop
     if ! timed "live-$name-build" "$HOST" build "$LIVE_DIR"; then
         say "could not build the live $name in $LIVE_DIR; its logs are in $LIVE_DIR/logs/"
         return 1
+    fi
+    local free_gib
+    free_gib="$(awk '/^MemAvailable:/ {printf "%d", $2 / 1048576}' /proc/meminfo)"
+    if (( free_gib < need_gib )); then
+        say "warning: $free_gib GiB of memory free; the live $name needs about $need_gib GiB"
     fi
     STARTED=1 START_LOG="$(mktemp)" STOP_HOST="$HOST" STOP_DIR="$LIVE_DIR" STOP_NAME="$name"
     PORT="$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -152,9 +171,9 @@ trap 'say "interrupted"; exit 130' INT TERM
 
 # One server at a time: A1111, then WebUI Forge (the Forge 2 backend of Forge Neo and
 # ersatzForge too; FLEXDIFFUSE_LIVE_FORGE=0 skips it).
-live_suite a1111 "$KIT/live-a1111" "$LIVE_DIR"
+live_suite a1111 "$KIT/live-a1111" "$LIVE_DIR" 7
 if [[ "${FLEXDIFFUSE_LIVE_FORGE:-1}" != 0 ]]; then
-    live_suite forge "$KIT/live-forge" "$FORGE_DIR"
+    live_suite forge "$KIT/live-forge" "$FORGE_DIR" 9
 else
     say "live Forge skipped (FLEXDIFFUSE_LIVE_FORGE=0)"
 fi
