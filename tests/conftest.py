@@ -14,7 +14,9 @@ settings.load_profile("default")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("webui", "live tests against a running A1111 webui (opt-in)")
+    group = parser.getgroup(
+        "webui", "live tests against a running A1111 webui (opt-in; bash tests/ci.sh starts one)"
+    )
     group.addoption(
         "--webui-url",
         default=None,
