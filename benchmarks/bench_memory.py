@@ -114,7 +114,6 @@ def run(tower: Path, say: Callable[[str], None] = print) -> list[list[str]]:
 
         shutil.copytree(tower, copy)
         shared.opts.set(VIT_L.setting, str(copy))
-        job()
 
     steps: list[tuple[str, Callable[[], None]]] = [
         ("webui started, no tower loaded", lambda: None),
@@ -128,7 +127,8 @@ def run(tower: Path, say: Callable[[str], None] = print) -> list[list[str]]:
             "setting is a symlink to it, new image",
             lambda: (shared.opts.set(VIT_L.setting, str(link)), job()),
         ),
-        ("setting changed to a copy of the tower, job", copy_tower),
+        ("setting changed to a copy of the tower (applied)", copy_tower),
+        ("job with the copy (it loads)", job),
         (
             "keep loaded off, new image",
             lambda: (shared.opts.set(settings.KEEP_LOADED, False), job()),

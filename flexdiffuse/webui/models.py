@@ -39,7 +39,8 @@ class TowerPlacement:
     keep_loaded: bool = True
     park: torch.device | None = None
     """Where a kept tower waits between encodings (None: on ``device``): a host whose
-    memory manager owns ``device`` counts a tower left there as free memory."""
+    memory manager owns ``device`` counts a tower left there as free memory. Either way at
+    most one tower is on an accelerator at a time: the others wait on the CPU."""
     make_room: Callable[[int], None] | None = None
     """Asks the host for this many bytes on ``device`` before a tower moves there."""
 
@@ -137,6 +138,7 @@ class VisionTowers:
         progress: TowerProgress,
     ) -> ImageEncoder:
         encoder = self._encoders.get(key)
+        self._make_way(key, torch.device(placement.device))
         if encoder is None:
             logger.info("Loading CLIP vision model %s", source)
             progress.say(f"FlexDiffuse: loading {label}")
@@ -157,10 +159,31 @@ class VisionTowers:
                 download=hooks,
             )
             self._encoders[key] = encoder
-        if encoder.device != torch.device(placement.device) or encoder.dtype != placement.dtype:
+        if not _same_device(encoder.device, placement.device) or encoder.dtype != placement.dtype:
             if placement.make_room is not None:
                 size = sum(weight.numel() for weight in encoder.model.parameters())
                 placement.make_room(size * placement.dtype.itemsize)
             encoder.to(placement.device, placement.dtype)
         encoder.cache = cache  # encodings are kept per device and dtype
         return encoder
+
+    def _make_way(self, key: str, device: torch.device) -> None:
+        """Move every tower but ``key`` off the accelerator ``device`` is on.
+
+        SDXL needs two towers: the second waits until the first has left, so a job never
+        holds more than one tower's weights in GPU memory.
+        """
+        if device.type == "cpu":
+            return
+        for other_key, other in self._encoders.items():
+            if other_key != key and _same_device(other.device, device):
+                logger.info("Moving CLIP vision model %s to the CPU", other_key)
+                other.to(torch.device("cpu"))
+
+
+def _same_device(actual: torch.device, wanted: torch.device | str) -> bool:
+    """Whether a tower on ``actual`` is on ``wanted``; ``cuda`` means the current GPU."""
+    wanted = torch.device(wanted)
+    if actual.type != wanted.type:
+        return False
+    return actual.index is None or wanted.index is None or actual.index == wanted.index

@@ -168,12 +168,19 @@ def on_before_ui() -> None:
 
 def on_ui_settings() -> None:
     """Add FlexDiffuse's section to the Settings page."""
-    RUNTIME.host.add_settings(settings.setting_specs(_unload_if_not_kept))
+    specs = settings.setting_specs(_unload_if_not_kept, _unload_unnamed_towers)
+    RUNTIME.host.add_settings(specs)
 
 
 def _unload_if_not_kept() -> None:
     if not settings.keep_loaded(RUNTIME.host):
         RUNTIME.towers.unload()
+        RUNTIME.host.free_memory()
+
+
+def _unload_unnamed_towers() -> None:
+    # Now rather than at the next job: the old tower's memory is back as soon as it is saved.
+    if RUNTIME.towers.retain(settings.sources_in_use(RUNTIME.host)):
         RUNTIME.host.free_memory()
 
 

@@ -30,8 +30,13 @@ DOWNLOAD_FOLDER = "FlexDiffuse"
 """The folder of the webui's models folder that downloads go to (a Hugging Face cache)."""
 
 
-def setting_specs(on_keep_loaded_change: Callable[[], None]) -> list[SettingSpec]:
-    """Every FlexDiffuse setting, in the order the Settings page shows them."""
+def setting_specs(
+    on_keep_loaded_change: Callable[[], None], on_tower_change: Callable[[], None]
+) -> list[SettingSpec]:
+    """Every FlexDiffuse setting, in the order the Settings page shows them.
+
+    ``on_tower_change`` runs when a setting that picks a tower file changes.
+    """
     towers = [
         SettingSpec(
             tower.setting,
@@ -41,6 +46,7 @@ def setting_specs(on_keep_loaded_change: Callable[[], None]) -> list[SettingSpec
             f"transformers or a .safetensors file. The default id downloads {tower.size} once "
             f"into models/{DOWNLOAD_FOLDER}, unless a fitting file is found on disk",
             suggestions=_suggestions(tower),
+            onchange=on_tower_change,
         )
         for tower in TOWERS
     ]
@@ -53,6 +59,7 @@ def setting_specs(on_keep_loaded_change: Callable[[], None]) -> list[SettingSpec
             "searched with the webui's own (models/clip_vision, ControlNet's clip_vision "
             f"folders), e.g. ComfyUI's models/clip_vision; separate folders with "
             f"{FOLDER_SEPARATOR}",
+            onchange=on_tower_change,
         ),
         SettingSpec(
             SDXL_VIT_L_ONLY,

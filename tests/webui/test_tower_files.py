@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 import pytest
-from modules import paths, shared
+from modules import devices, paths, shared
 
 from flexdiffuse.encoder import ImageEncoder
 from flexdiffuse.towers import tower_key
@@ -297,7 +297,10 @@ def test_a_tower_no_setting_names_is_let_go(loads, tiny_towers, tmp_path):
     shared.opts.data[VIT_L.setting] = str(first)
     loads.webui.txt2img(loads.webui.args(image=IMAGE), prompt="a cat", steps=1)
     assert script.RUNTIME.towers.loaded() == [tower_key(first)]
-    shared.opts.set(VIT_L.setting, str(second))
+    gc_before = devices.gc_calls
+    shared.opts.set(VIT_L.setting, str(second))  # as Apply settings does
+    assert script.RUNTIME.towers.loaded() == []  # let go now, not at the next job
+    assert devices.gc_calls > gc_before
     loads.webui.txt2img(loads.webui.args(image=IMAGE), prompt="a cat", steps=1)
     assert script.RUNTIME.towers.loaded() == [tower_key(second)]
     # Towers other settings name stay: an SDXL job loads bigG, an SD 1.x job keeps it.
@@ -309,3 +312,13 @@ def test_a_tower_no_setting_names_is_let_go(loads, tiny_towers, tmp_path):
     assert sorted(script.RUNTIME.towers.loaded()) == sorted(
         [tower_key(second), tower_key(tiny_towers["vit_bigg"])]
     )
+
+
+def test_a_found_file_is_let_go_when_its_folder_leaves_the_settings(loads, tiny_towers, tmp_path):
+    extra = tmp_path / "comfy" / "clip_vision"
+    shutil.copytree(tiny_towers["vit_l"], extra / "vit-l")
+    shared.opts.set(settings.TOWER_FOLDERS, str(extra))
+    loads.webui.txt2img(loads.webui.args(image=IMAGE), prompt="a cat", steps=1)
+    assert script.RUNTIME.towers.loaded() == [tower_key(extra / "vit-l")]
+    shared.opts.set(settings.TOWER_FOLDERS, "")
+    assert script.RUNTIME.towers.loaded() == []
