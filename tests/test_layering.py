@@ -50,3 +50,18 @@ def test_gradio_stays_in_the_ui_modules(path):
     if name in GRADIO_ALLOWED:
         return
     assert not any(m.split(".")[0] == "gradio" for m in imported_modules(path)), name
+
+
+@pytest.mark.parametrize("path", sorted(GRADIO_ALLOWED), ids=str)
+def test_no_gradio_component_is_subclassed(path):
+    """gradio 4 (Forge) builds the page from each component's ``__init__`` parameters: a
+    subclass that takes ``**kwargs`` reaches the page without its props (a dropdown without
+    choices), and the whole page stops loading. Wrap components in functions instead."""
+    tree = ast.parse((PACKAGE / path).read_text(encoding="utf-8"))
+    subclasses = [
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        and any("gr." in ast.unparse(base) or "gradio" in ast.unparse(base) for base in node.bases)
+    ]
+    assert not subclasses, f"{path} subclasses gradio components: {subclasses}"

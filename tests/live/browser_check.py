@@ -4,12 +4,14 @@
 
 Needs Playwright (``pip install playwright``) and a Chromium (Debian's ``chromium``; set
 ``CHROMIUM`` to another binary). In the txt2img tab it opens the FlexDiffuse panel, drops a
-guidance image (which must switch FlexDiffuse on), previews the mapping twice (printing the
-preview's own timing), generates, then generates without an image (which must show
-FlexDiffuse's message). Screenshots of each step go to OUT_DIR; the script prints what it
-saw and exits non-zero when something a user relies on is missing. VIT_L_TOWER, when given,
-is set as the ViT-L tower setting first (an offline host's local tower folder). Not part of
-the test suite: a by-hand check of what the page shows (tests/live/README.md).
+guidance image (which must switch FlexDiffuse on), generates (the progress bar must say that
+FlexDiffuse loads its vision model and encodes the image: start with the tower unloaded, e.g.
+a freshly started webui), previews the mapping twice (printing the preview's own timing),
+then generates without an image (which must show FlexDiffuse's message). Screenshots of each
+step go to OUT_DIR; the script prints what it saw and exits non-zero when something a user
+relies on is missing. VIT_L_TOWER, when given, is set as the ViT-L tower setting first (an
+offline host's local tower folder). Not part of the test suite: a by-hand check of what the
+page shows (tests/live/README.md).
 """
 
 from __future__ import annotations
@@ -34,17 +36,42 @@ def check(condition: bool, what: str, failures: list[str]) -> None:
         failures.append(what)
 
 
-def generate(page: Page, timeout_s: float = 600) -> str:
-    """Click Generate and wait for the job to end; the info (or error) text shown."""
+PROGRESS = "#txt2img_results .progressDiv .progress"
+PHASES = ("downloading", "loading", "encoding")
+
+
+def screenshot_progress(page: Page, path: Path) -> None:
+    """The results column with the progress bar, which the page draws just above it."""
+    box = page.locator("#txt2img_results").bounding_box()
+    if box:
+        top = max(0, box["y"] - 40)
+        clip = {"x": box["x"], "y": top, "width": box["width"], "height": 160}
+        page.screenshot(path=str(path), clip=clip)
+
+
+def generate(page: Page, out: Path | None = None, timeout_s: float = 600) -> tuple[str, list[str]]:
+    """Click Generate and wait for the job to end: the info (or error) text shown, and each
+    FlexDiffuse progress text the progress bar showed meanwhile (each phase's first one is
+    screenshotted into ``out``)."""
     page.click("#txt2img_generate")
-    page.wait_for_timeout(1000)
+    seen: list[str] = []
     deadline = time.time() + timeout_s
+    started = False
     while time.time() < deadline:
-        if not page.is_visible("#txt2img_interrupt"):
+        bar = page.locator(PROGRESS)
+        text = bar.first.text_content() or "" if bar.count() else ""
+        if "FlexDiffuse" in text and (not seen or seen[-1] != text):
+            seen.append(text)
+            phase = next((phase for phase in PHASES if phase in text), None)
+            if out is not None and phase and not any(phase in earlier for earlier in seen[:-1]):
+                screenshot_progress(page, out / f"progress-{phase}.png")
+        interrupt = page.is_visible("#txt2img_interrupt")
+        started = started or interrupt
+        if started and not interrupt:
             break
-        page.wait_for_timeout(500)
+        page.wait_for_timeout(150)
     page.wait_for_timeout(1000)
-    return page.inner_text("#txt2img_results")
+    return page.inner_text("#txt2img_results"), seen
 
 
 def set_option(url: str, key: str, value: str) -> None:
@@ -78,6 +105,22 @@ def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
         page.wait_for_timeout(2000)
         if box.count():
             check(box.is_checked(), "the open panel with an image has FlexDiffuse on", failures)
+        # First generation: the tower is not loaded yet, so the progress bar must say that
+        # FlexDiffuse loads it and then encodes the image (issue 12).
+        shown, progress = generate(page, out)
+        print("progress texts:", " | ".join(progress) or "none")
+        # The page asks for the progress text about once a second: a load from a warm disk
+        # cache can end between two asks, so it is reported, not required.
+        loading = any("FlexDiffuse: loading" in text for text in progress)
+        print(f"{'ok  ' if loading else 'note'} the progress text said FlexDiffuse is loading")
+        check(
+            any("FlexDiffuse: encoding" in text for text in progress),
+            "the progress text said FlexDiffuse is encoding the image",
+            failures,
+        )
+        page.screenshot(path=str(out / "2-generated.png"), full_page=False)
+        check("FlexDiffuse: True" in shown, "the infotext says FlexDiffuse: True", failures)
+        check("FlexDiffuse version" in shown, "the infotext records the version", failures)
         timings: list[str] = []
         preview = page.locator(f"{PREFIX}preview .flexdiffuse-preview")
         for _ in range(2):
@@ -93,16 +136,16 @@ def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
         print("preview:", " | ".join(timings))
         rows = page.locator(f"{PREFIX}preview tr.flexdiffuse-position").count()
         check(rows > 0, f"the preview lists prompt tokens ({rows} rows)", failures)
-        page.locator(f"{PREFIX}preview").first.screenshot(path=str(out / "2-preview.png"))
-        shown = generate(page)
-        page.screenshot(path=str(out / "3-generated.png"), full_page=False)
-        check("FlexDiffuse: True" in shown, "the infotext says FlexDiffuse: True", failures)
-        check("FlexDiffuse version" in shown, "the infotext records the version", failures)
-        page.click(f"{PREFIX}image button[aria-label='Clear']")
+        page.locator(f"{PREFIX}preview").first.screenshot(path=str(out / "3-preview.png"))
+        # The image's clear button: "Clear" in gradio 3 (A1111), "Remove Image" in gradio 4.
+        clear = ", ".join(
+            f"{PREFIX}image button[aria-label='{label}']" for label in ("Clear", "Remove Image")
+        )
+        page.click(clear)
         page.wait_for_timeout(1000)
         if box.count():
             box.check()
-        shown = generate(page)
+        shown, _ = generate(page)
         page.screenshot(path=str(out / "4-no-image.png"), full_page=False)
         check("no guidance image" in shown, "a job without an image shows the message", failures)
         browser.close()
@@ -113,6 +156,5 @@ def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
 if __name__ == "__main__":
     if len(sys.argv) < 3:
         sys.exit(__doc__)
-    sys.exit(
-        main(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]) if sys.argv[3:] else DEFAULT_IMAGE)
-    )
+    image = Path(sys.argv[3]) if sys.argv[3:] else DEFAULT_IMAGE
+    sys.exit(main(sys.argv[1], Path(sys.argv[2]), image, sys.argv[4] if sys.argv[4:] else None))

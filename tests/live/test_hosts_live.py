@@ -59,3 +59,23 @@ def test_clip_skip_with_a_concepts_prompt(webui, guidance_image):
     )
     assert f"{ENABLED_KEY}: True" in infotext(two)
     assert not np.array_equal(pixels(one["images"][0]), pixels(two["images"][0]))
+
+
+def test_the_page_gets_every_flexdiffuse_component_whole(webui):
+    """The page is built from ``/config``: a FlexDiffuse component sent there without its
+    props (gradio 4 drops a component subclass's props) stops the whole page loading."""
+    components = webui.get("/config").body["components"]
+    ours = [
+        component
+        for component in components
+        if "flexdiffuse" in str(component.get("props", {}).get("elem_id", ""))
+    ]
+    assert len(ours) > 20  # the panels and the settings
+    for component in components:
+        props = component.get("props", {})
+        if component.get("type") == "dropdown":
+            assert isinstance(props.get("choices"), list), (component["id"], props)
+    settings = {component["props"]["elem_id"]: component for component in ours}
+    tower = settings["setting_flexdiffuse_model_vit_l"]["props"]
+    assert tower["allow_custom_value"] is True
+    assert tower["label"]

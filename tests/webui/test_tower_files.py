@@ -183,7 +183,7 @@ def test_tower_settings_are_dropdowns_of_fitting_files_that_take_any_text(webui,
     put_file(tiny_towers, "vit_h", models() / "clip_vision" / "vit-h.safetensors")
     (models() / "clip_vision" / "vit-l.pth").write_bytes(b"not a torch file: not offered")
     info = shared.opts.data_labels[VIT_L.setting]
-    assert issubclass(info.component, gr.Dropdown)
+    assert callable(info.component)
     assert callable(info.component_args)
     assert callable(info.refresh)
     args = info.component_args()
@@ -199,7 +199,9 @@ def test_tower_settings_are_dropdowns_of_fitting_files_that_take_any_text(webui,
     with gr.Blocks():
         dropdown = info.component(label=info.label, value="my/own-id", **info.component_args())
     assert dropdown.allow_custom_value
-    assert dropdown.get_block_name() == "dropdown"
+    # A plain Dropdown: gradio 4 (Forge) sends a subclass's props by its own __init__'s
+    # parameters, and a page with a dropdown without choices does not load.
+    assert type(dropdown) is gr.Dropdown
     assert dropdown.preprocess("my/own-id") == "my/own-id"
     folders = shared.opts.data_labels[settings.TOWER_FOLDERS]
     assert folders.default == ""

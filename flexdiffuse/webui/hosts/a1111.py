@@ -223,23 +223,21 @@ class A1111Host:
 CLIP = "clip_vision"
 
 
-def _free_text_dropdown() -> type:
-    """A dropdown that also keeps typed text (an id, a folder, a file).
+def _free_text_dropdown() -> Callable[..., Any]:
+    """Makes a dropdown that also keeps typed text (an id, a folder, a file).
 
-    ``allow_custom_value`` is set by the class, not in the settings' component args: A1111's
-    refresh button passes those args to ``Dropdown.update``, which gradio 3.41 refuses them in.
+    ``allow_custom_value`` is set here, not in the settings' component args: A1111's refresh
+    button passes those args to ``Dropdown.update``, which refuses it in gradio 3.41. A
+    function, not a subclass: gradio 4 (Forge) sends a component's props to the page by
+    the parameters of its class's ``__init__``, so a subclass taking ``**kwargs`` arrives
+    with none, and the page stops loading.
     """
     import gradio as gr
 
-    class FreeTextDropdown(gr.Dropdown):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs.setdefault("allow_custom_value", True)
-            super().__init__(*args, **kwargs)
+    def dropdown(**kwargs: Any) -> Any:
+        return gr.Dropdown(allow_custom_value=True, **kwargs)
 
-        def get_block_name(self) -> str:
-            return "dropdown"  # the page knows dropdowns by this name
-
-    return FreeTextDropdown
+    return dropdown
 
 
 def _nothing_to_reload() -> None:
