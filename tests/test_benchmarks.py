@@ -40,6 +40,6 @@ def test_bench_memory_rows(tmp_path):
     tower = bench.build_tower("tiny", tmp_path / "tiny")
     rows = bench.run(tower, say=lambda row: None)
     loaded = [row[1] for row in rows]
-    # One copy whatever the spelling; a changed setting lets the old tower go; keep-loaded off
-    # unloads after encoding.
-    assert loaded == ["0", "1", "1", "1", "1", "1", "0", "0"]
+    # One copy whatever the spelling; a changed setting lets the old tower go when applied;
+    # keep-loaded off unloads after encoding.
+    assert loaded == ["0", "1", "1", "1", "1", "0", "1", "0", "0"]
