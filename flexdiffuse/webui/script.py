@@ -105,9 +105,10 @@ def nothing_to_guide(args: ScriptArgs, p: Any) -> str | None:
     """Why ``args`` move no token of job ``p`` at all, or None when they guide something.
 
     One rule for every way in (panel, API, X/Y/Z): no image that guides (every weight 0), an
-    image strength of 0, or weights and a cap that move no token with no concepts prompt and
-    no empty prompt (which the image replaces whatever the weights). Such a job runs
-    unguided, says so, and its infotext records the settings with ``FlexDiffuse: False``.
+    image strength of 0, or weights and a cap that move no token with no concepts prompt, no
+    empty prompt (which the image replaces whatever the weights) and no pooled guidance
+    (SDXL's pooled vector moves whatever the weights). Such a job runs unguided, says so, and
+    its infotext records the settings with ``FlexDiffuse: False``.
     """
     if not args.guidance_images() and args.negative_image is None:
         return "FlexDiffuse guided nothing: every given image has weight 0."
@@ -116,10 +117,11 @@ def nothing_to_guide(args: ScriptArgs, p: Any) -> str | None:
     prompts = getattr(p, "all_prompts", None) or [getattr(p, "prompt", "")]
     empty_prompt = args.guidance_images() and any(not str(x).strip() for x in prompts)
     concepts = bool(args.guidance_images() and args.params.concepts.strip())
-    if not moves_tokens(args.params.guidance, concepts=concepts) and not empty_prompt:
+    pooled = bool(args.guidance_images() and args.params.pooled > 0)
+    if not moves_tokens(args.params.guidance, concepts=concepts) and not (empty_prompt or pooled):
         return (
             "FlexDiffuse guided nothing: Linear, Clustered and Threshold with Max image "
-            "guidance move no token, and no mapping concepts are set."
+            "guidance move no token, and neither mapping concepts nor pooled guidance are set."
         )
     return None
 

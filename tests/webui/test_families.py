@@ -91,6 +91,19 @@ def test_sdxl_pooled_guidance_turns_the_clip_g_embedding_toward_the_image(webui)
     assert "FlexDiffuse pooled: 1.0" in guided.processed.infotexts[0]
 
 
+def test_pooled_guidance_alone_guides_and_is_recorded(webui):
+    """Method weights 0 move no token, but the pooled vector still moves toward the image."""
+    shared.sd_model = FakeSdModel("sdxl")
+    args = webui.args(image=IMAGE, pooled=0.5, linear=0, clustered=0, threshold_mult=0)
+    plain = webui.txt2img(webui.args(enabled=False), prompt="a cat", steps=1).cond_steps()[0]
+    guided = webui.txt2img(args, prompt="a cat", steps=1)
+    after = guided.cond_steps()[0]
+    assert torch.equal(after["crossattn"], plain["crossattn"])
+    assert not torch.equal(after["vector"], plain["vector"])
+    assert "FlexDiffuse: True" in guided.processed.infotexts[0]
+    assert "FlexDiffuse pooled: 0.5" in guided.processed.infotexts[0]
+
+
 @pytest.mark.parametrize(
     ("family", "vit_l_only", "match"),
     [("sd1", False, "SDXL checkpoints only"), ("sdxl", True, "needs the ViT-bigG")],
@@ -100,6 +113,10 @@ def test_pooled_guidance_where_it_cannot_apply(webui, family, vit_l_only, match)
     shared.opts.data[settings.SDXL_VIT_L_ONLY] = vit_l_only
     with pytest.raises(FlexDiffuseError, match=match):
         webui.txt2img(webui.args(image=IMAGE, pooled=0.5), prompt="a cat", steps=1)
+    # With weights that move no token, the pooled setting still asks for what cannot apply.
+    args = webui.args(image=IMAGE, pooled=0.5, linear=0, clustered=0, threshold_mult=0)
+    with pytest.raises(FlexDiffuseError, match=match):
+        webui.txt2img(args, prompt="a cat", steps=1)
 
 
 def test_keep_loaded_off_holds_one_tower_at_a_time(webui, monkeypatch):
