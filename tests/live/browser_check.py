@@ -5,13 +5,13 @@
 Needs Playwright (``pip install playwright``) and a Chromium (Debian's ``chromium``; set
 ``CHROMIUM`` to another binary). In the txt2img tab it opens the FlexDiffuse panel, drops a
 guidance image (which must switch FlexDiffuse on), generates (the progress bar must say that
-FlexDiffuse loads its vision model and encodes the image: start with the tower unloaded, e.g.
-a freshly started webui), previews the mapping twice (printing the preview's own timing),
-then generates without an image (which must show FlexDiffuse's message). Screenshots of each
-step go to OUT_DIR; the script prints what it saw and exits non-zero when something a user
-relies on is missing. VIT_L_TOWER, when given, is set as the ViT-L tower setting first (an
-offline host's local tower folder). Not part of the test suite: a by-hand check of what the
-page shows (tests/live/README.md).
+FlexDiffuse encodes the image, and the script says whether it was seen loading the vision
+model: start with the tower unloaded, e.g. a freshly started webui), previews the mapping
+twice (printing the preview's own timing), then generates without an image (which must show
+FlexDiffuse's message). Screenshots of each step go to OUT_DIR; the script prints what it saw
+and exits non-zero when something a user relies on is missing. VIT_L_TOWER, when given, is set
+as the ViT-L tower setting first (an offline host's local tower folder). Not part of the test
+suite: a by-hand check of what the page shows (tests/live/README.md).
 """
 
 from __future__ import annotations
