@@ -96,7 +96,7 @@ def test_concepts_only_without_concepts_guides_nothing_and_says_so(webui):
     args = webui.args(image=IMAGE, **preset_values("concepts"))
     job = webui.txt2img(args, prompt="a creepy tree creature", steps=1)
     assert "FlexDiffuse: False" in job.processed.infotexts[0]
-    assert "no mapping concepts are set" in job.processed.comments
+    assert "neither mapping concepts nor pooled guidance are set" in job.processed.comments
     mapped = webui.txt2img(
         webui.args(image=IMAGE, concepts="creepy tree", **preset_values("concepts")),
         prompt="a creepy tree creature",
