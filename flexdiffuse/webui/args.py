@@ -266,7 +266,9 @@ def _from_base64(text: str, label: str) -> Image.Image:
             f"The {label} could not be read as an image: the decoded data is not an image "
             "file. Send a PNG, JPEG or WebP file, base64-encoded."
         ) from None
-    except (OSError, Image.DecompressionBombError) as error:
+    # Truncated files fail in the format's own reader: OSError mostly, ValueError or
+    # EOFError for some headers (a PPM file's "P1" alone).
+    except (OSError, ValueError, EOFError, Image.DecompressionBombError) as error:
         raise FlexDiffuseError(
             f"The {label} could not be read as an image: {as_sentence(error)} Send a complete "
             "PNG, JPEG or WebP file, base64-encoded."
