@@ -79,6 +79,9 @@ def encode_guides(args: ScriptArgs, inputs: CheckpointInputs, runtime: Runtime) 
         park=host.tower_park(device),
         make_room=lambda size: host.make_room(size, device),
     )
+    # Towers no tower setting names any more (a setting changed for this request only, or a
+    # file found on disk now resolves the default) go before any other loads.
+    runtime.towers.retain(settings.sources_in_use(host))
     images = args.guidance_images()
     negative_image = args.negative_image
     # Each tower encodes all of the job's images in one go (loaded once, even if not kept).
@@ -137,13 +140,11 @@ def _encode(
 ) -> list[torch.Tensor]:
     """Every image's tokens from the part's tower, checked to fit the part.
 
-    Towers no tower setting names any more (the setting changed) are let go first; the job's
-    progress text says what is loaded, downloaded and encoded, and Interrupt or Skip stops a
-    download or load.
+    The job's progress text says what is loaded, downloaded and encoded, and Interrupt or
+    Skip stops a download or load.
     """
     host, tower = runtime.host, part.tower
     source = settings.source_to_load(host, tower)
-    runtime.towers.retain(settings.sources_in_use(host))
     progress = TowerProgress(host.set_progress_text, host.stop_requested)
     try:
         encoded = runtime.towers.encode(source, images, placement, tower.label, progress)
