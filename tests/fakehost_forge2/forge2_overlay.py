@@ -59,31 +59,16 @@ class NoClipHijack:
 
 def forward(self, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond):
     """Forge 2's ``CFGDenoiser.forward``, its conditioning half."""
-    from modules import prompt_parser, shared
-    from modules.script_callbacks import CFGDenoiserParams, cfg_denoiser_callback
-    from modules.sd_samplers_cfg_denoiser import UnetCall
+    from modules import prompt_parser
 
     cond_composition, cond = prompt_parser.reconstruct_multicond_batch(cond, self.step)
     uncond = prompt_parser.reconstruct_cond_batch(uncond, self.step) if uncond is not None else None
-    params = CFGDenoiserParams(
-        x,
-        image_cond,
-        sigma,
-        shared.state.sampling_step,
-        shared.state.sampling_steps,
-        cond,
-        uncond,
-        self,
-    )
-    cfg_denoiser_callback(params)
+    params = self.run_callbacks(x, sigma, image_cond, cond, uncond)
     for item in cond_composition:
         compile_rows(params.text_cond, [index for index, _ in item])
     if params.text_uncond is not None:
         compile_rows(params.text_uncond, list(range(params.text_uncond.shape[0])))
-    self.p.unet_calls.append(
-        UnetCall(self.step, self.p.is_hr_pass, params.text_cond, params.text_uncond)
-    )
-    self.step += 1
+    self.log_unet_call(params.text_cond, params.text_uncond)
     return x
 
 

@@ -36,8 +36,6 @@ def forward(self, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond):
     """reForge's ``CFGDenoiser.forward``, its conditioning half (Classic has no dynamic
     clip skip: its option is never set)."""
     from modules import prompt_parser, shared
-    from modules.script_callbacks import CFGDenoiserParams, cfg_denoiser_callback
-    from modules.sd_samplers_cfg_denoiser import UnetCall
 
     if getattr(shared.opts, "dynamic_clip_skip_enabled", False):
         schedule = getattr(self.p, "dynamic_clip_skip_schedule", None)
@@ -48,24 +46,11 @@ def forward(self, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond):
                 cond, uncond = selected
     cond_composition, cond = prompt_parser.reconstruct_multicond_batch(cond, self.step)
     uncond = prompt_parser.reconstruct_cond_batch(uncond, self.step)
-    params = CFGDenoiserParams(
-        x,
-        image_cond,
-        sigma,
-        shared.state.sampling_step,
-        shared.state.sampling_steps,
-        cond,
-        uncond,
-        self,
-    )
-    cfg_denoiser_callback(params)
+    params = self.run_callbacks(x, sigma, image_cond, cond, uncond)
     for item in cond_composition:
         compile_rows(params.text_cond, [index for index, _ in item])
     compile_rows(params.text_uncond, list(range(params.text_uncond.shape[0])))
-    self.p.unet_calls.append(
-        UnetCall(self.step, self.p.is_hr_pass, params.text_cond, params.text_uncond)
-    )
-    self.step += 1
+    self.log_unet_call(params.text_cond, params.text_uncond)
     return x
 
 

@@ -32,28 +32,36 @@ class CFGDenoiser(torch.nn.Module):
     def forward(self, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond):
         conds_list, tensor = prompt_parser.reconstruct_multicond_batch(cond, self.step)
         uncond = prompt_parser.reconstruct_cond_batch(uncond, self.step)
-        params = CFGDenoiserParams(
-            x,
-            image_cond,
-            sigma,
-            shared.state.sampling_step,
-            shared.state.sampling_steps,
-            tensor,
-            uncond,
-            self,
-        )
-        cfg_denoiser_callback(params)
+        params = self.run_callbacks(x, sigma, image_cond, tensor, uncond)
         tensor, uncond = params.text_cond, params.text_uncond
 
         skip_uncond = bool(self.step % 2 and s_min_uncond > 0 and sigma[0] < s_min_uncond)
         if shared.opts.pad_cond_uncond and tensor.shape[1] != uncond.shape[1]:
             tensor, uncond = self.pad_cond_uncond(tensor, uncond)
         # Unpadded batches of different token counts go through the UNet separately.
-        self.p.unet_calls.append(
-            UnetCall(self.step, self.p.is_hr_pass, tensor, None if skip_uncond else uncond)
-        )
-        self.step += 1
+        self.log_unet_call(tensor, None if skip_uncond else uncond)
         return x
+
+    def run_callbacks(self, x, sigma, image_cond, cond, uncond):
+        """The step's conditionings through the ``on_cfg_denoiser`` callbacks, as every host
+        builds them (the Forge fakes' ``forward`` calls this too); returns the params."""
+        params = CFGDenoiserParams(
+            x,
+            image_cond,
+            sigma,
+            shared.state.sampling_step,
+            shared.state.sampling_steps,
+            cond,
+            uncond,
+            self,
+        )
+        cfg_denoiser_callback(params)
+        return params
+
+    def log_unet_call(self, cond, uncond):
+        """Record what the UNet gets this step, and count the step."""
+        self.p.unet_calls.append(UnetCall(self.step, self.p.is_hr_pass, cond, uncond))
+        self.step += 1
 
     def update_inner_model(self):
         c, uc = self.p.get_conds()
