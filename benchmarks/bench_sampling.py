@@ -7,7 +7,8 @@ with a fake text encoder of the real widths, 257 random image tokens per tower a
 parameters. Columns:
 
 - *prepare ms*: guiding every scheduled conditioning of a batch, once, before sampling;
-- *step µs*: FlexDiffuse's ``on_cfg_denoiser`` work at one step (finding the guided batch);
+- *step µs*: FlexDiffuse's ``on_cfg_denoiser`` work at one step (the host adapter reading
+  the step, the job finding the guided batch);
 - *rebuild µs*: A1111's own per-step batch rebuild, for scale;
 - *guide per step ms*: what guiding at every step instead would cost.
 """
@@ -52,24 +53,28 @@ def bench_row(family: str, batch: int, chunks: int, edit: bool, repeat: int) -> 
     )
     guidance = ConditioningGuide(GuidanceParams(), towers)
     shared.sd_model = model
+    host = A1111Host()
     job = GuidedJob(
-        ScriptArgs(True, {}, JobParams()), lambda width: JobGuides(guidance, None), A1111Host()
+        ScriptArgs(True, {}, JobParams()), lambda width: JobGuides(guidance, None), host
     )
-    p = SimpleNamespace(c=cond, uc=None, prompts=prompts, is_hr_pass=False)
+    p = SimpleNamespace(
+        c=cond, uc=None, prompts=prompts, is_hr_pass=False, sample=None, extra_generation_params={}
+    )
+    surface = host.attach(p, job)
     extra_args = {"cond": cond, "uncond": None}
     denoiser = SimpleNamespace(
         p=p, step=0, total_steps=STEPS, sampler=SimpleNamespace(sampler_extra_args=extra_args)
     )
     _, text_cond = prompt_parser.reconstruct_multicond_batch(cond, 0)
-    params = SimpleNamespace(denoiser=denoiser, text_cond=text_cond)
+    params = SimpleNamespace(denoiser=denoiser, text_cond=text_cond, text_uncond=None)
 
     def prepare():
-        job.guides = None
-        job.before_sampling(p)
+        job.built = None
+        job.before_sampling(surface)
 
     def step():
         params.text_cond = text_cond
-        job.on_step(params)
+        host.on_step(params)
 
     def rebuild():
         prompt_parser.reconstruct_multicond_batch(cond, denoiser.step)

@@ -1,19 +1,21 @@
-"""The webui's prompt conditionings, and their guided twins rebuilt for each sampling step.
+"""Prompt conditionings over a pass's steps, and their guided twins rebuilt for each step.
 
-A1111 (and every Forge) encodes each prompt once into *schedules*: prompt editing
+Every webui of the A1111 family encodes each prompt once into *schedules*: prompt editing
 (``[a:b:0.5]``) and alternation switch between tensors at given steps, and AND gives several
-sub-prompts per image. Every step, ``CFGDenoiser`` stacks the tensors in force into the batch
-that the UNet sees (``prompt_parser.reconstruct_multicond_batch`` / ``reconstruct_cond_batch``).
+sub-prompts per image. Every step, the host's denoiser stacks the tensors in force into the
+batch that the UNet sees (A1111: ``prompt_parser.reconstruct_multicond_batch`` /
+``reconstruct_cond_batch``).
 
 FlexDiffuse guides each scheduled tensor once, then rebuilds the batch for a step the way A1111
 does, from the guided tensors, and keeps the result: sampling pays one dictionary lookup per
-step. The structures are read by duck typing (``.batch``, ``.schedules``, ``.end_at_step``,
-``.cond``), so nothing here imports the webui.
+step. The host adapter turns its own structures into :class:`Schedule` rows (``hosts/``);
+nothing here reads a host's objects.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,50 +27,53 @@ GuideStack = Callable[[Cond, bool], Cond]
 """Returns the guided copy of stacked conditionings; the flag says their prompts are empty."""
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """One row of a pass's conditioning batch: the batch item (image) it belongs to and its
+    conditionings over the steps, each in force up to and including its last step."""
+
+    item: int
+    last_steps: tuple[int, ...]
+    conds: tuple[Cond, ...]
+
+
+Schedules = tuple[Schedule, ...]
+"""A pass's prompts (or negative prompts) as the rows of its batch, in row order: AND
+sub-prompts are rows of their own, with the item of their image."""
+
+
 def token_states(cond: Cond) -> torch.Tensor:
     """The token states of a conditioning (SDXL's ``crossattn``; others are nothing else)."""
     return cond["crossattn"] if isinstance(cond, dict) else cond
 
 
-def schedule_index(schedules: Sequence[Any], step: int) -> int:
+def schedule_index(last_steps: Sequence[int], step: int) -> int:
     """Index of the schedule entry in force at ``step``: the first ending at or after it.
 
     Past the last entry A1111 falls back to the first, and so does this.
     """
-    for index, entry in enumerate(schedules):
-        if step <= entry.end_at_step:
+    for index, last in enumerate(last_steps):
+        if step <= last:
             return index
     return 0
 
 
-def cond_rows(multicond: Any, step: int | None) -> Iterator[tuple[int, Cond]]:
-    """(batch item, conditioning) of each row of the prompt batch at ``step``, in row order.
+def cond_rows(schedules: Schedules, step: int | None) -> Iterator[tuple[int, Cond]]:
+    """(batch item, conditioning) of each row of the batch at ``step``, in row order.
 
-    ``multicond`` is a ``MulticondLearnedConditioning``: per batch item, its AND sub-prompts.
     With ``step=None``, every scheduled conditioning of every row, for all steps.
     """
-    for item, sub_prompts in enumerate(multicond.batch):
-        for sub_prompt in sub_prompts:
-            yield from _scheduled(item, sub_prompt.schedules, step)
+    for row in schedules:
+        if step is None:
+            for cond in row.conds:
+                yield row.item, cond
+        else:
+            yield row.item, row.conds[schedule_index(row.last_steps, step)]
 
 
-def uncond_rows(uncond: Any, step: int | None) -> Iterator[tuple[int, Cond]]:
-    """Like :func:`cond_rows` for the negative prompts (one schedule list per batch item)."""
-    for item, schedules in enumerate(uncond):
-        yield from _scheduled(item, schedules, step)
-
-
-def _scheduled(item: int, schedules: Sequence[Any], step: int | None) -> Iterator[tuple[int, Cond]]:
-    if step is None:
-        for entry in schedules:
-            yield item, entry.cond
-    else:
-        yield item, schedules[schedule_index(schedules, step)].cond
-
-
-def cond_width(multicond: Any) -> int:
-    """The width of a prompt batch's conditionings (SDXL: of its token states)."""
-    _, cond = next(cond_rows(multicond, None))
+def cond_width(schedules: Schedules) -> int:
+    """The width of a batch's conditionings (SDXL: of its token states)."""
+    _, cond = next(cond_rows(schedules, None))
     return token_states(cond).shape[-1]
 
 

@@ -17,7 +17,7 @@ from . import hosts, settings
 from .args import ScriptArgs, make_params, parse_script_args
 from .errors import FlexDiffuseError
 from .infotext import NOTE_KEY, generation_params
-from .job import GuidedJob, job_of
+from .job import FailedJob, GuidedJob, Job
 from .prepare import build_guides
 from .preview import previewer
 from .runtime import Runtime
@@ -65,18 +65,19 @@ class FlexDiffuseScript(scripts.Script):
 
     def postprocess_batch(self, p: Any, *args: Any, **kwargs: Any) -> None:
         """Correct the infotext of a batch the job did not guide as it claims."""
-        job = job_of(p)
+        host = RUNTIME.host
+        job = host.job_of(p)
         if job is not None:
-            job.after_batch(p)
+            job.after_batch(host.surface(p))
 
 
-def start_job(p: Any, args: Sequence[Any], runtime: Runtime) -> GuidedJob | None:
+def start_job(p: Any, args: Sequence[Any], runtime: Runtime) -> Job | None:
     """Set up guidance for job ``p`` from the script's arguments and X/Y/Z overrides.
 
-    A job that cannot be guided as asked gets a job that stops it with the error when
-    sampling starts (the webui would swallow an exception raised here). A job whose settings
-    guide nothing is recorded as such, with a note. Returns the job, or None when FlexDiffuse
-    is off or has nothing to guide.
+    A job that cannot be guided as asked gets a :class:`FailedJob` that stops it with the
+    error when sampling starts (the webui would swallow an exception raised here). A job
+    whose settings guide nothing is recorded as such, with a note. Returns the job, or None
+    when FlexDiffuse is off or has nothing to guide.
     """
     host = runtime.host
     # X/Y/Z cells share one dict of generation parameters: a note is never carried over.
@@ -84,7 +85,7 @@ def start_job(p: Any, args: Sequence[Any], runtime: Runtime) -> GuidedJob | None
     try:
         script_args = _script_args(p, args, runtime)
     except Exception as error:  # any failure must stop the job, never leave it unguided
-        job = GuidedJob.failed(error, host)
+        job: Job = FailedJob(error, host)
     else:
         if script_args is None:
             return None
@@ -156,9 +157,7 @@ def panel_args(p: Any) -> ScriptArgs:
 
 def on_cfg_denoiser(params: Any) -> None:
     """Guide this step's prompt rows if its job is guided."""
-    job = job_of(getattr(params.denoiser, "p", None))
-    if job is not None:
-        job.on_step(params)
+    RUNTIME.host.on_step(params)
 
 
 def on_before_ui() -> None:

@@ -12,7 +12,6 @@ from flexdiffuse import GuidanceParams, ImageEncoder, guide
 from flexdiffuse.webui import script, settings
 from flexdiffuse.webui.errors import FlexDiffuseError
 from flexdiffuse.webui.families import SD1, SD2, SDXL, VIT_BIGG, VIT_H, VIT_L, detect_family
-from flexdiffuse.webui.job import job_of
 from tests.webui.conftest import gradient
 
 IMAGE = gradient()
@@ -151,7 +150,7 @@ def test_a_single_safetensors_file_as_the_tower(webui, tmp_path):
     save_file(load_file(str(webui.towers["vit_l"] / "model.safetensors")), str(file))
     shared.opts.data[VIT_L.setting] = str(file)
     job = webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
-    assert job_of(job.p).guides.prompt.parts[0].image_tokens.shape[-1] == 768
+    assert script.RUNTIME.host.job_of(job.p).guides.prompt.parts[0].image_tokens.shape[-1] == 768
     assert str(file) in script.RUNTIME.towers.loaded()
 
 

@@ -13,7 +13,7 @@ from modules import processing, shared
 
 from flexdiffuse import GuidanceParams, ImageEncoder, guide, pure_image_guidance
 from flexdiffuse.guidance import ConditioningGuide
-from flexdiffuse.webui.job import job_of
+from flexdiffuse.webui import script
 from tests.webui.conftest import gradient
 
 IMAGE = gradient()
@@ -184,8 +184,8 @@ def test_guidance_does_not_leak_into_the_next_job_or_the_other_tab(webui):
     webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
     after = webui.txt2img(webui.args(enabled=False), prompt="a cat", steps=1)
     other_tab = webui.img2img(webui.args(enabled=False), prompt="a cat", steps=2)
-    assert job_of(after.p) is None
-    assert job_of(other_tab.p) is None
+    assert script.RUNTIME.host.job_of(after.p) is None
+    assert script.RUNTIME.host.job_of(other_tab.p) is None
     fresh = webui.txt2img(webui.args(enabled=False), prompt="a cat", steps=1)
     assert torch.equal(after.cond_steps()[0], fresh.cond_steps()[0])
 

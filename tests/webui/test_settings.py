@@ -10,7 +10,6 @@ from flexdiffuse.encoder import ImageEncoder
 from flexdiffuse.webui import prepare, script, settings
 from flexdiffuse.webui.families import TOWERS, VIT_L
 from flexdiffuse.webui.hosts.a1111 import SETTINGS_SECTION
-from flexdiffuse.webui.job import job_of
 from flexdiffuse.webui.models import VisionTowers
 from tests.webui.conftest import gradient
 
@@ -72,7 +71,7 @@ def test_compute_device_setting(webui, monkeypatch, setting, dtype):
     job = webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
     encoder = script.RUNTIME.towers._encoders[str(webui.towers["vit_l"])]
     assert encoder.dtype == dtype
-    assert job_of(job.p).guides.prompt.parts[0].image_tokens.dtype == dtype
+    assert script.RUNTIME.host.job_of(job.p).guides.prompt.parts[0].image_tokens.dtype == dtype
 
 
 def test_an_empty_model_setting_means_the_default_id(webui):

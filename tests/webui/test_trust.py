@@ -20,10 +20,9 @@ from sdmodel import FakeSdModel
 from flexdiffuse import __version__
 from flexdiffuse.engine import PURE_IMAGE_WARNING
 from flexdiffuse.images import KEEP_SIDE
-from flexdiffuse.webui import settings
+from flexdiffuse.webui import script, settings
 from flexdiffuse.webui.args import read_image
 from flexdiffuse.webui.infotext import NOTE_KEY, VERSION_KEY
-from flexdiffuse.webui.job import job_of
 from flexdiffuse.webui.models import VisionTowers
 from tests.webui.conftest import gradient, use_checkpoint
 from tests.webui.test_preview_panel import click_preview
@@ -96,7 +95,7 @@ def test_guidance_does_not_depend_on_the_sample_wrapper(webui):
     add_script_after_flexdiffuse(webui, FreeInitLike())
     job = webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=2)
     assert job.p.sample.__func__.__name__ == "sample"  # the wrapper was replaced
-    assert job_of(job.p).guided_steps == 2
+    assert script.RUNTIME.host.job_of(job.p).guided_steps == 2
     assert not torch.equal(job.cond_steps()[0], plain.cond_steps()[0])
     assert "FlexDiffuse: True" in job.processed.infotexts[0]
 
@@ -137,7 +136,7 @@ def test_a_checkpoint_switch_to_a_supported_model_gets_its_own_towers(webui):
     other = FakeSdModel("sd1")
     job = {"prompt": "a cat", "steps": 4, "refiner_switch_at": 0.5, "refiner_model": other}
     guided = webui.txt2img(webui.args(image=IMAGE), **job)
-    assert job_of(guided.p).guided_steps == 4
+    assert script.RUNTIME.host.job_of(guided.p).guided_steps == 4
     assert "stopped" not in guided.processed.comments
 
 

@@ -11,9 +11,30 @@ from __future__ import annotations
 
 import importlib.util
 
-from .base import PAD, Cond, Host, SettingSpec, StepConds
+from .base import (
+    PAD,
+    Cond,
+    HookedJob,
+    Host,
+    JobSurface,
+    PassConds,
+    SamplingStep,
+    SettingSpec,
+    StepConds,
+)
 
-__all__ = ["PAD", "Cond", "Host", "SettingSpec", "StepConds", "detect"]
+__all__ = [
+    "PAD",
+    "Cond",
+    "HookedJob",
+    "Host",
+    "JobSurface",
+    "PassConds",
+    "SamplingStep",
+    "SettingSpec",
+    "StepConds",
+    "detect",
+]
 
 UNKNOWN_FORGE = (
     "FlexDiffuse does not recognise this Forge: it has neither Forge 2's backend/ nor old "
@@ -23,7 +44,9 @@ UNKNOWN_FORGE = (
 
 
 FORK_NAMES = (("neo", "Forge Neo"), ("classic", "Forge Classic"), ("ersatz", "ersatzForge"))
-"""Markers in ``modules_forge.forge_version.version`` and the fork they name."""
+"""Markers in ``modules_forge.forge_version.version`` and the fork they name. A host class
+names the Forge it finds without a marker (``default_name``): Forge 2's is WebUI Forge, old
+Forge's reForge (Forge Classic says "classic")."""
 
 
 def detect() -> Host:
@@ -35,12 +58,14 @@ def detect() -> Host:
     if _importable("backend.memory_management"):
         from .forge2 import Forge2Host
 
-        return Forge2Host(_forge_name("WebUI Forge"))
+        return Forge2Host(_forge_name(Forge2Host.default_name))
     if _importable("ldm_patched.modules.model_management"):
         from .oldforge import OldForgeHost
 
-        return OldForgeHost(_forge_name("reForge"))
-    return A1111Host(name=_forge_name("WebUI Forge"), unsupported=UNKNOWN_FORGE)
+        return OldForgeHost(_forge_name(OldForgeHost.default_name))
+    from .forge import ForgeHost
+
+    return A1111Host(name=_forge_name(ForgeHost.default_name), unsupported=UNKNOWN_FORGE)
 
 
 def _importable(name: str) -> bool:

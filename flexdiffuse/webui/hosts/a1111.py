@@ -1,24 +1,32 @@
 """AUTOMATIC1111 WebUI 1.7-1.10: the reference :class:`~.base.Host`.
 
 It reads A1111's ``modules`` lazily, inside each method, so importing FlexDiffuse never
-imports the webui and the fake host of the tests can be swapped in per test.
+imports the webui and the fake host of the tests can be swapped in per test. Everything the
+job reads of A1111's own objects is read here: the processing object ``p``
+(:class:`A1111Job`), the denoiser callback's parameters (:class:`A1111Step`) and the prompt
+schedules (:func:`prompt_schedules`, :func:`negative_schedules`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .base import END, PAD, START, Cond, SettingSpec, StepConds
+from ..conds import Schedule, Schedules, token_states
+from .base import END, PAD, START, Cond, HookedJob, PassConds, SettingSpec, StepConds
 
 SETTINGS_SECTION = ("flexdiffuse", "FlexDiffuse")
 SETTINGS_CATEGORY = "sd"
 """The Settings page category ("Stable Diffusion"), where image-guidance extensions sit."""
+
+
+JOB_ATTRIBUTE = "flexdiffuse_job"
+"""Name of the attribute of ``p`` that holds its job's :class:`A1111Job` (absent: not guided)."""
 
 
 class A1111Host:
@@ -27,8 +35,11 @@ class A1111Host:
     The Forge hosts subclass it and override what their backends do differently.
     """
 
-    def __init__(self, name: str = "AUTOMATIC1111 WebUI", unsupported: str | None = None) -> None:
-        self.name = name
+    default_name = "AUTOMATIC1111 WebUI"
+    """The webui's name in messages, where nothing more precise is known."""
+
+    def __init__(self, name: str | None = None, unsupported: str | None = None) -> None:
+        self.name = name or self.default_name
         self.unsupported = unsupported
 
     def option(self, key: str, default: Any) -> Any:
@@ -93,6 +104,31 @@ class A1111Host:
         if not total:
             step, total = params.sampling_step, params.total_sampling_steps
         return StepConds(conds["cond"], conds.get("uncond"), step, total or 0)
+
+    def attach(self, p: Any, job: HookedJob) -> A1111Job:
+        surface = A1111Job(p, job)
+        setattr(p, JOB_ATTRIBUTE, surface)
+        # The webui calls p.sample without the guard it puts around script hooks and
+        # callbacks (which log an error and go on unguided): the job raises its errors here.
+        sample = p.sample
+
+        def sample_guided(*args: Any, **kwargs: Any) -> Any:
+            return job.sample(surface, lambda: sample(*args, **kwargs))
+
+        p.sample = sample_guided
+        return surface
+
+    def job_of(self, p: Any) -> HookedJob | None:
+        surface = _attached(p)
+        return surface.job if surface is not None else None
+
+    def surface(self, p: Any) -> A1111Job:
+        return _attached(p) or A1111Job(p, None)
+
+    def on_step(self, params: Any) -> None:
+        surface = _attached(getattr(params.denoiser, "p", None))
+        if surface is not None and surface.job is not None:
+            surface.job.on_step(A1111Step(self.step_conds(params), params, surface))
 
     def tower_device_and_dtype(self, on_cpu: bool) -> tuple[torch.device, torch.dtype]:
         from modules import devices
@@ -218,6 +254,117 @@ class A1111Host:
         from modules import sd_hijack
 
         return [getattr(sd_hijack.model_hijack, "clip", None)]
+
+
+class A1111Job:
+    """A1111's processing object ``p`` as a :class:`~.base.JobSurface`, with its job."""
+
+    def __init__(self, p: Any, job: HookedJob | None) -> None:
+        self.p = p
+        self.job = job
+        self._prompts = _LastConverted(prompt_schedules)
+        self._negatives = _LastConverted(negative_schedules)
+
+    @property
+    def infotext(self) -> MutableMapping[str, Any]:
+        return self.p.extra_generation_params
+
+    def comment(self, text: str) -> None:
+        self.p.comment(text)
+
+    def prompts(self) -> Sequence[str]:
+        p = self.p
+        return p.hr_prompts if getattr(p, "is_hr_pass", False) else p.prompts
+
+    def conds(self) -> PassConds:
+        return self.pass_conds(self.p.c, self.p.uc)
+
+    def pass_conds(self, cond: Any, uncond: Any) -> PassConds:
+        """A1111's prompt and negative schedules as rows (the same rows while they stay)."""
+        negatives = self._negatives(uncond) if uncond is not None else None
+        return PassConds(self._prompts(cond), negatives)
+
+
+class A1111Step:
+    """A1111's ``CFGDenoiserParams`` as a :class:`~.base.SamplingStep`."""
+
+    def __init__(self, conds: StepConds, params: Any, job: A1111Job) -> None:
+        self.index, self.total = conds.step, conds.total
+        self.job = job
+        # Forge skips the negative prompt at CFG scale 1: no schedules, or no rows this step.
+        self.negative_rows = conds.uncond is not None and params.text_uncond is not None
+        self._conds, self._params = conds, params
+
+    def conds(self) -> PassConds:
+        return self.job.pass_conds(self._conds.cond, self._conds.uncond)
+
+    def replace(self, prompt: Cond | None, negative: Cond | None) -> None:
+        params = self._params
+        if prompt is not None:
+            params.text_cond = _in_form_of(params.text_cond, prompt)
+        if negative is not None:
+            params.text_uncond = _in_form_of(params.text_uncond, negative)
+
+
+def prompt_schedules(multicond: Any) -> Schedules:
+    """A ``MulticondLearnedConditioning`` as rows: per batch item, its AND sub-prompts."""
+    return tuple(
+        _schedule(item, sub_prompt.schedules)
+        for item, sub_prompts in enumerate(multicond.batch)
+        for sub_prompt in sub_prompts
+    )
+
+
+def negative_schedules(uncond: Any) -> Schedules:
+    """The negative prompts' schedules (one ``ScheduledPromptConditioning`` list per item)."""
+    return tuple(_schedule(item, schedules) for item, schedules in enumerate(uncond))
+
+
+def _schedule(item: int, entries: Sequence[Any]) -> Schedule:
+    return Schedule(
+        item, tuple(entry.end_at_step for entry in entries), tuple(entry.cond for entry in entries)
+    )
+
+
+def _attached(p: Any) -> A1111Job | None:
+    return getattr(p, JOB_ATTRIBUTE, None) if p is not None else None
+
+
+class _LastConverted:
+    """The rows of the last structure converted, kept while the host hands the same one (a
+    step reads them again at every step; their identity tells the job a new pass)."""
+
+    def __init__(self, convert: Callable[[Any], Schedules]) -> None:
+        self._convert = convert
+        self._source: Any = None
+        self._rows: Schedules | None = None
+
+    def __call__(self, source: Any) -> Schedules:
+        if self._rows is None or source is not self._source:
+            self._source, self._rows = source, self._convert(source)
+        return self._rows
+
+
+def _in_form_of(text_cond: Cond, guided: Cond) -> Cond:
+    """``guided`` in the form of the step's ``text_cond``, shapes checked.
+
+    SDXL's batch is the host's ``DictWithShape``, which Forge's backend indexes by its own
+    method: the guided dict keeps that class. It is made without its ``__init__``, whose
+    signature differs between hosts (A1111 takes a shape, Forge Classic none).
+    """
+    old, new = token_states(text_cond), token_states(guided)
+    if old.shape != new.shape:
+        raise ValueError(
+            f"This step's conditioning has shape {tuple(old.shape)}, but FlexDiffuse "
+            f"built {tuple(new.shape)} from the job's prompts: another extension changed the "
+            "conditioning before FlexDiffuse. Disable it or FlexDiffuse for this job."
+        )
+    if not isinstance(text_cond, dict):
+        return guided
+    replaced = type(text_cond).__new__(type(text_cond))
+    replaced.update(text_cond)
+    replaced.update(guided)
+    return replaced
 
 
 CLIP = "clip_vision"

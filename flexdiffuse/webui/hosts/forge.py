@@ -33,6 +33,8 @@ REVISION_IGNORE_PROMPT = (
 class ForgeHost(A1111Host):
     """A Forge: A1111's ``modules`` API over a backend whose memory manager owns the GPU."""
 
+    default_name = "WebUI Forge"
+
     memory_manager = ""
     """The module of the backend's memory manager (``free_memory``, ``soft_empty_cache``,
     ``minimum_inference_memory``)."""

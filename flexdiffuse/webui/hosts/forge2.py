@@ -21,9 +21,6 @@ class Forge2Host(ForgeHost):
 
     memory_manager = "backend.memory_management"
 
-    def __init__(self, name: str = "WebUI Forge", unsupported: str | None = None) -> None:
-        super().__init__(name, unsupported)
-
     def sd_model(self) -> Any:
         model = super().sd_model()
         # Before the first generation Forge 2 holds a placeholder without a text encoder.

@@ -20,9 +20,7 @@ class OldForgeHost(ForgeHost):
     """An old-Forge host (feature probe: ``ldm_patched.modules.model_management`` imports)."""
 
     memory_manager = "ldm_patched.modules.model_management"
-
-    def __init__(self, name: str = "Forge Classic", unsupported: str | None = None) -> None:
-        super().__init__(name, unsupported)
+    default_name = "reForge"  # Forge Classic's version says "classic" (hosts.FORK_NAMES)
 
     def text_wrappers(self) -> list[Any]:
         return [*super().text_wrappers(), getattr(self.sd_model(), "cond_stage_model", None)]
