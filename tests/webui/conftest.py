@@ -4,13 +4,21 @@ The ``webui`` fixture does what A1111 does at startup, against the fakes: it run
 ``scripts/flexdiffuse.py`` the way ``modules.script_loading`` does, runs the settings
 callbacks, builds both tabs' panels in a gradio Blocks and puts the scripts in a runner. Its
 helpers then run txt2img / img2img jobs through the fake ``process_images``.
+
+The host is the ``host_fake`` fixture's: the fake A1111, or it with a fake Forge's overlay
+installed first (``tests/fakehost_forge2``, ``tests/fakehost_oldforge``). A test module
+marked ``every_host`` runs each of its webui tests once per fake host (guidance at every
+step, batches, AND, prompt editing, hires fix, the negative image, errors, the preview, the
+model families must behave on every host alike); a test about A1111's own behaviour in such
+a module is marked ``a1111_only``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +51,67 @@ from flexdiffuse.webui.runtime import Runtime  # noqa: E402
 from tests.conftest import save_tiny_clip  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+TESTS = ROOT / "tests"
+
+OVERLAYS = {
+    "forge2": TESTS / "fakehost_forge2" / "forge2_overlay.py",
+    "oldforge": TESTS / "fakehost_oldforge" / "oldforge_overlay.py",
+}
+"""The fake Forges, each an overlay over the fake A1111."""
+
+HOST_FAKES = ("a1111", *sorted(OVERLAYS))
+
+ADDED = ("backend", "modules_forge", "ldm_patched", "modules.sd_models")
+"""Modules the overlays add, removed after each test so that the next detects its own host."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "every_host: run the webui tests once per fake host")
+    config.addinivalue_line("markers", "a1111_only: about A1111 itself, in an every_host module")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    definition = metafunc.definition
+    if (
+        "host_fake" in metafunc.fixturenames
+        and definition.get_closest_marker("every_host")
+        and not definition.get_closest_marker("a1111_only")
+    ):
+        metafunc.parametrize("host_fake", HOST_FAKES, indirect=True)
+
+
+def load_overlay(host: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"tests.overlay_{host}", OVERLAYS[host])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def forget_added_modules() -> None:
+    for name in list(sys.modules):
+        if any(name == added or name.startswith(f"{added}.") for added in ADDED):
+            del sys.modules[name]
+
+
+@contextlib.contextmanager
+def host_overlay(host: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The fake A1111 turned into fake ``host`` (no change for ``a1111``) while in use."""
+    if host == "a1111":
+        yield host
+        return
+    forget_added_modules()
+    load_overlay(host).install(monkeypatch)
+    try:
+        yield host
+    finally:
+        forget_added_modules()
+
+
+@pytest.fixture
+def host_fake(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The fake host of this test: A1111 unless parametrized (see ``every_host``)."""
+    with host_overlay(getattr(request, "param", "a1111"), monkeypatch) as host:
+        yield host
 
 
 def gradient(width: int = 48, height: int = 40, seed: int = 0) -> Image.Image:
@@ -160,8 +229,9 @@ def move_webui(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def install_webui(tiny_towers, monkeypatch, tmp_path) -> Callable[..., Webui]:
-    """Installs FlexDiffuse in a fresh fake webui with an SD 1.x checkpoint loaded.
+def install_webui(host_fake, tiny_towers, monkeypatch, tmp_path) -> Callable[..., Webui]:
+    """Installs FlexDiffuse in a fresh fake webui (``host_fake``'s) with an SD 1.x checkpoint
+    loaded.
 
     ``towers`` replaces the process's vision towers (a loader of one's own, say). The webui's
     folders are this test's own (``tmp_path / "webui"``).

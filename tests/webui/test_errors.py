@@ -27,6 +27,8 @@ from flexdiffuse.webui.families import VIT_L
 from flexdiffuse.webui.models import VisionTowers
 from tests.webui.conftest import gradient
 
+pytestmark = pytest.mark.every_host  # each webui test runs in every fake host (conftest.py)
+
 IMAGE = gradient()
 
 
@@ -131,6 +133,7 @@ def test_concepts_longer_than_one_chunk(webui):
     assert_stops(webui, webui.args(image=IMAGE, concepts=concepts), "must fit in one")
 
 
+@pytest.mark.a1111_only  # a Forge fake is recognised
 def test_an_unrecognised_forge_is_refused_clearly(webui, monkeypatch):
     forge = types.ModuleType("modules_forge")
     forge.__spec__ = importlib.machinery.ModuleSpec("modules_forge", None)

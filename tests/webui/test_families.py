@@ -14,6 +14,8 @@ from flexdiffuse.webui.errors import FlexDiffuseError
 from flexdiffuse.webui.families import SD1, SD2, SDXL, VIT_BIGG, VIT_H, VIT_L, detect_family
 from tests.webui.conftest import gradient
 
+pytestmark = pytest.mark.every_host  # each webui test runs in every fake host (conftest.py)
+
 IMAGE = gradient()
 PARAMS = GuidanceParams(linear=0.7, max_guidance=0.6)
 VALUES = {"linear": 0.7, "max_guidance": 0.6}

@@ -11,6 +11,8 @@ from flexdiffuse import GuidanceParams, ImageEncoder
 from flexdiffuse.preview import explain
 from tests.webui.conftest import gradient, use_checkpoint
 
+pytestmark = pytest.mark.every_host  # each webui test runs in every fake host (conftest.py)
+
 IMAGE, OTHER = gradient(seed=1), gradient(seed=2)
 
 

@@ -16,6 +16,8 @@ from flexdiffuse.guidance import ConditioningGuide
 from flexdiffuse.webui import script
 from tests.webui.conftest import gradient
 
+pytestmark = pytest.mark.every_host  # each webui test runs in every fake host (conftest.py)
+
 IMAGE = gradient()
 PARAMS = GuidanceParams(linear=0.6, max_guidance=0.5)
 
@@ -114,6 +116,7 @@ def test_img2img_and_inpainting(webui, tokens, mask):
     assert_guided(plain, guided, tokens)
 
 
+@pytest.mark.a1111_only  # A1111's padding
 def test_s_min_uncond_skips_and_padding_keep_guided_rows(webui, tokens):
     shared.opts.data["pad_cond_uncond"] = True
     long_negative = " ".join(f"bad{i}" for i in range(90))

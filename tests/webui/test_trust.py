@@ -27,6 +27,8 @@ from flexdiffuse.webui.models import VisionTowers
 from tests.webui.conftest import gradient, use_checkpoint
 from tests.webui.test_preview_panel import click_preview
 
+pytestmark = pytest.mark.every_host  # each webui test runs in every fake host (conftest.py)
+
 IMAGE = gradient()
 
 
