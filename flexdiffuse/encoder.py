@@ -13,6 +13,7 @@ from PIL import Image, ImageOps
 
 from .checkpoints import PICKLE_SUFFIXES
 from .download import DiskFullError, DownloadHooks, DownloadStoppedError, fetch_weights
+from .messages import as_sentence
 from .towers import is_local_source, split_hub_source
 
 logger = logging.getLogger(__name__)
@@ -417,32 +418,26 @@ def _stopped_message(name: str) -> str:
     )
 
 
-def _clause(error: object) -> str:
-    """``error`` as a clause to end with a full stop: no stop of its own (no "..")."""
-    text = str(error).strip().rstrip(".")
-    return text or type(error).__name__
-
-
 def _file_failure_message(file: Path, error: object) -> str:
     return (
-        f"Could not load a CLIP vision model from the file '{file}': {_clause(error)}. Use a "
+        f"Could not load a CLIP vision model from the file '{file}': {as_sentence(error)} Use a "
         "CLIP vision tower with its projection (the image encoder file IP-Adapter uses, or a "
         "whole CLIP model) as .safetensors, or a folder saved by transformers."
     )
 
 
 def _load_failure_message(name: str, error: Exception) -> str:
-    detail = _clause(str(error).strip().splitlines()[0] if str(error).strip() else error)
+    detail = as_sentence(str(error).strip().splitlines()[0] if str(error).strip() else error)
     if Path(name).exists():
         return (
-            f"Could not load the CLIP vision model from the folder '{name}': {detail}. The folder "
+            f"Could not load the CLIP vision model from the folder '{name}': {detail} The folder "
             "needs config.json and model.safetensors (pickled .bin/.pt weights are not loaded), "
             "as written by save_pretrained."
         )
     repo, subfolder = split_hub_source(name)
     where = f"the folder '{subfolder}' of '{repo}'" if subfolder else f"'{repo}'"
     return (
-        f"Could not load the CLIP vision model '{name}': {detail}. If this machine is offline, "
+        f"Could not load the CLIP vision model '{name}': {detail} If this machine is offline, "
         f"download config.json and model.safetensors from {where} on Hugging Face elsewhere, "
         "put them in one local folder and set the model to that folder instead."
     )

@@ -1,6 +1,17 @@
-"""The one error type a FlexDiffuse job stops with."""
+"""The one error type a FlexDiffuse job stops with, and the messages of more than one way in."""
 
 from __future__ import annotations
+
+from ..messages import as_sentence
+
+__all__ = [
+    "NO_GUIDANCE_IMAGE",
+    "PLOTTED_BUT_OFF",
+    "FlexDiffuseError",
+    "as_sentence",
+    "is_job_error",
+    "mark_job_error",
+]
 
 
 class FlexDiffuseError(RuntimeError):
@@ -11,10 +22,16 @@ class FlexDiffuseError(RuntimeError):
     """
 
 
-def as_sentence(text: object) -> str:
-    """``text`` ending in exactly one full stop (or its own ! or ?), to join into a message."""
-    words = str(text).strip().rstrip(".")
-    return f"{words}." if words and words[-1] not in "!?" else words
+PLOTTED_BUT_OFF = (
+    "X/Y/Z plot: the plot sets FlexDiffuse parameters, but FlexDiffuse is off. Open the "
+    "FlexDiffuse panel (its checkbox enables it) and give it a guidance image."
+)
+"""Refuses a plot that sets FlexDiffuse parameters before it starts, or its cell."""
+
+NO_GUIDANCE_IMAGE = (
+    "FlexDiffuse is enabled but has no guidance image. Drop an image into the FlexDiffuse "
+    "panel or send one with the request, or close the FlexDiffuse panel."
+)
 
 
 _JOB_ERROR = "flexdiffuse_job_error"

@@ -15,7 +15,7 @@ from modules import script_callbacks, scripts
 from ..engine import moves_tokens
 from . import hosts, settings
 from .args import ScriptArgs, make_params, parse_script_args
-from .errors import FlexDiffuseError
+from .errors import NO_GUIDANCE_IMAGE, PLOTTED_BUT_OFF, FlexDiffuseError
 from .infotext import NOTE_KEY, generation_params
 from .job import FailedJob, GuidedJob, Job
 from .prepare import build_guides
@@ -132,18 +132,12 @@ def _script_args(p: Any, args: Sequence[Any], runtime: Runtime) -> ScriptArgs | 
     overrides = overrides_of(p)
     if not script_args.enabled:
         if overrides:
-            raise FlexDiffuseError(
-                "The X/Y/Z plot sets FlexDiffuse parameters, but FlexDiffuse is off. Open the "
-                "FlexDiffuse panel (its checkbox enables it) and give it a guidance image."
-            )
+            raise FlexDiffuseError(PLOTTED_BUT_OFF)
         return None
     if runtime.host.unsupported:
         raise FlexDiffuseError(runtime.host.unsupported)
     if not script_args.images:
-        raise FlexDiffuseError(
-            "FlexDiffuse is enabled but has no guidance image. Drop an image into the "
-            "FlexDiffuse panel or send one with the request, or close the FlexDiffuse panel."
-        )
+        raise FlexDiffuseError(NO_GUIDANCE_IMAGE)
     return replace(script_args, params=make_params(overrides, base=script_args.params))
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..params import PARAM_SPECS, ParamSpec, check_value
 from .args import ScriptArgs, make_params
-from .errors import FlexDiffuseError
+from .errors import NO_GUIDANCE_IMAGE, PLOTTED_BUT_OFF, FlexDiffuseError
 
 OVERRIDES_ATTRIBUTE = "flexdiffuse_overrides"
 """Name of the attribute of ``p`` that holds the X/Y/Z values of its cell."""
@@ -96,15 +96,9 @@ def preflight(args: ScriptArgs, axes: dict[str, list[Any]]) -> None:
         FlexDiffuseError: saying what to change before the grid starts.
     """
     if not args.enabled:
-        raise FlexDiffuseError(
-            "X/Y/Z plot: the plot sets FlexDiffuse parameters, but FlexDiffuse is off. Open "
-            "the FlexDiffuse panel (its checkbox enables it) and give it a guidance image."
-        )
+        raise FlexDiffuseError(PLOTTED_BUT_OFF)
     if not args.images:
-        raise FlexDiffuseError(
-            "X/Y/Z plot: FlexDiffuse is on but has no guidance image. Drop an image into the "
-            "FlexDiffuse panel, or close the panel."
-        )
+        raise FlexDiffuseError(f"X/Y/Z plot: {NO_GUIDANCE_IMAGE}")
     names = list(axes)
     for combination in itertools.product(*axes.values()):
         try:
