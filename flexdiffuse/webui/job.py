@@ -20,6 +20,7 @@ guided job is guiding, stopped part-way (:class:`Stopped`) or failed (:class:`Fa
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -127,16 +128,24 @@ class JobNotes:
     empty: list[bool] = field(default_factory=list)
 
 
-class _AttachedJob:
+class _AttachedJob(ABC):
     """What every job attached to a processing object does around the host's sampling."""
 
     def __init__(self, host: Host) -> None:
         self._host = host
 
     @property
+    @abstractmethod
     def error(self) -> BaseException | None:
         """The error this job stopped with, if any."""
-        raise NotImplementedError
+
+    @abstractmethod
+    def on_step(self, step: SamplingStep) -> None:
+        """Guide one sampling step (see :meth:`GuidedJob.on_step`)."""
+
+    @abstractmethod
+    def after_batch(self, surface: JobSurface) -> None:
+        """Correct the batch's record when it was not guided as claimed."""
 
     def raise_error(self) -> None:
         """Raise the error this job stopped with, if any."""

@@ -80,8 +80,9 @@ def start_job(p: Any, args: Sequence[Any], runtime: Runtime) -> Job | None:
     when FlexDiffuse is off or has nothing to guide.
     """
     host = runtime.host
+    surface = host.surface(p)
     # X/Y/Z cells share one dict of generation parameters: a note is never carried over.
-    p.extra_generation_params.pop(NOTE_KEY, None)
+    surface.infotext.pop(NOTE_KEY, None)
     try:
         script_args = _script_args(p, args, runtime)
     except Exception as error:  # any failure must stop the job, never leave it unguided
@@ -90,20 +91,21 @@ def start_job(p: Any, args: Sequence[Any], runtime: Runtime) -> Job | None:
         if script_args is None:
             return None
         digests = {name: image.digest for name, image in script_args.images.items()}
-        inert = nothing_to_guide(script_args, p)
-        p.extra_generation_params.update(
+        inert = nothing_to_guide(script_args, surface.all_prompts())
+        surface.infotext.update(
             generation_params(script_args.params, digests, guided=inert is None, note=inert or "")
         )
         if inert is not None:
-            p.comment(inert)
+            surface.comment(inert)
             return None
         job = GuidedJob(script_args, lambda width: build_guides(script_args, width, runtime), host)
     job.attach(p)
     return job
 
 
-def nothing_to_guide(args: ScriptArgs, p: Any) -> str | None:
-    """Why ``args`` move no token of job ``p`` at all, or None when they guide something.
+def nothing_to_guide(args: ScriptArgs, prompts: Sequence[str]) -> str | None:
+    """Why ``args`` move no token of a job of ``prompts`` at all, or None when they guide
+    something.
 
     One rule for every way in (panel, API, X/Y/Z): no image that guides (every weight 0), an
     image strength of 0, or weights and a cap that move no token with no concepts prompt, no
@@ -115,7 +117,6 @@ def nothing_to_guide(args: ScriptArgs, p: Any) -> str | None:
         return "FlexDiffuse guided nothing: every given image has weight 0."
     if args.params.guidance.strength == 0:
         return "FlexDiffuse guided nothing: Image strength is 0."
-    prompts = getattr(p, "all_prompts", None) or [getattr(p, "prompt", "")]
     empty_prompt = args.guidance_images() and any(not str(x).strip() for x in prompts)
     concepts = bool(args.guidance_images() and args.params.concepts.strip())
     pooled = bool(args.guidance_images() and args.params.pooled > 0)

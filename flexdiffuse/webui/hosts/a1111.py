@@ -3,7 +3,7 @@
 It reads A1111's ``modules`` lazily, inside each method, so importing FlexDiffuse never
 imports the webui and the fake host of the tests can be swapped in per test. Everything the
 job reads of A1111's own objects is read here: the processing object ``p``
-(:class:`A1111Job`), the denoiser callback's parameters (:class:`A1111Step`) and the prompt
+(:class:`A1111Surface`), the denoiser callback's parameters (:class:`A1111Step`) and the prompt
 schedules (:func:`prompt_schedules`, :func:`negative_schedules`).
 """
 
@@ -26,7 +26,7 @@ SETTINGS_CATEGORY = "sd"
 
 
 JOB_ATTRIBUTE = "flexdiffuse_job"
-"""Name of the attribute of ``p`` that holds its job's :class:`A1111Job` (absent: not guided)."""
+"""The attribute of ``p`` that holds its job's :class:`A1111Surface` (absent: not guided)."""
 
 
 class A1111Host:
@@ -105,8 +105,8 @@ class A1111Host:
             step, total = params.sampling_step, params.total_sampling_steps
         return StepConds(conds["cond"], conds.get("uncond"), step, total or 0)
 
-    def attach(self, p: Any, job: HookedJob) -> A1111Job:
-        surface = A1111Job(p, job)
+    def attach(self, p: Any, job: HookedJob) -> A1111Surface:
+        surface = A1111Surface(p, job)
         setattr(p, JOB_ATTRIBUTE, surface)
         # The webui calls p.sample without the guard it puts around script hooks and
         # callbacks (which log an error and go on unguided): the job raises its errors here.
@@ -122,8 +122,8 @@ class A1111Host:
         surface = _attached(p)
         return surface.job if surface is not None else None
 
-    def surface(self, p: Any) -> A1111Job:
-        return _attached(p) or A1111Job(p, None)
+    def surface(self, p: Any) -> A1111Surface:
+        return _attached(p) or A1111Surface(p, None)
 
     def on_step(self, params: Any) -> None:
         surface = _attached(getattr(params.denoiser, "p", None))
@@ -256,7 +256,7 @@ class A1111Host:
         return [getattr(sd_hijack.model_hijack, "clip", None)]
 
 
-class A1111Job:
+class A1111Surface:
     """A1111's processing object ``p`` as a :class:`~.base.JobSurface`, with its job."""
 
     def __init__(self, p: Any, job: HookedJob | None) -> None:
@@ -271,6 +271,9 @@ class A1111Job:
 
     def comment(self, text: str) -> None:
         self.p.comment(text)
+
+    def all_prompts(self) -> Sequence[str]:
+        return getattr(self.p, "all_prompts", None) or [getattr(self.p, "prompt", "")]
 
     def prompts(self) -> Sequence[str]:
         p = self.p
@@ -288,7 +291,7 @@ class A1111Job:
 class A1111Step:
     """A1111's ``CFGDenoiserParams`` as a :class:`~.base.SamplingStep`."""
 
-    def __init__(self, conds: StepConds, params: Any, job: A1111Job) -> None:
+    def __init__(self, conds: StepConds, params: Any, job: A1111Surface) -> None:
         self.index, self.total = conds.step, conds.total
         self.job = job
         # Forge skips the negative prompt at CFG scale 1: no schedules, or no rows this step.
@@ -326,7 +329,7 @@ def _schedule(item: int, entries: Sequence[Any]) -> Schedule:
     )
 
 
-def _attached(p: Any) -> A1111Job | None:
+def _attached(p: Any) -> A1111Surface | None:
     return getattr(p, JOB_ATTRIBUTE, None) if p is not None else None
 
 

@@ -88,6 +88,9 @@ class JobSurface(Protocol):
     def comment(self, text: str) -> None:
         """Add ``text`` to the comments shown under the job's images."""
 
+    def all_prompts(self) -> Sequence[str]:
+        """Every prompt of the job, all batches (known from its setup on)."""
+
     def prompts(self) -> Sequence[str]:
         """This pass's prompts, one per image of the batch (the hires pass's own in it).
 
