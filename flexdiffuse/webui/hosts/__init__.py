@@ -20,7 +20,6 @@ from .base import (
     PassConds,
     SamplingStep,
     SettingSpec,
-    StepConds,
 )
 
 __all__ = [
@@ -32,7 +31,6 @@ __all__ = [
     "PassConds",
     "SamplingStep",
     "SettingSpec",
-    "StepConds",
     "detect",
 ]
 
