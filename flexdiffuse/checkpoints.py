@@ -64,18 +64,28 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
         return load_file(str(path), device="cpu")
     if suffix in PICKLE_SUFFIXES:
-        # torch.serialization.load, not torch.load: A1111 swaps torch.load for a checker of its
-        # own; weights_only is the safe loader here (no code runs while reading).
-        state = torch.serialization.load(str(path), map_location="cpu", weights_only=True)
-        if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
-            state = state["state_dict"]
-        if not isinstance(state, Mapping):
-            raise CheckpointError(f"'{path.name}' holds a {type(state).__name__}, not weights.")
-        return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+        return read_torch_file(path)
     raise CheckpointError(
         f"'{path.name}' is not a weights file FlexDiffuse reads: use a .safetensors file "
         f"(or {', '.join(PICKLE_SUFFIXES)})."
     )
+
+
+def read_torch_file(path: str | Path, *, mmap: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of the state dict in a torch file (also under a ``state_dict`` key).
+
+    ``weights_only`` refuses a pickle that names anything but tensors and containers, so no
+    code runs while reading; with ``mmap`` the storages are mapped, not read (the file must be
+    zip-format, as ``torch.save`` writes it), so the tensors' shapes cost no weights.
+    torch.serialization.load, not torch.load: A1111 swaps torch.load for a checker of its own.
+    """
+    name = Path(path).name
+    state = torch.serialization.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"'{name}' holds a {type(state).__name__}, not weights.")
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
 def vision_state_dict(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -32,10 +32,58 @@ from tests.test_checkpoints import state_of, tiny_tower, to_open_clip
 TINY = TowerShape(hidden_width=128, projection_width=48, layers=2, image_size=32)
 
 
+class HeaderOnly:
+    """A ``safe_open`` handle that gives names and shapes and fails the test on any tensor."""
+
+    def __init__(self, handle) -> None:
+        self._handle = handle
+
+    def __enter__(self):
+        self._handle.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._handle.__exit__(*exc)
+
+    def keys(self):
+        return self._handle.keys()
+
+    def get_slice(self, name):
+        return ShapeOnly(self._handle.get_slice(name))
+
+    def get_tensor(self, name):
+        raise AssertionError(f"the scanner read the weights of {name}")
+
+
+class ShapeOnly:
+    def __init__(self, part) -> None:
+        self._part = part
+
+    def get_shape(self):
+        return self._part.get_shape()
+
+
+@pytest.fixture
+def torch_loads(monkeypatch):
+    """The calls the scanner made to torch's loader (each checked to be safe and mapped)."""
+    calls: list[dict] = []
+    original = torch.serialization.load
+
+    def mapped_only(file, *args, **kwargs):
+        assert kwargs.get("weights_only") is True, "a torch file read without weights_only"
+        assert kwargs.get("mmap") is True, "a torch file's storages read instead of mapped"
+        calls.append(kwargs)
+        return original(file, *args, **kwargs)
+
+    monkeypatch.setattr(torch.serialization, "load", mapped_only)
+    return calls
+
+
 @pytest.fixture(autouse=True)
-def no_weights_are_read(monkeypatch):
+def no_weights_are_read(monkeypatch, torch_loads):
     """Scanning reads headers only: loading weights or unpickling freely fails the test
-    (torch files are read by the scanner's own restricted unpickler, never by these)."""
+    (safetensors files are opened for their header and shapes, torch files are loaded with
+    ``weights_only`` and their storages memory-mapped, never read)."""
 
     def refuse(*args, **kwargs):
         raise AssertionError("the scanner read weights")
@@ -43,15 +91,17 @@ def no_weights_are_read(monkeypatch):
     import safetensors
     import safetensors.torch
 
+    original_open = safetensors.safe_open
     monkeypatch.setattr(safetensors.torch, "load_file", refuse)
     monkeypatch.setattr(safetensors.torch, "load", refuse)
-    monkeypatch.setattr(safetensors, "safe_open", refuse)
+    monkeypatch.setattr(
+        safetensors, "safe_open", lambda *a, **kw: HeaderOnly(original_open(*a, **kw))
+    )
     monkeypatch.setattr(torch, "load", refuse)
-    monkeypatch.setattr(torch.serialization, "load", refuse)
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
     towers._cached_header_shapes.cache_clear()
-    towers._cached_pickle_shapes.cache_clear()
+    towers._cached_torch_file_shapes.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -187,24 +237,8 @@ def test_pickles_run_no_code(tmp_path, tower):
     assert not marker.exists()
 
 
-@pytest.fixture
-def storages_are_not_read(monkeypatch):
-    """Reading a torch file opens its pickle record only, never a storage record."""
-    opened: list[str] = []
-    original = zipfile.ZipFile.open
-
-    def open_record(self, name, *args, **kwargs):
-        named = name.filename if isinstance(name, zipfile.ZipInfo) else name
-        opened.append(named)
-        assert named.endswith("data.pkl"), f"read {named}"
-        return original(self, name, *args, **kwargs)
-
-    monkeypatch.setattr(zipfile.ZipFile, "open", open_record)
-    return opened
-
-
 @pytest.mark.parametrize("layout", ["transformers", "whole-clip", "open-clip", "nested", "fp16"])
-def test_a_torch_file_in_every_layout(tmp_path, tower, storages_are_not_read, layout):
+def test_a_torch_file_in_every_layout(tmp_path, tower, torch_loads, layout):
     state = state_of(tower)
     if layout == "whole-clip":
         state = whole_clip_state(state)
@@ -215,10 +249,10 @@ def test_a_torch_file_in_every_layout(tmp_path, tower, storages_are_not_read, la
     saved: object = {"state_dict": state} if layout == "nested" else state
     torch.save(saved, tmp_path / "clip_h.pth")  # what the ControlNet extension keeps
     assert read_tower_shape(tmp_path / "clip_h.pth") == TINY
-    assert storages_are_not_read
+    assert len(torch_loads) == 1
 
 
-def test_a_pickled_save_pretrained_folder_offers_its_file(tmp_path, storages_are_not_read):
+def test_a_pickled_save_pretrained_folder_offers_its_file(tmp_path, torch_loads):
     from tests.conftest import save_tiny_clip
 
     root = tmp_path / "clip_vision"
@@ -251,21 +285,21 @@ def test_torch_files_that_cannot_be_trusted(tmp_path, tower):
     with zipfile.ZipFile(tmp_path / "short-record.pth", "w") as archive:
         for name, content in records.items():
             archive.writestr(name, content)
-    with pytest.raises(ValueError, match="shorter than its tensor"):
-        towers._pickle_shapes(str(tmp_path / "short-record.pth"))
+    with pytest.raises(ValueError, match="shorter than its storage"):
+        towers._torch_file_shapes(str(tmp_path / "short-record.pth"))
     assert read_tower_shape(tmp_path / "short-record.pth") is None
 
 
 def test_a_refused_torch_file_is_read_once(tmp_path, monkeypatch):
     """Until it changes: a folder full of other models is not read again at every scan."""
     reads = []
-    original = towers._pickle_shapes
+    original = towers._torch_file_shapes
 
     def counted(file):
         reads.append(file)
         return original(file)
 
-    monkeypatch.setattr(towers, "_pickle_shapes", counted)
+    monkeypatch.setattr(towers, "_torch_file_shapes", counted)
     other = tmp_path / "annotator.pth"
     torch.save({"net.weight": torch.zeros(3)}, other)
     for _ in range(3):
