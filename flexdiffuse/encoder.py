@@ -128,7 +128,8 @@ class ImageEncoder:
             local_files_only: never touch the network.
             cache: where encodings are kept (default: a new cache of this encoder's own).
             download: follow the download of the weights (bytes done and total) and stop it
-                between two chunks; without it the download shows on the console only.
+                (:func:`~flexdiffuse.download.fetch_weights` says when); without it the
+                download shows on the console only.
 
         Only ``config.json`` and the safetensors weights are downloaded; without a
         ``preprocessor_config.json`` images get CLIP's standard preprocessing at the tower's
