@@ -150,12 +150,15 @@ class ImageEncoder:
             name = str(local)
         _check_local_path(name)
         repo, subfolder = (name, "") if local.is_dir() else split_hub_source(name)
+        offline = _offline(local_files_only)
         options = {
             "cache_dir": str(cache_dir) if cache_dir else None,
-            "local_files_only": local_files_only,
+            # transformers reads the offline variables once, at import: one set later (by the
+            # host, another extension, a test) must keep it off the network too.
+            "local_files_only": offline,
             "subfolder": subfolder,
         }
-        if download is not None and not local.is_dir() and not _offline(local_files_only):
+        if download is not None and not local.is_dir() and not offline:
             try:
                 fetch_weights(repo, subfolder, cache_dir, download)
             except DownloadStoppedError as error:
@@ -398,6 +401,10 @@ def _standard_processor(size: int):
 def _offline(local_files_only: bool) -> bool:
     """Whether downloads are off: by the caller, HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE."""
     if local_files_only:
+        return True
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
         return True
     try:
         from transformers.utils import is_offline_mode
