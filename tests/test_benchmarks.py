@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -35,6 +36,7 @@ def test_bench_preview_row():
     assert load("bench_preview").bench_row(2, True, 1).startswith("| 2 | on |")
 
 
+@pytest.mark.slow
 def test_bench_memory_rows(tmp_path):
     bench = load("bench_memory")
     tower = bench.build_tower("tiny", tmp_path / "tiny")

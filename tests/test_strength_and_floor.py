@@ -64,6 +64,7 @@ def test_strength_one_is_bit_for_bit_the_method_without_it(inputs, params, weigh
     assert torch.equal(guide(text, image, params, concepts, token_weights=weights), expected)
 
 
+@pytest.mark.slow
 @settings(max_examples=60)
 @given(inputs=guidance_inputs(), params=guidance_params, strength=DYADIC_STRENGTHS, data=st.data())
 def test_strength_matches_oracle_with_token_weights(inputs, params, strength, data):
@@ -176,6 +177,7 @@ def test_the_automatic_floor_is_inclusive_per_chunk():
     assert threshold_weights(1.0, floor, score).tolist() == [[0, 1, 1, 1], [1, 1, 1, 1]]
 
 
+@pytest.mark.slow
 @settings(max_examples=60)
 @given(inputs=guidance_inputs(), params=guidance_params)
 def test_auto_floor_matches_oracle_and_the_preview_shows_it(inputs, params):
