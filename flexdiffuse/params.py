@@ -289,12 +289,6 @@ class JobParams(_Validated):
             out[spec.infotext] = format_value(spec, value)
         return out
 
-    @classmethod
-    def from_infotext(cls, values: Mapping[str, Any]) -> JobParams:
-        """Parameters from parsed infotext; missing keys take their defaults."""
-        given = {s.name: values[s.infotext] for s in PARAM_SPECS if s.infotext in values}
-        return cls().replace(**given)
-
 
 def _specs(cls: type, engine: bool) -> tuple[ParamSpec, ...]:
     return tuple(
