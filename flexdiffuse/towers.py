@@ -6,8 +6,9 @@ module tells which of those files fit a tower by reading only tensor names and s
 header of a safetensors file (``safetensors.safe_open``), or a zip-format torch file (the
 ControlNet extension's ``clip_h.pth``) loaded with ``weights_only=True`` (no code runs) and
 ``mmap=True`` (storages are mapped, not read). No weights are read. It also gives each
-tower source one canonical key, so that different spellings of one local path name one tower,
-and the default download sources. Nothing here imports the webui.
+source one key (:func:`source_key`), so that different spellings of one local path name one
+tower, and tells a known tower's default sources (:func:`is_default_source`); the towers
+themselves are in :mod:`~flexdiffuse.known_towers`. Nothing here imports the webui.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .checkpoints import (
     vision_config,
     vision_state_dict,
 )
+from .known_towers import KnownTower
 
 logger = logging.getLogger(__name__)
 
@@ -49,62 +51,24 @@ _STORAGE_RECORD = re.compile(r"(^|/)data/[^/]+$")  # <archive>/data/<key>, as to
 class TowerShape:
     """The sizes of a CLIP vision tower, read from its tensor shapes.
 
-    ``projection_width`` is the width of the image tokens (768 for ViT-L/14, 1024 for
-    OpenCLIP ViT-H/14, 1280 for OpenCLIP ViT-bigG/14): the number that must match the
-    text space of the checkpoint being guided.
+    ``token_width`` is the width of its image tokens (768 for ViT-L/14, 1024 for OpenCLIP
+    ViT-H/14, 1280 for OpenCLIP ViT-bigG/14): the number that must match the text space of the
+    checkpoint part being guided.
     """
 
     hidden_width: int
-    projection_width: int
+    token_width: int
     layers: int
     image_size: int
 
 
-@dataclass(frozen=True)
-class TowerDefault:
-    """What FlexDiffuse downloads for a tower when nothing else is set or found."""
-
-    token_width: int
-    label: str
-    source: str
-    download_gb: float
-    """Bytes the first job downloads, in GB (10^9): the weights file, plus a config of ~2 kB."""
-    earlier_sources: tuple[str, ...] = ()
-    """Earlier defaults (whole CLIP models, text tower included): still load, download more."""
-
-
-# Sources and sizes: docs/tower-sources.md. Each is a safetensors vision tower with its
-# projection; the h94/IP-Adapter folders hold no preprocessor_config.json, so the encoder
-# falls back to CLIP's standard preprocessing (the same mean, std and 224 px for all three).
-DEFAULT_SOURCES: dict[int, TowerDefault] = {
-    768: TowerDefault(768, "CLIP ViT-L/14", "openai/clip-vit-large-patch14", 1.71),
-    1024: TowerDefault(
-        1024,
-        "OpenCLIP ViT-H/14",
-        "h94/IP-Adapter/models/image_encoder",
-        2.53,
-        ("laion/CLIP-ViT-H-14-laion2B-s32B-b79K",),
-    ),
-    1280: TowerDefault(
-        1280,
-        "OpenCLIP ViT-bigG/14",
-        "h94/IP-Adapter/sdxl_models/image_encoder",
-        3.69,
-        ("laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",),
-    ),
-}
-
-
-def is_default_source(source: str, token_width: int) -> bool:
-    """Whether ``source`` is the default for the tower of ``token_width``, today's or earlier.
+def is_default_source(source: str, tower: KnownTower) -> bool:
+    """Whether ``source`` is ``tower``'s default, today's or an earlier one.
 
     A setting that still names a default may be replaced by a fitting file found on disk.
     """
-    default = DEFAULT_SOURCES.get(token_width)
-    if default is None:
-        return False
-    key = tower_key(source)
-    return key in {tower_key(name) for name in (default.source, *default.earlier_sources)}
+    defaults = (tower.default_source, *tower.earlier_sources) if tower.default_source else ()
+    return source_key(source) in {source_key(name) for name in defaults}
 
 
 def is_local_source(source: str) -> bool:
@@ -141,8 +105,8 @@ def split_hub_source(source: str) -> tuple[str, str]:
     return "/".join(parts[:2]), "/".join(parts[2:])
 
 
-def tower_key(source: str | os.PathLike[str]) -> str:
-    """One key per tower, whatever the spelling of its source.
+def source_key(source: str | os.PathLike[str]) -> str:
+    """One key per source, whatever its spelling.
 
     Local paths resolve (``~``, ``./``, ``..``, trailing slashes and symlinks all lead to one
     file or folder); Hugging Face ids keep their case and lose stray whitespace and slashes.
@@ -186,10 +150,11 @@ def read_tower_shape(path: str | os.PathLike[str]) -> TowerShape | None:
     return shape
 
 
-def find_tower_files(
-    folders: Iterable[str | os.PathLike[str]], projection_width: int
-) -> list[Path]:
-    """Tower files and model folders in ``folders`` whose image tokens are ``projection_width``.
+def find_tower_files(folders: Iterable[str | os.PathLike[str]], token_width: int) -> list[Path]:
+    """Tower files and model folders in ``folders`` whose image tokens are ``token_width`` wide.
+
+    The token width is what guiding a conditioning part needs of a tower: a file fits the
+    part whose channels it matches, whichever tower of that width it holds.
 
     Each folder is scanned with one level of subfolders: its ``.safetensors`` files, and each
     subfolder either as a model folder (``config.json`` + ``model.safetensors``, offered as a
@@ -208,7 +173,7 @@ def find_tower_files(
             if key in seen:
                 continue
             shape = read_tower_shape(candidate)
-            if shape is not None and shape.projection_width == projection_width:
+            if shape is not None and shape.token_width == token_width:
                 seen.add(key)
                 found.append(candidate)
     return found
@@ -290,7 +255,7 @@ def _config_agrees(folder: Path, shape: TowerShape) -> bool:
         logger.debug("Unreadable config.json in %s: %s", folder, error)
         return False
     declared = (config.hidden_size, config.projection_dim, config.num_hidden_layers)
-    if declared != (shape.hidden_width, shape.projection_width, shape.layers):
+    if declared != (shape.hidden_width, shape.token_width, shape.layers):
         logger.debug("The config.json of %s does not describe its weights", folder)
         return False
     return True
@@ -393,7 +358,7 @@ def _shape_of(shapes: Mapping[str, tuple[int, ...]], target: Path) -> TowerShape
         return None
     return TowerShape(
         hidden_width=int(config.hidden_size),
-        projection_width=int(config.projection_dim),
+        token_width=int(config.projection_dim),
         layers=int(config.num_hidden_layers),
         image_size=int(config.image_size),
     )

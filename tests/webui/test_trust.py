@@ -24,7 +24,7 @@ from flexdiffuse.webui import settings
 from flexdiffuse.webui.args import read_image
 from flexdiffuse.webui.infotext import NOTE_KEY, VERSION_KEY
 from flexdiffuse.webui.job import job_of
-from flexdiffuse.webui.models import VisionTowers
+from flexdiffuse.webui.vision_towers import VisionTowers
 from tests.webui.conftest import gradient, use_checkpoint
 from tests.webui.test_preview_panel import click_preview
 
