@@ -14,7 +14,7 @@ from flexdiffuse import PARAM_SPECS, GuidanceParams, JobParams, guide
 from flexdiffuse.params import SPECS_BY_NAME, check_value, format_value
 from flexdiffuse.webui.args import make_params
 from flexdiffuse.webui.infotext import PASTE_READERS
-from tests.helpers import any_job_params, guidance_params
+from tests.helpers import GUIDANCE_VALUES, any_job_params, guidance_params
 
 
 def pasted(infotext: dict[str, str]) -> JobParams:
@@ -168,3 +168,8 @@ def test_readme_lists_every_parameter():
     assert table == readme_parameter_table(), "README's parameter table is stale; use:\n" + (
         readme_parameter_table()
     )
+
+
+def test_the_engine_property_tests_draw_every_engine_parameter():
+    """A new engine parameter left out of the strategy would be tested at its default only."""
+    assert set(GUIDANCE_VALUES) == {spec.name for spec in PARAM_SPECS if spec.engine}
