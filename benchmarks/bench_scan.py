@@ -3,7 +3,8 @@
 The Settings dropdowns and the search for a fitting file read every weights file of the tower
 folders; a ViT-L file is 1.2 GB, so reading it must cost its header (safetensors) or its pickle
 with the storages mapped (torch files), never the weights. Builds a ViT-L-size tower of zeros
-once, as ``.safetensors`` and as a zip-format ``.pth``, in ``--towers-dir``, then times
+once (with this checkout's code), as ``.safetensors`` and as a zip-format ``.pth``, in
+``--towers-dir``, then times
 :func:`~flexdiffuse.towers.read_tower_shape` on each with its cache cleared and reports the
 process's peak resident memory above what it held before.
 
@@ -35,15 +36,16 @@ def build(folder: Path) -> tuple[Path, Path]:
     from transformers import CLIPVisionConfig
 
     from flexdiffuse.checkpoints import expected_shapes
+    from flexdiffuse.known_towers import VIT_L
 
     config = CLIPVisionConfig(
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=24,
-        num_attention_heads=16,
+        hidden_size=VIT_L.hidden_width,
+        intermediate_size=4 * VIT_L.hidden_width,
+        num_hidden_layers=VIT_L.layers,
+        num_attention_heads=VIT_L.heads,
         patch_size=14,
         image_size=224,
-        projection_dim=768,
+        projection_dim=VIT_L.token_width,
     )
     state = {name: torch.zeros(shape) for name, shape in expected_shapes(config).items()}
     folder.mkdir(parents=True, exist_ok=True)
@@ -52,16 +54,10 @@ def build(folder: Path) -> tuple[Path, Path]:
     return safetensors_file, torch_file
 
 
-def peak_rss_mib() -> float:
+def status_mib(field: str) -> float:
+    """A memory field of /proc/self/status (``VmRSS``, ``VmHWM``: the peak) in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -82,14 +78,14 @@ def measure(file: Path, repeat: int) -> tuple[float, float, object]:
     read_tower_shape(file)  # imports what reading needs, outside the measurement
     gc.collect()
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-    before = rss_mib()
+    before = status_mib("VmRSS")
     best, shape = float("inf"), None
     for _ in range(repeat):
         clear_caches()
         start = time.perf_counter()
         shape = read_tower_shape(file)
         best = min(best, time.perf_counter() - start)
-    return best * 1000, peak_rss_mib() - before, shape
+    return best * 1000, status_mib("VmHWM") - before, shape
 
 
 def main() -> None:
