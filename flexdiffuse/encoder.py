@@ -12,12 +12,13 @@ from PIL import Image
 from .checkpoints import PICKLE_SUFFIXES
 from .download import DiskFullError, DownloadHooks, DownloadStoppedError, fetch_weights
 from .images import image_digest, prepare_image
+from .known_towers import VIT_L
 from .towers import is_local_source, split_hub_source
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_SD1 = "openai/clip-vit-large-patch14"
-"""The vision tower that shares SD 1.x's text space (CLIP ViT-L/14, projection 768)."""
+DEFAULT_MODEL_SD1 = str(VIT_L.default_source)
+"""The source of the tower that shares SD 1.x's text space (CLIP ViT-L/14, tokens 768 wide)."""
 
 CACHE_SIZE = 8
 """Encoded images kept per cache; a guidance image is usually reused across many jobs."""
