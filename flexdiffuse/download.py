@@ -11,8 +11,10 @@ it there), through what the hub offers publicly:
 - Earlier versions (those the webuis ship) take no bar class and offer no way to stop a file
   midway. The bytes are followed on disk instead: the hub writes a file into
   ``<cache>/models--<owner>--<name>/blobs/<etag>.incomplete`` and renames it once complete
-  (its documented cache layout), so a watcher thread reports that file's size. A stop asked
-  meanwhile takes effect once the file is complete.
+  (the folders are its documented cache layout; the suffix is how the 0.x releases name a
+  file in progress, and tests/test_download.py fails loudly if that changes), so a watcher
+  thread reports that file's size. A stop asked meanwhile takes effect once the file is
+  complete.
 
 Nothing of the hub is replaced, so downloads of other threads and libraries are untouched. A
 stopped download leaves nothing a later load trusts: the ``.incomplete`` file is resumed on the
