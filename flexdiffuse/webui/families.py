@@ -14,9 +14,6 @@ from typing import Any
 from ..known_towers import VIT_BIGG, VIT_H, VIT_L, KnownTower
 from .errors import FlexDiffuseError
 
-TOWERS: tuple[KnownTower, ...] = (VIT_L, VIT_H, VIT_BIGG)
-"""The towers a family pairs with, in the order the Settings page shows their settings."""
-
 
 @dataclass(frozen=True)
 class ConditioningPart:
@@ -44,6 +41,11 @@ SD1 = Family("SD 1.x", 768, (ConditioningPart(0, VIT_L),))
 SD2 = Family("SD 2.x", 1024, (ConditioningPart(0, VIT_H),))
 SDXL = Family("SDXL", 2048, (ConditioningPart(0, VIT_L), ConditioningPart(768, VIT_BIGG)))
 FAMILIES: tuple[Family, ...] = (SD1, SD2, SDXL)
+
+TOWERS: tuple[KnownTower, ...] = tuple(
+    dict.fromkeys(part.tower for family in FAMILIES for part in family.parts)
+)
+"""The towers the families pair with, in the order the Settings page shows their settings."""
 
 
 def detect_family(model: Any) -> Family:
