@@ -331,10 +331,15 @@ def _check_storage_records(file: str, tensors: Iterable[torch.Tensor]) -> None:
         for tensor in tensors
         if tensor.untyped_storage().nbytes()
     }
-    with zipfile.ZipFile(file) as archive:
-        records = collections.Counter(
-            info.file_size for info in archive.infolist() if _STORAGE_RECORD.search(info.filename)
-        )
+    try:
+        with zipfile.ZipFile(file) as archive:
+            records = collections.Counter(
+                info.file_size
+                for info in archive.infolist()
+                if _STORAGE_RECORD.search(info.filename)
+            )
+    except zipfile.BadZipFile as error:  # changed since torch read it
+        raise ValueError(str(error)) from error
     needed = collections.Counter(storages.values())
     if any(records[size] < count for size, count in needed.items()):
         raise ValueError("a storage record is shorter than its storage (a damaged file)")
