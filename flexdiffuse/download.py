@@ -17,8 +17,10 @@ it there), through what the hub offers publicly:
   complete.
 
 Nothing of the hub is replaced, so downloads of other threads and libraries are untouched. A
-stopped download leaves nothing a later load trusts: the ``.incomplete`` file is resumed on the
-next try. Nothing here imports a webui.
+stopped or broken download leaves nothing a later load trusts: the hub renames the
+``.incomplete`` file only once it is complete. The 0.x releases keep it and resume it on the
+next try; 1.x deletes it when a download is stopped (checked with huggingface_hub 1.33), so the
+next try starts again. Nothing here imports a webui.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class DownloadHooks:
 
 
 class DownloadStoppedError(Exception):
-    """The caller asked to stop; the partial file stays as ``.incomplete`` and is resumed."""
+    """The caller asked to stop; nothing half-downloaded is left where a load would find it."""
 
 
 class DiskFullError(OSError):

@@ -338,8 +338,8 @@ def _stop_if_asked(download: DownloadHooks | None, name: str) -> None:
 
 def _stopped_message(name: str) -> str:
     return (
-        f"Stopped before the CLIP vision model '{name}' was loaded, as asked. A download "
-        "stopped halfway resumes where it stopped on the next guided job."
+        f"Stopped before the CLIP vision model '{name}' was loaded, as asked. The next guided "
+        "job loads it, downloading what is still missing."
     )
 
 

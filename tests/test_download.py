@@ -135,9 +135,10 @@ def test_a_stop_during_a_download_stops_the_load(hub, tower_folder, tmp_path):
 
 
 def hub_1_download(hub: FakeHub):
-    """``hf_hub_download`` as huggingface_hub 1.0 documents it, for the parts FlexDiffuse uses:
-    byte bars made of ``tqdm_class``, a ``.incomplete`` blob renamed when complete and resumed
-    with a Range request."""
+    """``hf_hub_download`` with a ``tqdm_class``, as huggingface_hub 1.0 documents it, for the
+    parts FlexDiffuse uses: byte bars made of ``tqdm_class`` (updated before each chunk is
+    written) and a ``.incomplete`` blob renamed when complete. It keeps and resumes a partial
+    blob, as 0.x does (1.33 deletes it on a stop), so the bars' ``initial`` is exercised."""
     import urllib.request
 
     def hf_hub_download(repo_id, filename, *, subfolder=None, cache_dir=None, tqdm_class=None):
@@ -182,7 +183,7 @@ def test_with_a_bar_class_every_chunk_is_reported(hub_1, tmp_path):
     assert [done for done, _ in recorder.progress] == sorted(d for d, _ in recorder.progress)
 
 
-def test_with_a_bar_class_a_stop_leaves_a_partial_file_that_resumes(hub_1, tmp_path):
+def test_with_a_bar_class_a_stop_leaves_nothing_trusted_and_a_resume_counts_on(hub_1, tmp_path):
     size = len(hub_1.files[WEIGHTS])
     stopper = Recorder(stop_after=size // 2)
     with pytest.raises(DownloadStoppedError):
