@@ -80,7 +80,11 @@ def run(tower: Path, say: Callable[[str], None] = print) -> list[list[str]]:
 
     from flexdiffuse.webui import hosts, script, settings
     from flexdiffuse.webui.families import VIT_L
-    from flexdiffuse.webui.models import VisionTowers
+
+    try:
+        from flexdiffuse.webui.vision_towers import VisionTowers
+    except ImportError:  # an older checkout (to measure it too)
+        from flexdiffuse.webui.models import VisionTowers
     from flexdiffuse.webui.runtime import Runtime
     from tests.webui import conftest as harness
 

@@ -19,18 +19,11 @@ from typing import Any
 
 import torch
 
+from .known_towers import identify
+
 VISION = "vision_model."
 PROJECTION = "visual_projection.weight"
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
-
-# Attention heads and activation of the released towers, by hidden width: neither can be read
-# off the weights (heads share one matrix). Other widths take 64-wide heads and GELU.
-KNOWN_TOWERS: dict[int, tuple[int, str]] = {
-    768: (12, "quick_gelu"),  # OpenAI ViT-B
-    1024: (16, "quick_gelu"),  # OpenAI ViT-L/14 (SD 1.x, SDXL)
-    1280: (16, "gelu"),  # LAION ViT-H/14 (SD 2.x)
-    1664: (16, "gelu"),  # LAION ViT-bigG/14 (SDXL)
-}
 
 _OPEN_CLIP_BLOCK = {
     "ln_1": "layer_norm1",
@@ -64,18 +57,28 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
         return load_file(str(path), device="cpu")
     if suffix in PICKLE_SUFFIXES:
-        # torch.serialization.load, not torch.load: A1111 swaps torch.load for a checker of its
-        # own; weights_only is the safe loader here (no code runs while reading).
-        state = torch.serialization.load(str(path), map_location="cpu", weights_only=True)
-        if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
-            state = state["state_dict"]
-        if not isinstance(state, Mapping):
-            raise CheckpointError(f"'{path.name}' holds a {type(state).__name__}, not weights.")
-        return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+        return read_torch_file(path)
     raise CheckpointError(
         f"'{path.name}' is not a weights file FlexDiffuse reads: use a .safetensors file "
         f"(or {', '.join(PICKLE_SUFFIXES)})."
     )
+
+
+def read_torch_file(path: str | Path, *, mmap: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of the state dict in a torch file (also under a ``state_dict`` key).
+
+    ``weights_only`` refuses a pickle that names anything but tensors and containers, so no
+    code runs while reading; with ``mmap`` the storages are mapped, not read (the file must be
+    zip-format, as ``torch.save`` writes it), so the tensors' shapes cost no weights.
+    torch.serialization.load, not torch.load: A1111 swaps torch.load for a checker of its own.
+    """
+    name = Path(path).name
+    state = torch.serialization.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"'{name}' holds a {type(state).__name__}, not weights.")
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
 def vision_state_dict(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -103,7 +106,8 @@ def vision_config(state: Mapping[str, torch.Tensor], given: Any = None) -> Any:
     """A ``CLIPVisionConfig`` that fits the tensors of :func:`vision_state_dict`.
 
     ``given`` (a config found beside the weights) supplies what shapes cannot tell, the
-    attention heads and the activation, when its sizes agree with the tensors.
+    attention heads and the activation, when its sizes agree with the tensors; otherwise they
+    come from the known tower of this architecture (:func:`~.known_towers.identify`).
     """
     from transformers import CLIPVisionConfig
 
@@ -123,7 +127,9 @@ def vision_config(state: Mapping[str, torch.Tensor], given: Any = None) -> Any:
     if grid * grid != positions - 1:
         raise CheckpointError(f"{positions} position embeddings are not a square grid + 1.")
     layers = 1 + max(int(m.group(1)) for key in state if (m := _LAYER_KEY.match(key)))
-    heads, act = KNOWN_TOWERS.get(width, (max(1, width // 64), "gelu"))
+    known = identify(width, layers)
+    # Another tower takes 64-wide heads and GELU.
+    heads, act = (known.heads, known.activation) if known else (max(1, width // 64), "gelu")
     if given is not None and getattr(given, "hidden_size", None) == width:
         heads, act = given.num_attention_heads, given.hidden_act
     return CLIPVisionConfig(

@@ -1,26 +1,35 @@
 """Downloading a tower's weights from Hugging Face where the caller can follow and stop it.
 
 ``transformers``' ``from_pretrained`` downloads through ``huggingface_hub``, whose progress goes
-to a console bar only and which cannot be stopped. So before ``from_pretrained`` runs,
-:func:`fetch_weights` downloads the weights file alone with ``hf_hub_download`` into the same
-cache (``from_pretrained`` then finds it there). While it runs, the progress bars
-``huggingface_hub`` opens in this thread are made of a subclass of its own bar class that also
-reports the bytes to the caller's :class:`DownloadHooks` and raises :class:`DownloadStoppedError`
-between two chunks when the caller asks to stop. Bars of other threads behave as before, and
-the console bar is kept.
+to a console bar only. So before ``from_pretrained`` runs, :func:`fetch_weights` downloads the
+weights file alone with ``hf_hub_download`` into the same cache (``from_pretrained`` then finds
+it there), through what the hub offers publicly:
 
-A stopped download leaves nothing a later load trusts: ``huggingface_hub`` writes into
-``<blob>.incomplete`` and renames the file only once it is complete (and resumes the
-``.incomplete`` file on the next try). Nothing here imports a webui.
+- ``huggingface_hub`` 1.0 and later take a ``tqdm_class``: its bars report each chunk to the
+  caller's :class:`DownloadHooks` and raise :class:`DownloadStoppedError` between two chunks
+  when the caller asks to stop.
+- Earlier versions (those the webuis ship) take no bar class and offer no way to stop a file
+  midway. The bytes are followed on disk instead: the hub writes a file into
+  ``<cache>/models--<owner>--<name>/blobs/<etag>.incomplete`` and renames it once complete
+  (the folders are its documented cache layout; the suffix is how the 0.x releases name a
+  file in progress, and tests/test_download.py fails loudly if that changes), so a watcher
+  thread reports that file's size. A stop asked meanwhile takes effect once the file is
+  complete.
+
+Nothing of the hub is replaced, so downloads of other threads and libraries are untouched. A
+stopped or broken download leaves nothing a later load trusts: the hub renames the
+``.incomplete`` file only once it is complete. The 0.x releases keep it and resume it on the
+next try; 1.x deletes it when a download is stopped (checked with huggingface_hub 1.33), so the
+next try starts again. Nothing here imports a webui.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import inspect
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,17 +39,17 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
-
-# The modules whose global ``tqdm`` makes download bars: huggingface_hub 0.2x makes them in
-# file_download.http_get, later versions in utils.tqdm._get_progress_bar_context.
-_BAR_MODULES = ("huggingface_hub.file_download", "huggingface_hub.utils.tqdm")
+PARTIAL_SUFFIX = ".incomplete"
+WATCH_SECONDS = 0.25
+"""How often the size of a partial download is read, where the hub takes no bar class."""
 
 
 def _ignore(done: int, total: int | None) -> None:
     del done, total
 
 
-def _never() -> bool:
+def never() -> bool:
+    """A stop request that never comes."""
     return False
 
 
@@ -49,15 +58,16 @@ class DownloadHooks:
     """What a caller learns of a download, and how it stops one.
 
     ``on_bytes(done, total)`` follows the weights file (``total`` None when the server does not
-    say); ``should_stop()`` is asked after every chunk and between files.
+    say); ``should_stop()`` is asked after every chunk (before and after the file where the
+    hub takes no bar class).
     """
 
     on_bytes: Callable[[int, int | None], None] = field(default=_ignore)
-    should_stop: Callable[[], bool] = field(default=_never)
+    should_stop: Callable[[], bool] = field(default=never)
 
 
 class DownloadStoppedError(Exception):
-    """The caller asked to stop; the partial file stays as ``.incomplete`` and is resumed."""
+    """The caller asked to stop; nothing half-downloaded is left where a load would find it."""
 
 
 class DiskFullError(OSError):
@@ -81,11 +91,23 @@ def fetch_weights(
         raise DownloadStoppedError
     from huggingface_hub import hf_hub_download
 
+    subfolder_arg = subfolder or None
     try:
-        with _reporting_bars(hooks):
+        if takes_bar_class(hf_hub_download):
             hf_hub_download(
-                repo, WEIGHTS_FILE, subfolder=subfolder or None, cache_dir=_str(cache_dir)
+                repo,
+                WEIGHTS_FILE,
+                subfolder=subfolder_arg,
+                cache_dir=_str(cache_dir),
+                tqdm_class=_reporting_bar_class(hooks),
             )
+        else:
+            with _watching_partial_file(repo, subfolder, cache_dir, hooks):
+                path = hf_hub_download(
+                    repo, WEIGHTS_FILE, subfolder=subfolder_arg, cache_dir=_str(cache_dir)
+                )
+            size = os.path.getsize(path)
+            hooks.on_bytes(size, size)
     except DownloadStoppedError:
         raise
     except OSError as error:
@@ -124,77 +146,100 @@ def _disk_full_message(cache_dir: str | Path | None) -> str:
     )
 
 
-# ----------------------------------------------------------------- progress bars
-
-_lock = threading.Lock()
-_watched: dict[int, DownloadHooks] = {}  # thread id -> hooks of the download it runs
-_originals: dict[str, type] = {}  # module name -> its bar class, while bars are replaced
+# ----------------------------------------------------------------- progress
 
 
-@contextlib.contextmanager
-def _reporting_bars(hooks: DownloadHooks) -> Iterator[None]:
-    """Report and stop the download bars this thread opens while inside."""
-    thread = threading.get_ident()
-    with _lock:
-        if not _watched:
-            _replace_bar_classes()
-        _watched[thread] = hooks
+def takes_bar_class(download: Callable[..., Any]) -> bool:
+    """Whether ``download`` (``hf_hub_download``) takes a ``tqdm_class`` (huggingface_hub 1.0+)."""
     try:
-        yield
-    finally:
-        with _lock:
-            _watched.pop(thread, None)
-            if not _watched:
-                _restore_bar_classes()
+        return "tqdm_class" in inspect.signature(download).parameters
+    except (TypeError, ValueError):  # a callable without a signature
+        return False
 
 
-def _replace_bar_classes() -> None:
-    for name in _BAR_MODULES:
-        module = sys.modules.get(name)
-        original = getattr(module, "tqdm", None)
-        if isinstance(original, type) and not getattr(original, "_flexdiffuse", False):
-            _originals[name] = original
-            module.tqdm = _reporting_class(original)  # type: ignore[union-attr]
-    if not _originals:
-        logger.debug("huggingface_hub makes no bar FlexDiffuse knows: no download progress")
+def _reporting_bar_class(hooks: DownloadHooks) -> type:
+    """The hub's own bar class, whose byte bars also report to ``hooks`` and stop on request.
 
+    The hub passes it to the bars of this download only, so nothing else is reported.
+    """
+    from huggingface_hub.utils import tqdm as hub_bar
 
-def _restore_bar_classes() -> None:
-    for name, original in _originals.items():
-        module = sys.modules.get(name)
-        if module is not None:
-            module.tqdm = original  # type: ignore[attr-defined]
-    _originals.clear()
+    thread = threading.get_ident()
 
-
-def _reporting_class(base: type) -> type:
-    """``base`` (a tqdm class) whose byte bars also feed the hooks of the thread opening them."""
-
-    class ReportingBar(base):  # type: ignore[misc, valid-type]
-        _flexdiffuse = True
-
+    class ReportingBar(hub_bar):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             # A disabled tqdm counts nothing, so the bytes are counted here.
-            self._flex_hooks = _watched.get(threading.get_ident())
-            self._flex_thread = threading.get_ident()
             self._flex_done = int(kwargs.get("initial") or 0)
             total = kwargs.get("total")
             self._flex_total = int(total) if total else None
-            if kwargs.get("unit") != "B":  # a bar of files, not of bytes
-                self._flex_hooks = None
+            self._flex_bytes = kwargs.get("unit", "it") == "B"  # not a bar of files
             super().__init__(*args, **kwargs)
 
         def update(self, n: float | None = 1) -> bool | None:
             shown = super().update(n)
-            hooks = self._flex_hooks
-            if hooks is not None:
+            if self._flex_bytes:
                 self._flex_done += int(n or 0)
                 hooks.on_bytes(self._flex_done, self._flex_total)
                 # Raise only in the downloading thread: a download library's own threads
-                # (hf_xet, hf_transfer) must not be broken; fetch_weights stops after them.
-                if threading.get_ident() == self._flex_thread and hooks.should_stop():
+                # (hf_xet) must not be broken; fetch_weights stops after them.
+                if threading.get_ident() == thread and hooks.should_stop():
                     raise DownloadStoppedError
             return shown
 
-    ReportingBar.__name__ = ReportingBar.__qualname__ = base.__name__
     return ReportingBar
+
+
+@contextlib.contextmanager
+def _watching_partial_file(
+    repo: str, subfolder: str, cache_dir: str | Path | None, hooks: DownloadHooks
+) -> Iterator[None]:
+    """Report the growing ``.incomplete`` file of ``repo``'s cache while inside."""
+    from huggingface_hub import constants
+
+    repo_folder = Path(cache_dir or constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+    done = threading.Event()
+    watcher = threading.Thread(
+        target=_watch,
+        args=(repo_folder / "blobs", lambda: _remote_size(repo, subfolder), hooks, done),
+        name="flexdiffuse-download-progress",
+        daemon=True,
+    )
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+
+
+def _watch(
+    blobs: Path, remote_size: Callable[[], int | None], hooks: DownloadHooks, done: threading.Event
+) -> None:
+    total = remote_size()
+    reported = -1
+    while not done.wait(WATCH_SECONDS):
+        size = _partial_bytes(blobs)
+        if size is not None and size != reported:
+            reported = size
+            hooks.on_bytes(size, total)
+
+
+def _partial_bytes(blobs: Path) -> int | None:
+    """The size of the download in progress in ``blobs`` (None before it starts)."""
+    try:
+        sizes = [entry.stat().st_size for entry in blobs.glob(f"*{PARTIAL_SUFFIX}")]
+    except OSError:  # renamed or removed while read: the download just ended
+        return None
+    return max(sizes) if sizes else None
+
+
+def _remote_size(repo: str, subfolder: str) -> int | None:
+    """The size of the weights file on the hub, or None if it does not say."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    url = hf_hub_url(repo, WEIGHTS_FILE, subfolder=subfolder or None)
+    try:
+        return get_hf_file_metadata(url).size
+    except Exception as error:  # the download itself reports what is wrong
+        logger.debug("No size for %s: %s", url, error)
+        return None

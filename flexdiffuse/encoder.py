@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import OrderedDict
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .checkpoints import PICKLE_SUFFIXES
 from .download import DiskFullError, DownloadHooks, DownloadStoppedError, fetch_weights
+from .images import image_digest, prepare_image
+from .known_towers import VIT_L
 from .messages import as_sentence
 from .towers import is_local_source, split_hub_source
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_SD1 = "openai/clip-vit-large-patch14"
-"""The vision tower that shares SD 1.x's text space (CLIP ViT-L/14, projection 768)."""
+DEFAULT_MODEL_SD1 = str(VIT_L.default_source)
+"""The source of the tower that shares SD 1.x's text space (CLIP ViT-L/14, tokens 768 wide)."""
 
 CACHE_SIZE = 8
 """Encoded images kept per cache; a guidance image is usually reused across many jobs."""
@@ -59,27 +59,6 @@ class TokenCache:
 
     def __len__(self) -> int:
         return len(self._items)
-
-
-def image_digest(image: Image.Image) -> str:
-    """A hex digest of what the encoder sees of ``image``: its pixels, mode and orientation.
-
-    Equal for copies of one picture, different for any change of pixels, size, mode or EXIF
-    orientation. Hosts show its first characters as the image's hash. Pixels are read in
-    strips, so a huge image costs no second full-size copy.
-    """
-    _check_image(image)
-    digest = hashlib.blake2b(digest_size=16)
-    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-    digest.update(f"{image.mode} {image.width}x{image.height} {orientation} ".encode())
-    rows = max(1, _DIGEST_STRIP_BYTES // max(1, image.width * len(image.getbands()) * 4))
-    for top in range(0, image.height, rows):
-        digest.update(image.crop((0, top, image.width, min(image.height, top + rows))).tobytes())
-    return digest.hexdigest()
-
-
-_EXIF_ORIENTATION = 0x0112
-_DIGEST_STRIP_BYTES = 8 << 20
 
 
 class ImageEncoder:
@@ -129,7 +108,8 @@ class ImageEncoder:
             local_files_only: never touch the network.
             cache: where encodings are kept (default: a new cache of this encoder's own).
             download: follow the download of the weights (bytes done and total) and stop it
-                between two chunks; without it the download shows on the console only.
+                (:func:`~flexdiffuse.download.fetch_weights` says when); without it the
+                download shows on the console only.
 
         Only ``config.json`` and the safetensors weights are downloaded; without a
         ``preprocessor_config.json`` images get CLIP's standard preprocessing at the tower's
@@ -150,12 +130,15 @@ class ImageEncoder:
             name = str(local)
         _check_local_path(name)
         repo, subfolder = (name, "") if local.is_dir() else split_hub_source(name)
+        offline = _offline(local_files_only)
         options = {
             "cache_dir": str(cache_dir) if cache_dir else None,
-            "local_files_only": local_files_only,
+            # transformers reads the offline variables once, at import: one set later (by the
+            # host, another extension, a test) must keep it off the network too.
+            "local_files_only": offline,
             "subfolder": subfolder,
         }
-        if download is not None and not local.is_dir() and not _offline(local_files_only):
+        if download is not None and not local.is_dir() and not offline:
             try:
                 fetch_weights(repo, subfolder, cache_dir, download)
             except DownloadStoppedError as error:
@@ -265,67 +248,6 @@ class ImageEncoder:
         return tokens[0]
 
 
-def prepare_image(image: Image.Image, size: int) -> Image.Image:
-    """RGB, upright, centre square crop, bicubic antialiased resize to ``size`` pixels."""
-    _check_image(image)
-    rgb = to_rgb(ImageOps.exif_transpose(image))
-    side = min(rgb.size)
-    left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
-    square = rgb.crop((left, top, left + side, top + side))
-    # PIL's resize filters over the whole source footprint, so downscaling is antialiased.
-    return square.resize((size, size), Image.Resampling.BICUBIC)
-
-
-def _check_image(image: object) -> None:
-    if not isinstance(image, Image.Image):
-        raise ValueError(f"The guidance image must be a PIL image, got {type(image).__name__}.")
-    if image.width < 1 or image.height < 1:
-        raise ValueError(f"The guidance image is empty ({image.width}x{image.height}).")
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB; transparency is composited on white, high bit depths are rescaled."""
-    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
-        image = _high_depth_to_l(image)
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "RGBa", "La", "PA"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def _high_depth_to_l(image: Image.Image) -> Image.Image:
-    """8-bit greyscale from a 16-bit, 32-bit or float image, scaled by its format's range.
-
-    Scaling by the image's own maximum would brighten a dark picture: the same photo must
-    guide alike at 8 and 16 bits.
-    """
-    values = np.asarray(image, dtype=np.float64)
-    top = _sample_range(image.mode, float(values.max(initial=0)))
-    scaled = np.clip(values, 0, top) * (255.0 / top)
-    return Image.fromarray(scaled.round().astype(np.uint8), mode="L")
-
-
-def _sample_range(mode: str, largest: float) -> float:
-    """The value that means white in a high-depth mode, as far as the mode can tell.
-
-    ``I;16*`` holds 16-bit samples. Pillow opens 16-bit greyscale PNG, TIFF and PGM files as
-    ``I`` (older Pillow, as A1111 ships) or ``I;16``, so ``I`` is read as 16-bit too, unless a
-    value exceeds 65535 (true 32-bit data, read as 32-bit signed). ``F`` has no declared range:
-    values up to 1 are read as 0..1 (normalised floats), up to 255 as 0..255 (Pillow's own
-    ``convert("F")`` of an 8-bit image), beyond that as 0..65535.
-    """
-    if mode.startswith("I;16"):
-        return 65535.0
-    if mode == "I":
-        return 65535.0 if largest <= 65535 else float(2**31 - 1)
-    if largest <= 1.0:
-        return 1.0
-    return 255.0 if largest <= 255 else 65535.0
-
-
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 
@@ -399,6 +321,10 @@ def _offline(local_files_only: bool) -> bool:
     """Whether downloads are off: by the caller, HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE."""
     if local_files_only:
         return True
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return True
     try:
         from transformers.utils import is_offline_mode
     except ImportError:  # pragma: no cover - every supported transformers has it
@@ -413,8 +339,8 @@ def _stop_if_asked(download: DownloadHooks | None, name: str) -> None:
 
 def _stopped_message(name: str) -> str:
     return (
-        f"Stopped before the CLIP vision model '{name}' was loaded, as asked. A download "
-        "stopped halfway resumes where it stopped on the next guided job."
+        f"Stopped before the CLIP vision model '{name}' was loaded, as asked. The next guided "
+        "job loads it, downloading what is still missing."
     )
 
 

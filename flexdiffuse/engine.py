@@ -265,8 +265,8 @@ def _check_token_weights(weights: torch.Tensor, count: int) -> None:
 
 def _check_finite(**tensors: torch.Tensor | None) -> None:
     for name, tensor in tensors.items():
-        if tensor is None or tensor.is_meta:
-            continue  # meta tensors have no values to check
+        if tensor is None:
+            continue
         if not bool(torch.isfinite(tensor).all()):
             raise ValueError(f"{name} contains NaN or infinite values.")
 

@@ -6,7 +6,9 @@ passed to it); :class:`JobParams` is everything a guided generation is set up wi
 engine's parameters plus the concepts prompt, the step window, the pooled strength and the
 image weights. Each field carries its :class:`ParamSpec` (label, infotext key, range, hint),
 and :data:`PARAM_SPECS` lists all of them once, so the panel, the HTTP API, infotext and the
-X/Y/Z axes are generated from one place: adding a parameter means adding one field.
+X/Y/Z axes are generated from one place: for them, adding a parameter means adding one field.
+What else a new parameter takes (the engine, the oracle, the docs): docs/development.md,
+"Adding a parameter".
 """
 
 from __future__ import annotations
@@ -288,12 +290,6 @@ class JobParams(_Validated):
                 continue
             out[spec.infotext] = format_value(spec, value)
         return out
-
-    @classmethod
-    def from_infotext(cls, values: Mapping[str, Any]) -> JobParams:
-        """Parameters from parsed infotext; missing keys take their defaults."""
-        given = {s.name: values[s.infotext] for s in PARAM_SPECS if s.infotext in values}
-        return cls().replace(**given)
 
 
 def _specs(cls: type, engine: bool) -> tuple[ParamSpec, ...]:

@@ -3,11 +3,12 @@
 Image-prompt tools leave vision towers in well-known folders (A1111/Forge ``models/clip_vision``,
 the ControlNet extension's ``clip_vision`` downloads, ComfyUI's ``models/clip_vision``). This
 module tells which of those files fit a tower by reading only tensor names and shapes: the
-header of a safetensors file, or the pickled structure of a zip-format torch file (the
-ControlNet extension's ``clip_h.pth``) through an unpickler that knows only a state dict's
-parts and refuses anything else, so it runs no code. No weights are read. It also gives each
-tower source one canonical key, so that different spellings of one local path name one tower,
-and the default download sources. Nothing here imports the webui.
+header of a safetensors file (``safetensors.safe_open``), or a zip-format torch file (the
+ControlNet extension's ``clip_h.pth``) loaded with ``weights_only=True`` (no code runs) and
+``mmap=True`` (storages are mapped, not read). No weights are read. It also gives each
+source one key (:func:`source_key`), so that different spellings of one local path name one
+tower, and tells a known tower's default sources (:func:`is_default_source`); the towers
+themselves are in :mod:`~flexdiffuse.known_towers`. Nothing here imports the webui.
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ import logging
 import os
 import pickle
 import re
-import struct
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 
@@ -33,9 +32,11 @@ from .checkpoints import (
     VISION,
     CheckpointError,
     expected_shapes,
+    read_torch_file,
     vision_config,
     vision_state_dict,
 )
+from .known_towers import KnownTower
 
 logger = logging.getLogger(__name__)
 
@@ -43,71 +44,31 @@ SAFETENSORS_SUFFIX = ".safetensors"
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 CONFIG_FILE = "config.json"
-
-# safetensors refuses headers above 100 MB; a real tower's header is well under 1 MB.
-MAX_HEADER_BYTES = 100 * 1024 * 1024
+_STORAGE_RECORD = re.compile(r"(^|/)data/[^/]+$")  # <archive>/data/<key>, as torch.save names them
 
 
 @dataclass(frozen=True)
 class TowerShape:
     """The sizes of a CLIP vision tower, read from its tensor shapes.
 
-    ``projection_width`` is the width of the image tokens (768 for ViT-L/14, 1024 for
-    OpenCLIP ViT-H/14, 1280 for OpenCLIP ViT-bigG/14): the number that must match the
-    text space of the checkpoint being guided.
+    ``token_width`` is the width of its image tokens (768 for ViT-L/14, 1024 for OpenCLIP
+    ViT-H/14, 1280 for OpenCLIP ViT-bigG/14): the number that must match the text space of the
+    checkpoint part being guided.
     """
 
     hidden_width: int
-    projection_width: int
+    token_width: int
     layers: int
     image_size: int
 
 
-@dataclass(frozen=True)
-class TowerDefault:
-    """What FlexDiffuse downloads for a tower when nothing else is set or found."""
-
-    token_width: int
-    label: str
-    source: str
-    download_gb: float
-    """Bytes the first job downloads, in GB (10^9): the weights file, plus a config of ~2 kB."""
-    earlier_sources: tuple[str, ...] = ()
-    """Earlier defaults (whole CLIP models, text tower included): still load, download more."""
-
-
-# Sources and sizes: docs/tower-sources.md. Each is a safetensors vision tower with its
-# projection; the h94/IP-Adapter folders hold no preprocessor_config.json, so the encoder
-# falls back to CLIP's standard preprocessing (the same mean, std and 224 px for all three).
-DEFAULT_SOURCES: dict[int, TowerDefault] = {
-    768: TowerDefault(768, "CLIP ViT-L/14", "openai/clip-vit-large-patch14", 1.71),
-    1024: TowerDefault(
-        1024,
-        "OpenCLIP ViT-H/14",
-        "h94/IP-Adapter/models/image_encoder",
-        2.53,
-        ("laion/CLIP-ViT-H-14-laion2B-s32B-b79K",),
-    ),
-    1280: TowerDefault(
-        1280,
-        "OpenCLIP ViT-bigG/14",
-        "h94/IP-Adapter/sdxl_models/image_encoder",
-        3.69,
-        ("laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",),
-    ),
-}
-
-
-def is_default_source(source: str, token_width: int) -> bool:
-    """Whether ``source`` is the default for the tower of ``token_width``, today's or earlier.
+def is_default_source(source: str, tower: KnownTower) -> bool:
+    """Whether ``source`` is ``tower``'s default, today's or an earlier one.
 
     A setting that still names a default may be replaced by a fitting file found on disk.
     """
-    default = DEFAULT_SOURCES.get(token_width)
-    if default is None:
-        return False
-    key = tower_key(source)
-    return key in {tower_key(name) for name in (default.source, *default.earlier_sources)}
+    defaults = (tower.default_source, *tower.earlier_sources) if tower.default_source else ()
+    return source_key(source) in {source_key(name) for name in defaults}
 
 
 def is_local_source(source: str) -> bool:
@@ -144,8 +105,8 @@ def split_hub_source(source: str) -> tuple[str, str]:
     return "/".join(parts[:2]), "/".join(parts[2:])
 
 
-def tower_key(source: str | os.PathLike[str]) -> str:
-    """One key per tower, whatever the spelling of its source.
+def source_key(source: str | os.PathLike[str]) -> str:
+    """One key per source, whatever its spelling.
 
     Local paths resolve (``~``, ``./``, ``..``, trailing slashes and symlinks all lead to one
     file or folder); Hugging Face ids keep their case and lose stray whitespace and slashes.
@@ -164,7 +125,7 @@ def read_tower_shape(path: str | os.PathLike[str]) -> TowerShape | None:
     whole ``CLIPModel`` included) or OpenCLIP's ``visual.*``, or a folder saved by
     transformers (``config.json`` and ``model.safetensors``, sharded or not). Only headers and
     pickled structures are read, never weights. Legacy (non-zip) torch files, pickles that
-    name anything but a state dict's parts, truncated or corrupt files, non-CLIP weights and
+    hold more than a state dict, truncated or corrupt files, non-CLIP weights and
     towers without a visual projection give None (the reason is logged at debug level).
     """
     target = Path(path)
@@ -174,7 +135,7 @@ def read_tower_shape(path: str | os.PathLike[str]) -> TowerShape | None:
         elif target.suffix.lower() == SAFETENSORS_SUFFIX:
             shapes = _cached_header_shapes(*_file_identity(target))
         elif target.suffix.lower() in PICKLE_SUFFIXES:
-            shapes = _cached_pickle_shapes(*_file_identity(target))
+            shapes = _cached_torch_file_shapes(*_file_identity(target))
         else:
             logger.debug("Not scanned (not a weights file or a model folder): %s", target)
             return None
@@ -189,10 +150,11 @@ def read_tower_shape(path: str | os.PathLike[str]) -> TowerShape | None:
     return shape
 
 
-def find_tower_files(
-    folders: Iterable[str | os.PathLike[str]], projection_width: int
-) -> list[Path]:
-    """Tower files and model folders in ``folders`` whose image tokens are ``projection_width``.
+def find_tower_files(folders: Iterable[str | os.PathLike[str]], token_width: int) -> list[Path]:
+    """Tower files and model folders in ``folders`` whose image tokens are ``token_width`` wide.
+
+    The token width is what guiding a conditioning part needs of a tower: a file fits the
+    part whose channels it matches, whichever tower of that width it holds.
 
     Each folder is scanned with one level of subfolders: its ``.safetensors`` files, and each
     subfolder either as a model folder (``config.json`` + ``model.safetensors``, offered as a
@@ -211,7 +173,7 @@ def find_tower_files(
             if key in seen:
                 continue
             shape = read_tower_shape(candidate)
-            if shape is not None and shape.projection_width == projection_width:
+            if shape is not None and shape.token_width == token_width:
                 seen.add(key)
                 found.append(candidate)
     return found
@@ -293,7 +255,7 @@ def _config_agrees(folder: Path, shape: TowerShape) -> bool:
         logger.debug("Unreadable config.json in %s: %s", folder, error)
         return False
     declared = (config.hidden_size, config.projection_dim, config.num_hidden_layers)
-    if declared != (shape.hidden_width, shape.projection_width, shape.layers):
+    if declared != (shape.hidden_width, shape.token_width, shape.layers):
         logger.debug("The config.json of %s does not describe its weights", folder)
         return False
     return True
@@ -306,57 +268,81 @@ def _file_identity(file: Path) -> tuple[str, int, int]:
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_header_shapes(file: str, size: int, mtime_ns: int) -> dict[str, tuple[int, ...]] | None:
-    """Tensor shapes from the header of a safetensors file of ``size`` bytes."""
-    del mtime_ns  # part of the cache key only
-    with open(file, "rb") as stream:
-        prefix = stream.read(8)
-        if len(prefix) < 8:
-            raise ValueError("shorter than a safetensors header")
-        (length,) = struct.unpack("<Q", prefix)
-        if length > MAX_HEADER_BYTES or 8 + length > size:
-            raise ValueError(f"header length {length} does not fit a {size}-byte file")
-        header = json.loads(stream.read(length))
-    return _header_shapes(header, size - 8 - length)
+def _cached_header_shapes(file: str, size: int, mtime_ns: int) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes of a safetensors file, from its header alone.
+
+    ``safe_open`` maps the file and checks that its header covers exactly the bytes it holds,
+    so a half-downloaded file (the header whole, the data short) is refused as loading would
+    refuse it; ``get_slice`` gives a tensor's shape without reading it.
+    """
+    del size, mtime_ns  # part of the cache key only
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(file, framework="pt") as weights:
+            return {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}  # noqa: SIM118
+    except SafetensorError as error:  # a truncated or corrupt file
+        raise ValueError(str(error)) from error
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_pickle_shapes(file: str, size: int, mtime_ns: int) -> dict[str, tuple[int, ...]] | None:
-    """Tensor shapes of the state dict in a zip-format torch file (see :func:`_pickle_shapes`).
+def _cached_torch_file_shapes(
+    file: str, size: int, mtime_ns: int
+) -> dict[str, tuple[int, ...]] | None:
+    """Tensor shapes of the state dict in a torch file (see :func:`_torch_file_shapes`).
 
     A file that is no such state dict is remembered as None: folders such as Forge's
     ControlNetPreprocessor hold many other torch files, which every scan would read again.
     """
     del size, mtime_ns  # part of the cache key only
     try:
-        return _pickle_shapes(file)
-    except (ValueError, KeyError) as error:
+        return _torch_file_shapes(file)
+    except ValueError as error:
         logger.debug("Not a torch file FlexDiffuse can read: %s (%s)", file, error)
         return None
 
 
-def _header_shapes(header: object, data_bytes: int) -> dict[str, tuple[int, ...]]:
-    """Shapes of a parsed header whose tensors must cover exactly ``data_bytes``.
+def _torch_file_shapes(file: str) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes of the state dict in a zip-format torch file, its storages only mapped.
 
-    A half-downloaded file keeps its header but lacks data: safetensors refuses to load such
-    a file, so it must not be offered either.
+    Raises:
+        ValueError: a legacy (non-zip) or truncated file, a pickle that is more than a state
+            dict (refused before anything in it runs), storages missing or shorter than their
+            tensors.
     """
-    if not isinstance(header, Mapping):
-        raise ValueError("the header is not a JSON object")
-    shapes: dict[str, tuple[int, ...]] = {}
-    end = 0
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            shape = tuple(int(size) for size in entry["shape"])
-            end = max(end, int(entry["data_offsets"][1]))
-        except (KeyError, TypeError, IndexError, ValueError) as error:
-            raise ValueError(f"malformed entry for {name!r}") from error
-        shapes[str(name)] = shape
-    if end != data_bytes:
-        raise ValueError(f"tensors cover {end} bytes, the file holds {data_bytes} (truncated?)")
-    return shapes
+    try:
+        state = read_torch_file(file, mmap=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as error:
+        raise ValueError(f"torch cannot map it as a state dict ({error})") from error
+    _check_storage_records(file, state.values())
+    return {name: tuple(tensor.shape) for name, tensor in state.items()}
+
+
+def _check_storage_records(file: str, tensors: Iterable[torch.Tensor]) -> None:
+    """Refuse a file whose storage records are shorter than the storages its pickle names.
+
+    A mapped storage is a window onto the file at its record's offset, of the size the pickle
+    gives: torch compares it with the record's size only when it reads the record, so a record
+    cut short (the archive's directory intact) would map the next record's bytes. Each storage
+    must have a record of its own of exactly its size.
+    """
+    storages = {
+        tensor.untyped_storage().data_ptr(): tensor.untyped_storage().nbytes()
+        for tensor in tensors
+        if tensor.untyped_storage().nbytes()
+    }
+    try:
+        with zipfile.ZipFile(file) as archive:
+            records = collections.Counter(
+                info.file_size
+                for info in archive.infolist()
+                if _STORAGE_RECORD.search(info.filename)
+            )
+    except zipfile.BadZipFile as error:  # changed since torch read it
+        raise ValueError(str(error)) from error
+    needed = collections.Counter(storages.values())
+    if any(records[size] < count for size, count in needed.items()):
+        raise ValueError("a storage record is shorter than its storage (a damaged file)")
 
 
 def _shape_of(shapes: Mapping[str, tuple[int, ...]], target: Path) -> TowerShape | None:
@@ -377,141 +363,7 @@ def _shape_of(shapes: Mapping[str, tuple[int, ...]], target: Path) -> TowerShape
         return None
     return TowerShape(
         hidden_width=int(config.hidden_size),
-        projection_width=int(config.projection_dim),
+        token_width=int(config.projection_dim),
         layers=int(config.num_hidden_layers),
         image_size=int(config.image_size),
     )
-
-
-# --------------------------------------------------------- shapes of zip-format torch files
-#
-# torch.save writes a zip archive: ``<name>/data.pkl`` (the pickled structure, a few hundred kB
-# for a tower) and one ``<name>/data/<key>`` record per storage. The pickle is read here by an
-# unpickler that knows only the handful of names a state dict uses and maps each to an inert
-# stand-in: a tensor becomes its shape, a storage its size. Any other name (the way a pickle
-# runs code) refuses the whole file, and no storage is ever read.
-
-MAX_PICKLE_BYTES = 64 * 1024 * 1024
-
-_STORAGE_BYTES = {
-    "DoubleStorage": 8,
-    "FloatStorage": 4,
-    "HalfStorage": 2,
-    "BFloat16Storage": 2,
-    "LongStorage": 8,
-    "IntStorage": 4,
-    "ShortStorage": 2,
-    "CharStorage": 1,
-    "ByteStorage": 1,
-    "BoolStorage": 1,
-}
-
-
-@dataclass(frozen=True)
-class _StorageType:
-    itemsize: int
-
-
-@dataclass(frozen=True)
-class _Storage:
-    key: str
-    itemsize: int
-    numel: int
-
-
-@dataclass(frozen=True)
-class _Tensor:
-    shape: tuple[int, ...]
-    storage: _Storage
-    offset: int
-    stride: tuple[int, ...]
-
-    def end(self) -> int:
-        """One past the last element of the storage the tensor uses."""
-        if any(size == 0 for size in self.shape):
-            return self.offset
-        return (
-            self.offset + 1 + sum((n - 1) * s for n, s in zip(self.shape, self.stride, strict=True))
-        )
-
-
-def _rebuild_tensor(storage, offset, size, stride, *unused):
-    del unused
-    if not isinstance(storage, _Storage) or len(size) != len(stride):
-        raise pickle.UnpicklingError("a tensor without a storage or with a bad stride")
-    return _Tensor(tuple(int(n) for n in size), storage, int(offset), tuple(int(s) for s in stride))
-
-
-def _rebuild_parameter(data, *unused):
-    del unused
-    return data
-
-
-class _ShapeUnpickler(pickle.Unpickler):
-    """Reads a state dict's structure; refuses every name but the few a state dict uses."""
-
-    _NAMES: ClassVar[dict[tuple[str, str], object]] = {
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    }
-
-    def find_class(self, module: str, name: str) -> object:
-        if (module, name) in self._NAMES:
-            return self._NAMES[(module, name)]
-        if module == "torch" and name in _STORAGE_BYTES:
-            return _StorageType(_STORAGE_BYTES[name])
-        raise pickle.UnpicklingError(f"not a plain state dict: it names {module}.{name}")
-
-    def persistent_load(self, pid: object) -> _Storage:
-        # ("storage", storage type, key, location, number of elements)
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
-        kind = pid[1]
-        if not isinstance(kind, _StorageType):
-            raise pickle.UnpicklingError("unknown storage type")
-        return _Storage(str(pid[2]), kind.itemsize, int(pid[4]))
-
-
-def _pickle_shapes(file: str) -> dict[str, tuple[int, ...]]:
-    """Tensor shapes of the state dict in a zip-format torch file, from its structure alone.
-
-    Raises ValueError (OSError, KeyError) for anything else: a legacy or truncated file, a
-    pickle that names anything but a state dict's parts, storages missing or shorter than
-    their tensors.
-    """
-    try:
-        archive = zipfile.ZipFile(file)
-    except zipfile.BadZipFile as error:  # a legacy torch file, or cut short: no directory
-        raise ValueError(f"not a complete zip-format torch file ({error})") from error
-    with archive:
-        names = archive.namelist()
-        pickles = [name for name in names if name.endswith("/data.pkl") or name == "data.pkl"]
-        if len(pickles) != 1:
-            raise ValueError("not a torch.save zip archive")
-        info = archive.getinfo(pickles[0])
-        if info.file_size > MAX_PICKLE_BYTES:
-            raise ValueError(f"its pickle is {info.file_size} bytes")
-        prefix = pickles[0][: -len("data.pkl")]
-        with archive.open(info) as stream:
-            try:
-                loaded = _ShapeUnpickler(stream).load()
-            except (pickle.UnpicklingError, EOFError, AttributeError, TypeError) as error:
-                raise ValueError(str(error)) from error
-            except zipfile.BadZipFile as error:  # a corrupt pickle record
-                raise ValueError(str(error)) from error
-        if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
-            loaded = loaded["state_dict"]
-        if not isinstance(loaded, Mapping):
-            raise ValueError("it holds no state dict")
-        shapes: dict[str, tuple[int, ...]] = {}
-        for name, tensor in loaded.items():
-            if not isinstance(tensor, _Tensor):
-                continue
-            record = archive.getinfo(f"{prefix}data/{tensor.storage.key}")  # KeyError: missing
-            needed = tensor.storage.numel * tensor.storage.itemsize
-            if record.file_size < needed or tensor.end() > tensor.storage.numel:
-                raise ValueError(f"the storage of {name!r} is shorter than its tensor")
-            shapes[str(name)] = tensor.shape
-    return shapes

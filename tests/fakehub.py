@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ class FakeHub:
     files: dict[str, bytes] = field(default_factory=dict)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     url: str = ""
+    chunk: int = 4096
+    chunk_delay: float = 0.0
+    """Seconds between two chunks of a body, so a download takes long enough to be watched."""
 
     def add_folder(self, repo: str, subfolder: str, folder: Path) -> None:
         """Serve every file of ``folder`` as ``subfolder`` of ``repo``."""
@@ -77,7 +81,13 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             self.end_headers()
             if body:
-                self.wfile.write(data[start:])
+                for offset in range(start, len(data), hub.chunk):
+                    try:
+                        self.wfile.write(data[offset : offset + hub.chunk])
+                        self.wfile.flush()
+                    except (BrokenPipeError, ConnectionResetError):  # the client stopped
+                        return
+                    time.sleep(hub.chunk_delay)
 
         def _missing(self, code: str) -> None:
             self.send_response(404)

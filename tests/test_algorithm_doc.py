@@ -1,19 +1,16 @@
 """docs/algorithm.md, the algorithm reference the code cites, keeps up with the code.
 
 Every parameter spec has a row in its parameter table (field name, label, default, range), and
-the numbered sections the code cites exist under their titles.
+the numbered sections the package's code cites (found in its source) exist under their titles.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from flexdiffuse import params as params_module
 from flexdiffuse.params import PARAM_SPECS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +19,22 @@ DOC = (ROOT / "docs" / "algorithm.md").read_text(encoding="utf-8")
 SECTION = re.compile(r"^## §(\d+) (.+)$", re.MULTILINE)
 SECTIONS = {int(number): title for number, title in SECTION.findall(DOC)}
 
-CITED_SECTIONS = {
+CITATION = re.compile(r"§(\d+)(?:-§(\d+))?")
+CODE = ROOT / "flexdiffuse"
+
+
+def cited_sections() -> dict[int, list[str]]:
+    """Each section number the package's code cites (``§3``, or each of a range ``§1-§5``),
+    with the files citing it."""
+    cited: dict[int, list[str]] = {}
+    for file in sorted(CODE.rglob("*.py")):
+        for first, last in CITATION.findall(file.read_text(encoding="utf-8")):
+            for number in range(int(first), int(last or first) + 1):
+                cited.setdefault(number, []).append(str(file.relative_to(ROOT)))
+    return cited
+
+
+SECTION_TITLES = {
     1: "Alignment",
     2: "Assignment",
     3: "Weights",
@@ -31,8 +43,17 @@ CITED_SECTIONS = {
     6: "Pure image guidance",
     7: "Parameters",
     8: "Numbers",
+    9: "Chunks",
+    10: "Several guidance images",
+    11: "Negative image",
+    12: "Step window",
+    13: "SDXL and other checkpoint families",
+    14: "Exact comparisons",
+    15: "Automatic threshold floor",
+    16: "Image strength",
 }
-"""Section numbers the code cites, by title (the numbering of the original contract)."""
+"""The title each section number stands for: code citing a number means this section, so a
+renumbered or retitled section must be caught here."""
 
 PARAMETERS_SECTION = 7
 
@@ -62,21 +83,6 @@ def parameter_rows() -> dict[str, dict[str, str]]:
     return rows
 
 
-def default_of(spec: Any) -> Any:
-    """The parameter's default: from the spec if it has one, else from its dataclass field."""
-    if hasattr(spec, "default"):
-        return spec.default
-    defaults = params_module.GuidanceParams()
-    if hasattr(defaults, spec.name):
-        return getattr(defaults, spec.name)
-    for value in vars(params_module).values():  # fields moved to another parameter class
-        if isinstance(value, type) and dataclasses.is_dataclass(value):
-            for field in dataclasses.fields(value):
-                if field.name == spec.name and field.default is not dataclasses.MISSING:
-                    return field.default
-    raise AssertionError(f"no default found for parameter {spec.name}")
-
-
 def test_parameter_table_lists_exactly_the_parameters():
     assert sorted(parameter_rows()) == sorted(spec.name for spec in PARAM_SPECS)
 
@@ -86,7 +92,7 @@ def test_parameter_row_gives_label_default_and_range(spec):
     row = parameter_rows().get(spec.name)
     assert row is not None, f"docs/algorithm.md §7 has no row for `{spec.name}`"
     assert row["label"] == spec.label, row
-    default = default_of(spec)
+    default = spec.default
     if spec.kind == "float":
         assert row["default"] == f"{default:g}", row
         assert row["range"] == f"{spec.minimum:g} .. {spec.maximum:g}", row
@@ -101,10 +107,22 @@ def test_parameter_row_gives_label_default_and_range(spec):
         assert row["default"].startswith(f'`"{default}"`'), row
 
 
-def test_sections_cited_by_the_code_keep_their_numbers():
-    for number, title in CITED_SECTIONS.items():
-        assert number in SECTIONS, f"docs/algorithm.md has no heading '## §{number} {title}'"
-        assert SECTIONS[number].startswith(title), (number, SECTIONS[number])
+def test_the_code_cites_sections():
+    assert len(cited_sections()) >= 10, "the citation pattern no longer finds the code's citations"
+
+
+def test_sections_cited_by_the_code_keep_their_numbers_and_titles():
+    for number, files in cited_sections().items():
+        assert number in SECTION_TITLES, f"{files} cite §{number}: add its title to SECTION_TITLES"
+        title = SECTION_TITLES[number]
+        assert number in SECTIONS, f"{files} cite §{number}, but docs/algorithm.md has no §{number}"
+        assert SECTIONS[number].startswith(title), (number, SECTIONS[number], files)
+
+
+def test_every_section_has_its_title():
+    assert {number: SECTIONS[number][: len(title)] for number, title in SECTION_TITLES.items()} == (
+        SECTION_TITLES
+    )
 
 
 def test_sections_are_numbered_in_order_without_gaps():

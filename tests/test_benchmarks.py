@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -35,6 +36,7 @@ def test_bench_preview_row():
     assert load("bench_preview").bench_row(2, True, 1).startswith("| 2 | on |")
 
 
+@pytest.mark.slow
 def test_bench_memory_rows(tmp_path):
     bench = load("bench_memory")
     tower = bench.build_tower("tiny", tmp_path / "tiny")
@@ -43,3 +45,18 @@ def test_bench_memory_rows(tmp_path):
     # One copy whatever the spelling; a changed setting lets the old tower go when applied;
     # keep-loaded off unloads after encoding.
     assert loaded == ["0", "1", "1", "1", "1", "0", "1", "0", "0"]
+
+
+def test_bench_scan_row(tmp_path):
+    from safetensors.torch import save_file
+
+    from tests.test_checkpoints import state_of, tiny_tower
+
+    state = state_of(tiny_tower(projection_dim=48))
+    save_file(state, str(tmp_path / "tower.safetensors"))
+    torch.save(state, tmp_path / "tower.pth")
+    bench = load("bench_scan")
+    for name in ("tower.safetensors", "tower.pth"):
+        ms, _peak, shape = bench.measure(tmp_path / name, 1)
+        assert ms > 0
+        assert shape.layers == 2

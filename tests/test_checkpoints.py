@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from flexdiffuse import ImageEncoder, ModelLoadError
-from flexdiffuse.checkpoints import KNOWN_TOWERS
+from flexdiffuse.known_towers import VIT_BIGG, VIT_H, VIT_L
 from tests.test_encoder import gradient
 
 IMAGE = gradient(50, 40)
@@ -178,9 +178,9 @@ def test_a_corrupt_file(tmp_path):
 
 def test_released_towers_have_known_heads_and_activations():
     # ViT-L/14 (OpenAI, quick GELU), ViT-H/14 and ViT-bigG/14 (LAION, GELU): 16 heads each.
-    assert KNOWN_TOWERS[1024] == (16, "quick_gelu")
-    assert KNOWN_TOWERS[1280] == (16, "gelu")
-    assert KNOWN_TOWERS[1664] == (16, "gelu")
+    assert (VIT_L.hidden_width, VIT_L.heads, VIT_L.activation) == (1024, 16, "quick_gelu")
+    assert (VIT_H.hidden_width, VIT_H.heads, VIT_H.activation) == (1280, 16, "gelu")
+    assert (VIT_BIGG.hidden_width, VIT_BIGG.heads, VIT_BIGG.activation) == (1664, 16, "gelu")
 
 
 def test_a_config_beside_the_file_gives_heads_and_activation(tmp_path):

@@ -19,7 +19,7 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 def test_readme_names_every_vision_tower_and_its_size():
     for tower in TOWERS:
-        assert f"`{tower.default_model}`" in README
+        assert f"`{tower.default_source}`" in README
         assert tower.size in README
         assert tower.label in README
 

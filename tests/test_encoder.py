@@ -11,7 +11,8 @@ from PIL import Image, ImageOps
 
 from flexdiffuse import DEFAULT_MODEL_SD1, ImageEncoder, ModelLoadError
 from flexdiffuse import encoder as encoder_module
-from flexdiffuse.encoder import TokenCache, image_digest, prepare_image
+from flexdiffuse.encoder import TokenCache
+from flexdiffuse.images import image_digest, prepare_image, to_rgb
 from tests.conftest import TINY_IMAGE_SIZE, TINY_TOKENS, save_tiny_clip
 
 
@@ -72,7 +73,7 @@ def test_every_image_mode_encodes(encoder, mode):
 
 def test_high_bit_depth_is_rescaled_by_the_16_bit_range_not_clipped():
     wide = Image.fromarray((torch.arange(64).reshape(8, 8) * 1000).int().numpy(), "I")
-    as_rgb = encoder_module.to_rgb(wide)
+    as_rgb = to_rgb(wide)
     assert as_rgb.getextrema()[0] == (0, round(63000 * 255 / 65535))
 
 
@@ -102,8 +103,8 @@ def test_a_dark_16_bit_png_looks_like_its_8_bit_twin(as_mode):
     if as_mode == "I":
         png16 = png16.convert("I")  # what older Pillow (A1111's) opens it as
         assert png16.mode == "I"
-    rgb8 = np.asarray(encoder_module.to_rgb(png8), dtype=np.float64)
-    rgb16 = np.asarray(encoder_module.to_rgb(png16), dtype=np.float64)
+    rgb8 = np.asarray(to_rgb(png8), dtype=np.float64)
+    rgb16 = np.asarray(to_rgb(png16), dtype=np.float64)
     assert 40 < rgb8.mean() < 60  # dark, as the defect report's 51.6
     assert abs(rgb16.mean() - rgb8.mean()) < 1
     assert np.abs(rgb16 - rgb8).max() <= 1
@@ -117,13 +118,13 @@ def test_a_dark_16_bit_png_looks_like_its_8_bit_twin(as_mode):
 def test_float_images_are_read_as_0_to_255_or_0_to_1(scale):
     eight = dark_picture()
     floats = Image.fromarray(eight.astype(np.float32) * np.float32(scale), "F")
-    rgb = np.asarray(encoder_module.to_rgb(floats), dtype=np.float64)
+    rgb = np.asarray(to_rgb(floats), dtype=np.float64)
     assert np.abs(rgb - np.asarray(Image.fromarray(eight).convert("RGB"))).max() <= 1
 
 
 def test_transparency_is_composited_on_white():
     clear = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
-    assert encoder_module.to_rgb(clear).getpixel((0, 0)) == (255, 255, 255)
+    assert to_rgb(clear).getpixel((0, 0)) == (255, 255, 255)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 500), (3000, 20), (4096, 4096)])

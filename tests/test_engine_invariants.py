@@ -135,15 +135,23 @@ def test_output_keeps_dtype_and_zero_weights_stay_exact(dtype):
     assert torch.equal(guide(text, image.half(), NO_WEIGHTS), text)
 
 
-def test_runs_on_meta_tensors_so_it_never_syncs_with_the_host():
-    """Meta tensors have no data: any .item(), .tolist() or .cpu() on the path would fail."""
+def test_only_the_finite_check_reads_back_from_the_device():
+    """Meta tensors have no data: any .item(), .tolist() or .cpu() on the path fails. With
+    ``check_finite=False`` the whole path runs on them, so guidance itself never syncs with
+    the host; the finiteness check (on by default) is the one read, of one flag."""
     text, image = example(3, 4)
     concepts = random_tokens(77, D, seed=2).to("meta")
+    meta_text, meta_image = text.to("meta"), image.to("meta")
     for params in (GuidanceParams(), GuidanceParams(reuse=False, order="text")):
-        out = guide(text.to("meta"), image.to("meta"), params, concepts)
+        out = guide(meta_text, meta_image, params, concepts, check_finite=False)
         assert out.device.type == "meta"
         assert out.shape == text.shape
-    assert pure_image_guidance(text.to("meta"), image.to("meta")).device.type == "meta"
+        with pytest.raises(RuntimeError, match="meta"):
+            guide(meta_text, meta_image, params, concepts)
+    unchecked = pure_image_guidance(meta_text, meta_image, check_finite=False)
+    assert unchecked.device.type == "meta"
+    with pytest.raises(RuntimeError, match="meta"):
+        pure_image_guidance(meta_text, meta_image)
 
 
 def test_pure_image_guidance_keeps_header_and_takes_first_image_tokens(caplog):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,7 @@ from tests.helpers import guidance_inputs, guidance_params, random_tokens
 from tests.oracle import CHUNK, oracle_alignment, oracle_assign, oracle_guide, oracle_weights
 
 
+@pytest.mark.slow
 @settings(max_examples=120)
 @given(inputs=guidance_inputs(), params=guidance_params)
 def test_guide_matches_oracle(inputs, params):
@@ -75,6 +77,7 @@ def test_weights_match_oracle_on_plateaus(scores, params):
     torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 @settings(max_examples=60)
 @given(inputs=guidance_inputs(), params=guidance_params, data=st.data())
 def test_token_weights_match_oracle(inputs, params, data):

@@ -98,12 +98,19 @@ def test_the_tower_runs_in_the_requested_dtype(fake_hub):
 
 
 def test_hf_hub_offline_is_honoured(fake_hub, monkeypatch, no_unpickling):
+    """Set after transformers was imported (which reads it once), it still keeps the load off
+    the network: no address is even looked up."""
+    import socket
+
     import huggingface_hub.constants
 
+    lookups = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kw: lookups.append(args) or [])
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     encoder = load(SUBFOLDER_SOURCE, fake_hub, local_files_only=False)
     assert encoder(IMAGES[0]).shape == (TINY_TOKENS, 24)
+    assert lookups == []
 
 
 def test_spellings_of_a_subfolder_source(fake_hub):

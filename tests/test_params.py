@@ -12,7 +12,16 @@ from hypothesis import strategies as st
 
 from flexdiffuse import PARAM_SPECS, GuidanceParams, JobParams, guide
 from flexdiffuse.params import SPECS_BY_NAME, check_value, format_value
-from tests.helpers import any_job_params, guidance_params
+from flexdiffuse.webui.args import make_params
+from flexdiffuse.webui.infotext import PASTE_READERS
+from tests.helpers import GUIDANCE_VALUES, any_job_params, guidance_params
+
+
+def pasted(infotext: dict[str, str]) -> JobParams:
+    """The parameters a webui job gets from pasted infotext: each control's paste reader,
+    then the panel's values read as a job's."""
+    return make_params({spec.name: PASTE_READERS[spec.name](infotext) for spec in PARAM_SPECS})
+
 
 SPEC_TABLE = {  # docs/algorithm.md §7
     "threshold_mult": (0.25, -1, 1),
@@ -100,7 +109,7 @@ def test_floats_are_rounded_to_a_meaningful_precision():
 def test_infotext_round_trip(guidance, concepts):
     params = JobParams(guidance, concepts=concepts)
     written = params.to_infotext()
-    assert JobParams.from_infotext(written) == params
+    assert pasted(written) == params
     assert ("FlexDiffuse concepts" in written) == bool(concepts)
 
 
@@ -114,7 +123,7 @@ def test_infotext_values_are_readable():
 
 def test_missing_infotext_keys_take_defaults():
     expected = JobParams(GuidanceParams(linear=0.2))
-    assert JobParams.from_infotext({"FlexDiffuse linear": "0.2"}) == expected
+    assert pasted({"FlexDiffuse linear": "0.2"}) == expected
 
 
 @pytest.mark.parametrize(("start", "end"), [(0.5, 0.5), (0.8, 0.2)])
@@ -131,7 +140,7 @@ def test_check_value_checks_one_field_alone():
 
 @given(params=any_job_params)
 def test_every_parameter_round_trips_through_infotext(params):
-    assert JobParams.from_infotext(params.to_infotext()) == params
+    assert pasted(params.to_infotext()) == params
 
 
 def readme_parameter_table() -> str:
@@ -159,3 +168,8 @@ def test_readme_lists_every_parameter():
     assert table == readme_parameter_table(), "README's parameter table is stale; use:\n" + (
         readme_parameter_table()
     )
+
+
+def test_the_engine_property_tests_draw_every_engine_parameter():
+    """A new engine parameter left out of the strategy would be tested at its default only."""
+    assert set(GUIDANCE_VALUES) == {spec.name for spec in PARAM_SPECS if spec.engine}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +12,7 @@ from flexdiffuse.preview import explain
 from tests.helpers import guidance_inputs, guidance_params
 
 
+@pytest.mark.slow
 @settings(max_examples=80)
 @given(inputs=guidance_inputs(), params=guidance_params, weighted=st.booleans())
 def test_every_report_matches_the_guided_prompt(inputs, params, weighted):

@@ -64,6 +64,7 @@ def test_strength_one_is_bit_for_bit_the_method_without_it(inputs, params, weigh
     assert torch.equal(guide(text, image, params, concepts, token_weights=weights), expected)
 
 
+@pytest.mark.slow
 @settings(max_examples=60)
 @given(inputs=guidance_inputs(), params=guidance_params, strength=DYADIC_STRENGTHS, data=st.data())
 def test_strength_matches_oracle_with_token_weights(inputs, params, strength, data):
@@ -176,6 +177,7 @@ def test_the_automatic_floor_is_inclusive_per_chunk():
     assert threshold_weights(1.0, floor, score).tolist() == [[0, 1, 1, 1], [1, 1, 1, 1]]
 
 
+@pytest.mark.slow
 @settings(max_examples=60)
 @given(inputs=guidance_inputs(), params=guidance_params)
 def test_auto_floor_matches_oracle_and_the_preview_shows_it(inputs, params):
@@ -216,9 +218,10 @@ def test_auto_floor_replaces_the_set_floor():
 
 
 def test_strength_and_auto_floor_never_sync_with_the_host():
+    """On meta tensors (no data), with the finiteness check (the one read) off."""
     text, image = random_tokens(2, 154, 16, seed=1), random_tokens(50, 16, seed=2)
     concepts = random_tokens(77, 16, seed=3).to("meta")
     params = GuidanceParams(auto_floor=True, strength=0.5, threshold_mult=-0.5)
-    out = guide(text.to("meta"), image.to("meta"), params, concepts)
+    out = guide(text.to("meta"), image.to("meta"), params, concepts, check_finite=False)
     assert out.device.type == "meta"
     assert out.shape == text.shape

@@ -18,24 +18,72 @@ from safetensors.torch import save_file
 
 from flexdiffuse import towers
 from flexdiffuse.checkpoints import expected_shapes
+from flexdiffuse.known_towers import KNOWN_TOWERS, VIT_B, VIT_BIGG, VIT_H, VIT_L, identify
 from flexdiffuse.towers import (
-    DEFAULT_SOURCES,
     TowerShape,
     find_tower_files,
     is_default_source,
     read_tower_shape,
+    source_key,
     split_hub_source,
-    tower_key,
 )
 from tests.test_checkpoints import state_of, tiny_tower, to_open_clip
 
-TINY = TowerShape(hidden_width=128, projection_width=48, layers=2, image_size=32)
+TINY = TowerShape(hidden_width=128, token_width=48, layers=2, image_size=32)
+
+
+class HeaderOnly:
+    """A ``safe_open`` handle that gives names and shapes and fails the test on any tensor."""
+
+    def __init__(self, handle) -> None:
+        self._handle = handle
+
+    def __enter__(self):
+        self._handle.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._handle.__exit__(*exc)
+
+    def keys(self):
+        return self._handle.keys()
+
+    def get_slice(self, name):
+        return ShapeOnly(self._handle.get_slice(name))
+
+    def get_tensor(self, name):
+        raise AssertionError(f"the scanner read the weights of {name}")
+
+
+class ShapeOnly:
+    def __init__(self, part) -> None:
+        self._part = part
+
+    def get_shape(self):
+        return self._part.get_shape()
+
+
+@pytest.fixture
+def torch_loads(monkeypatch):
+    """The calls the scanner made to torch's loader (each checked to be safe and mapped)."""
+    calls: list[dict] = []
+    original = torch.serialization.load
+
+    def mapped_only(file, *args, **kwargs):
+        assert kwargs.get("weights_only") is True, "a torch file read without weights_only"
+        assert kwargs.get("mmap") is True, "a torch file's storages read instead of mapped"
+        calls.append(kwargs)
+        return original(file, *args, **kwargs)
+
+    monkeypatch.setattr(torch.serialization, "load", mapped_only)
+    return calls
 
 
 @pytest.fixture(autouse=True)
-def no_weights_are_read(monkeypatch):
+def no_weights_are_read(monkeypatch, torch_loads):
     """Scanning reads headers only: loading weights or unpickling freely fails the test
-    (torch files are read by the scanner's own restricted unpickler, never by these)."""
+    (safetensors files are opened for their header and shapes, torch files are loaded with
+    ``weights_only`` and their storages memory-mapped, never read)."""
 
     def refuse(*args, **kwargs):
         raise AssertionError("the scanner read weights")
@@ -43,15 +91,17 @@ def no_weights_are_read(monkeypatch):
     import safetensors
     import safetensors.torch
 
+    original_open = safetensors.safe_open
     monkeypatch.setattr(safetensors.torch, "load_file", refuse)
     monkeypatch.setattr(safetensors.torch, "load", refuse)
-    monkeypatch.setattr(safetensors, "safe_open", refuse)
+    monkeypatch.setattr(
+        safetensors, "safe_open", lambda *a, **kw: HeaderOnly(original_open(*a, **kw))
+    )
     monkeypatch.setattr(torch, "load", refuse)
-    monkeypatch.setattr(torch.serialization, "load", refuse)
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
     towers._cached_header_shapes.cache_clear()
-    towers._cached_pickle_shapes.cache_clear()
+    towers._cached_torch_file_shapes.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +143,7 @@ def test_a_real_whole_clip_model_file(tmp_path):
 
     folder = save_tiny_clip(tmp_path / "clip", full_clip=True, projection_dim=40)
     shape = read_tower_shape(folder / "model.safetensors")
-    assert shape == TowerShape(hidden_width=32, projection_width=40, layers=2, image_size=32)
+    assert shape == TowerShape(hidden_width=32, token_width=40, layers=2, image_size=32)
     assert read_tower_shape(folder) == shape  # and as the folder save_pretrained wrote
 
 
@@ -187,24 +237,8 @@ def test_pickles_run_no_code(tmp_path, tower):
     assert not marker.exists()
 
 
-@pytest.fixture
-def storages_are_not_read(monkeypatch):
-    """Reading a torch file opens its pickle record only, never a storage record."""
-    opened: list[str] = []
-    original = zipfile.ZipFile.open
-
-    def open_record(self, name, *args, **kwargs):
-        named = name.filename if isinstance(name, zipfile.ZipInfo) else name
-        opened.append(named)
-        assert named.endswith("data.pkl"), f"read {named}"
-        return original(self, name, *args, **kwargs)
-
-    monkeypatch.setattr(zipfile.ZipFile, "open", open_record)
-    return opened
-
-
 @pytest.mark.parametrize("layout", ["transformers", "whole-clip", "open-clip", "nested", "fp16"])
-def test_a_torch_file_in_every_layout(tmp_path, tower, storages_are_not_read, layout):
+def test_a_torch_file_in_every_layout(tmp_path, tower, torch_loads, layout):
     state = state_of(tower)
     if layout == "whole-clip":
         state = whole_clip_state(state)
@@ -215,10 +249,10 @@ def test_a_torch_file_in_every_layout(tmp_path, tower, storages_are_not_read, la
     saved: object = {"state_dict": state} if layout == "nested" else state
     torch.save(saved, tmp_path / "clip_h.pth")  # what the ControlNet extension keeps
     assert read_tower_shape(tmp_path / "clip_h.pth") == TINY
-    assert storages_are_not_read
+    assert len(torch_loads) == 1
 
 
-def test_a_pickled_save_pretrained_folder_offers_its_file(tmp_path, storages_are_not_read):
+def test_a_pickled_save_pretrained_folder_offers_its_file(tmp_path, torch_loads):
     from tests.conftest import save_tiny_clip
 
     root = tmp_path / "clip_vision"
@@ -251,21 +285,21 @@ def test_torch_files_that_cannot_be_trusted(tmp_path, tower):
     with zipfile.ZipFile(tmp_path / "short-record.pth", "w") as archive:
         for name, content in records.items():
             archive.writestr(name, content)
-    with pytest.raises(ValueError, match="shorter than its tensor"):
-        towers._pickle_shapes(str(tmp_path / "short-record.pth"))
+    with pytest.raises(ValueError, match="shorter than its storage"):
+        towers._torch_file_shapes(str(tmp_path / "short-record.pth"))
     assert read_tower_shape(tmp_path / "short-record.pth") is None
 
 
 def test_a_refused_torch_file_is_read_once(tmp_path, monkeypatch):
     """Until it changes: a folder full of other models is not read again at every scan."""
     reads = []
-    original = towers._pickle_shapes
+    original = towers._torch_file_shapes
 
     def counted(file):
         reads.append(file)
         return original(file)
 
-    monkeypatch.setattr(towers, "_pickle_shapes", counted)
+    monkeypatch.setattr(towers, "_torch_file_shapes", counted)
     other = tmp_path / "annotator.pth"
     torch.save({"net.weight": torch.zeros(3)}, other)
     for _ in range(3):
@@ -322,8 +356,8 @@ def test_symlink_loops_and_odd_names_are_skipped(tmp_path, tower):
     file = save_tower(root / "tower.safetensors", state_of(tower))
     (root / "loop.safetensors").symlink_to(root / "loop.safetensors")
     assert find_tower_files([root], 48) == [file]
-    assert tower_key("bad\0name") == "bad\0name"  # not a path any file system takes
-    assert tower_key("./TOWER.SAFETENSORS") == str(Path("TOWER.SAFETENSORS").resolve())
+    assert source_key("bad\0name") == "bad\0name"  # not a path any file system takes
+    assert source_key("./TOWER.SAFETENSORS") == str(Path("TOWER.SAFETENSORS").resolve())
 
 
 def test_find_tower_files_offers_a_file_once(tmp_path, tower):
@@ -339,9 +373,9 @@ def test_find_tower_files_offers_a_file_once(tmp_path, tower):
 
 def test_a_rewritten_file_is_read_again(tmp_path, tower):
     path = save_tower(tmp_path / "tower.safetensors", state_of(tower))
-    assert read_tower_shape(path).projection_width == 48
+    assert read_tower_shape(path).token_width == 48
     save_tower(path, state_of(tiny_tower(projection_dim=64)))
-    assert read_tower_shape(path).projection_width == 64
+    assert read_tower_shape(path).token_width == 64
 
 
 def test_expected_shapes_are_the_models_own(tower):
@@ -370,7 +404,7 @@ def test_split_hub_source(source, repo, subfolder):
     assert split_hub_source(source) == (repo, subfolder)
 
 
-def test_tower_key_joins_spellings_of_one_local_path(tmp_path, monkeypatch, tower):
+def test_source_key_joins_spellings_of_one_local_path(tmp_path, monkeypatch, tower):
     file = save_tower(tmp_path / "clip_vision" / "tower.safetensors", state_of(tower))
     link = tmp_path / "link.safetensors"
     link.symlink_to(file)
@@ -386,39 +420,50 @@ def test_tower_key_joins_spellings_of_one_local_path(tmp_path, monkeypatch, towe
         str(link),
         file,
     ]
-    assert {tower_key(spelling) for spelling in spellings} == {str(file.resolve())}
+    assert {source_key(spelling) for spelling in spellings} == {str(file.resolve())}
     folder_spellings = [str(file.parent), str(file.parent) + "/", "./clip_vision/", "clip_vision"]
-    assert {tower_key(spelling) for spelling in folder_spellings} == {str(file.parent.resolve())}
+    assert {source_key(spelling) for spelling in folder_spellings} == {str(file.parent.resolve())}
 
 
-def test_tower_key_keeps_hub_ids(tmp_path, monkeypatch):
+def test_source_key_keeps_hub_ids(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no local folder of that name
-    assert tower_key("openai/clip-vit-large-patch14") == "openai/clip-vit-large-patch14"
-    assert tower_key(" h94/IP-Adapter/models/image_encoder/ ") == (
+    assert source_key("openai/clip-vit-large-patch14") == "openai/clip-vit-large-patch14"
+    assert source_key(" h94/IP-Adapter/models/image_encoder/ ") == (
         "h94/IP-Adapter/models/image_encoder"
     )
-    assert tower_key("h94/IP-Adapter//models/image_encoder") == (
+    assert source_key("h94/IP-Adapter//models/image_encoder") == (
         "h94/IP-Adapter/models/image_encoder"
     )
-    assert tower_key("Owner/Name") != tower_key("owner/name")  # case is the hub's business
+    assert source_key("Owner/Name") != source_key("owner/name")  # case is the hub's business
     # A missing path spelled as a path stays a path, so it fails as a missing file.
-    assert tower_key("./missing.safetensors") == str(tmp_path.resolve() / "missing.safetensors")
+    assert source_key("./missing.safetensors") == str(tmp_path.resolve() / "missing.safetensors")
 
 
 def test_default_sources():
-    assert set(DEFAULT_SOURCES) == {768, 1024, 1280}
-    assert DEFAULT_SOURCES[1024].source == "h94/IP-Adapter/models/image_encoder"
-    assert DEFAULT_SOURCES[1280].source == "h94/IP-Adapter/sdxl_models/image_encoder"
+    assert VIT_H.default_source == "h94/IP-Adapter/models/image_encoder"
+    assert VIT_BIGG.default_source == "h94/IP-Adapter/sdxl_models/image_encoder"
     # The issue's budget for a first job: 1.7 / 2.6 / 1.7 + 3.7 GB.
-    assert DEFAULT_SOURCES[768].download_gb <= 1.7 + 0.01
-    assert DEFAULT_SOURCES[1024].download_gb <= 2.6
-    assert DEFAULT_SOURCES[1280].download_gb <= 3.7
-    for width, default in DEFAULT_SOURCES.items():
-        assert default.token_width == width
-        assert is_default_source(default.source, width)
-        assert is_default_source(f" {default.source}/ ", width)
-        assert all(is_default_source(old, width) for old in default.earlier_sources)
-    assert is_default_source("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", 1024)
-    assert not is_default_source("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", 1280)
-    assert not is_default_source("/models/clip_vision/tower.safetensors", 1024)
-    assert not is_default_source("openai/clip-vit-large-patch14", 999)
+    assert VIT_L.download_gb <= 1.7 + 0.01
+    assert VIT_H.download_gb <= 2.6
+    assert VIT_BIGG.download_gb <= 3.7
+    for tower in (VIT_L, VIT_H, VIT_BIGG):
+        assert is_default_source(tower.default_source, tower)
+        assert is_default_source(f" {tower.default_source}/ ", tower)
+        assert all(is_default_source(old, tower) for old in tower.earlier_sources)
+    assert is_default_source("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", VIT_H)
+    assert not is_default_source("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", VIT_BIGG)
+    assert not is_default_source("/models/clip_vision/tower.safetensors", VIT_H)
+    assert not is_default_source("openai/clip-vit-large-patch14", VIT_B)  # no default at all
+
+
+def test_known_towers_are_told_apart_by_what_they_are():
+    """Each entry is one architecture with one name and one setting; widths may repeat."""
+    assert len({tower.name for tower in KNOWN_TOWERS}) == len(KNOWN_TOWERS)
+    assert len({tower.setting for tower in KNOWN_TOWERS}) == len(KNOWN_TOWERS)
+    for tower in KNOWN_TOWERS:
+        assert identify(tower.hidden_width, tower.layers) is tower
+    # A second tower of ViT-L's widths (a ViT-L/14 at 336 px has them) would be its own entry:
+    # identify tells them apart by depth, and the paired tower keeps its own default.
+    assert identify(1024, 24) is VIT_L
+    assert identify(1024, 2) is VIT_L  # another depth of a known width: that width's heads
+    assert identify(96, 2) is None

@@ -11,52 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..towers import DEFAULT_SOURCES, is_default_source
+from ..known_towers import VIT_BIGG, VIT_H, VIT_L, KnownTower
 from .errors import FlexDiffuseError
-
-
-@dataclass(frozen=True)
-class Tower:
-    """A CLIP vision tower FlexDiffuse can load, and the setting that names its weights."""
-
-    key: str
-    width: int
-    """The width of its image tokens (its projection), which names it in ``DEFAULT_SOURCES``."""
-
-    @property
-    def label(self) -> str:
-        """The tower's name, as messages and the Settings page give it."""
-        return DEFAULT_SOURCES[self.width].label
-
-    @property
-    def default_model(self) -> str:
-        """The smallest official source of the tower: what a first job downloads."""
-        return DEFAULT_SOURCES[self.width].source
-
-    @property
-    def earlier_models(self) -> tuple[str, ...]:
-        """Earlier defaults (whole CLIP models): settings saved with them still load."""
-        return DEFAULT_SOURCES[self.width].earlier_sources
-
-    @property
-    def size(self) -> str:
-        """What downloading :attr:`default_model` costs, e.g. ``"3.69 GB"``."""
-        return f"{DEFAULT_SOURCES[self.width].download_gb:.2f} GB"
-
-    @property
-    def setting(self) -> str:
-        """The A1111 setting holding the Hugging Face id, folder or file of this tower."""
-        return f"flexdiffuse_model_{self.key}"
-
-    def is_default(self, source: str) -> bool:
-        """Whether ``source`` names this tower's default, today's or an earlier one."""
-        return is_default_source(source, self.width)
-
-
-VIT_L = Tower("vit_l", 768)
-VIT_H = Tower("vit_h", 1024)
-VIT_BIGG = Tower("vit_bigg", 1280)
-TOWERS: tuple[Tower, ...] = (VIT_L, VIT_H, VIT_BIGG)
 
 
 @dataclass(frozen=True)
@@ -64,12 +20,12 @@ class ConditioningPart:
     """The channels of the conditioning one text encoder fills, and the tower paired with it."""
 
     channel_start: int
-    tower: Tower
+    tower: KnownTower
 
     @property
     def channel_stop(self) -> int:
         """One past the last channel of the part."""
-        return self.channel_start + self.tower.width
+        return self.channel_start + self.tower.token_width
 
 
 @dataclass(frozen=True)
@@ -85,6 +41,11 @@ SD1 = Family("SD 1.x", 768, (ConditioningPart(0, VIT_L),))
 SD2 = Family("SD 2.x", 1024, (ConditioningPart(0, VIT_H),))
 SDXL = Family("SDXL", 2048, (ConditioningPart(0, VIT_L), ConditioningPart(768, VIT_BIGG)))
 FAMILIES: tuple[Family, ...] = (SD1, SD2, SDXL)
+
+TOWERS: tuple[KnownTower, ...] = tuple(
+    dict.fromkeys(part.tower for family in FAMILIES for part in family.parts)
+)
+"""The towers the families pair with, in the order the Settings page shows their settings."""
 
 
 def detect_family(model: Any) -> Family:

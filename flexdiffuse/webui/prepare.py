@@ -16,8 +16,8 @@ from .conds import token_states
 from .errors import FlexDiffuseError
 from .families import SDXL, VIT_BIGG, ConditioningPart, Family, detect_family
 from .job import JobGuides
-from .models import TowerPlacement, TowerProgress
 from .runtime import Runtime
+from .vision_towers import TowerPlacement, TowerProgress
 
 
 @dataclass(frozen=True)
@@ -153,12 +153,12 @@ def _encode(
     finally:
         host.set_progress_text(None)
     width = encoded[0].shape[-1]
-    if width != tower.width:
+    if width != tower.token_width:
         raise FlexDiffuseError(
             f"The CLIP vision model '{source}' gives image tokens of width {width}, but "
             f"{family.name} needs a {tower.label} vision model (width "
-            f"{tower.width}). In Settings > FlexDiffuse, set the {tower.label} model "
-            f"to such a model (default: {tower.default_model})."
+            f"{tower.token_width}). In Settings > FlexDiffuse, set the {tower.label} model "
+            f"to such a model (default: {tower.default_source})."
         )
     return encoded
 

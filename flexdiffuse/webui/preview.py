@@ -19,9 +19,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..encoder import prepare_image
 from ..engine import PURE_IMAGE_WARNING
-from ..images import GuidanceImage
+from ..images import GuidanceImage, prepare_image
 from ..params import GuidanceParams
 from ..preview import PositionReport, explain
 from .args import NEGATIVE_INPUT, ScriptArgs, parse_script_args

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .hosts import Host
-from .models import VisionTowers
+from .vision_towers import VisionTowers
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 Each tower setting is a dropdown of the fitting tower files found on disk (see
 :func:`tower_folders`) that also takes any text: a Hugging Face id, a folder or a file. While a
-setting still names a default (:meth:`~.families.Tower.is_default`), a fitting file found on
-disk is used instead of downloading (:func:`source_to_load`).
+setting still names a default (:func:`~flexdiffuse.towers.is_default_source`), a fitting file
+found on disk is used instead of downloading (:func:`source_to_load`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..download import is_cached
-from ..towers import find_tower_files, split_hub_source
-from .families import FAMILIES, TOWERS, Tower
+from ..known_towers import KnownTower
+from ..towers import find_tower_files, is_default_source, split_hub_source
+from .families import FAMILIES, TOWERS
 from .hosts import Host, SettingSpec
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def setting_specs(
     towers = [
         SettingSpec(
             tower.setting,
-            tower.default_model,
+            tower.default_source,
             f"{tower.label} vision model, for {_families_of(tower)}",
             f"pick a file found on disk, or type a Hugging Face id, a folder saved by "
             f"transformers or a .safetensors file. The default id downloads {tower.size} once "
@@ -84,9 +85,9 @@ def setting_specs(
     ]
 
 
-def tower_source(host: Host, tower: Tower) -> str:
+def tower_source(host: Host, tower: KnownTower) -> str:
     """The Hugging Face id, folder or file set for ``tower`` (default: its id)."""
-    return str(host.option(tower.setting, "") or "").strip() or tower.default_model
+    return str(host.option(tower.setting, "") or "").strip() or tower.default_source
 
 
 def tower_folders(host: Host) -> list[Path]:
@@ -96,9 +97,9 @@ def tower_folders(host: Host) -> list[Path]:
     return [*host.tower_folders(), *(folder for folder in folders if str(folder) != ".")]
 
 
-def found_towers(host: Host, tower: Tower) -> list[Path]:
+def found_towers(host: Host, tower: KnownTower) -> list[Path]:
     """The tower files and folders on disk whose image tokens fit ``tower``."""
-    return find_tower_files(tower_folders(host), tower.width)
+    return find_tower_files(tower_folders(host), tower.token_width)
 
 
 def download_dir(host: Host) -> Path:
@@ -106,7 +107,7 @@ def download_dir(host: Host) -> Path:
     return host.models_dir() / DOWNLOAD_FOLDER
 
 
-def source_to_load(host: Host, tower: Tower) -> str:
+def source_to_load(host: Host, tower: KnownTower) -> str:
     """What to load for ``tower``: its setting, unless that still names a default.
 
     For a default (today's or an earlier whole-model id, as settings saved before keep
@@ -114,7 +115,7 @@ def source_to_load(host: Host, tower: Tower) -> str:
     downloaded, then today's default (the smallest download).
     """
     source = tower_source(host, tower)
-    if not tower.is_default(source):
+    if not is_default_source(source, tower):
         return source
     found = found_towers(host, tower)
     if found:
@@ -123,9 +124,9 @@ def source_to_load(host: Host, tower: Tower) -> str:
             f"disk, instead of downloading the default '{source}'"
         )
         return str(found[0])
-    earlier = source != tower.default_model
+    earlier = source != tower.default_source
     if earlier and not is_cached(*split_hub_source(source), download_dir(host)):
-        return tower.default_model
+        return tower.default_source
     return source
 
 
@@ -149,9 +150,9 @@ def sdxl_vit_l_only(host: Host) -> bool:
     return bool(host.option(SDXL_VIT_L_ONLY, False))
 
 
-def _suggestions(tower: Tower) -> Callable[[Host], list[str]]:
+def _suggestions(tower: KnownTower) -> Callable[[Host], list[str]]:
     def suggest(host: Host) -> list[str]:
-        return [tower.default_model, *(str(path) for path in found_towers(host, tower))]
+        return [tower.default_source, *(str(path) for path in found_towers(host, tower))]
 
     return suggest
 
@@ -169,5 +170,5 @@ def _say_once(message: str) -> None:
         logger.warning(message)
 
 
-def _families_of(tower: Tower) -> str:
+def _families_of(tower: KnownTower) -> str:
     return ", ".join(f.name for f in FAMILIES if any(p.tower is tower for p in f.parts))

@@ -172,7 +172,7 @@ def restore_tower_setting(webui):
     in its config yet."""
     from flexdiffuse.webui.families import VIT_L
 
-    before = ok(webui.get("/sdapi/v1/options")).get(VIT_L.setting, VIT_L.default_model)
+    before = ok(webui.get("/sdapi/v1/options")).get(VIT_L.setting, VIT_L.default_source)
     yield VIT_L.setting
     ok(webui.post("/sdapi/v1/options", {VIT_L.setting: before}))
 

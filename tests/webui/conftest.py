@@ -46,8 +46,8 @@ from flexdiffuse.params import PARAM_SPECS, format_value  # noqa: E402
 from flexdiffuse.webui import hosts, script  # noqa: E402
 from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS  # noqa: E402
 from flexdiffuse.webui.families import VIT_BIGG, VIT_H, VIT_L  # noqa: E402
-from flexdiffuse.webui.models import VisionTowers  # noqa: E402
 from flexdiffuse.webui.runtime import Runtime  # noqa: E402
+from flexdiffuse.webui.vision_towers import VisionTowers  # noqa: E402
 from tests.conftest import save_tiny_clip  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,11 +63,6 @@ HOST_FAKES = ("a1111", *sorted(OVERLAYS))
 
 ADDED = ("backend", "modules_forge", "ldm_patched", "modules.sd_models")
 """Modules the overlays add, removed after each test so that the next detects its own host."""
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "every_host: run the webui tests once per fake host")
-    config.addinivalue_line("markers", "a1111_only: about A1111 itself, in an every_host module")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -126,7 +121,7 @@ def tiny_towers(tmp_path_factory) -> dict[str, Path]:
     """Tiny random CLIP vision towers with the real towers' token widths, saved to disk."""
     root = tmp_path_factory.mktemp("towers")
     return {
-        tower.key: save_tiny_clip(root / tower.key, projection_dim=tower.width, seed=i)
+        tower.name: save_tiny_clip(root / tower.name, projection_dim=tower.token_width, seed=i)
         for i, tower in enumerate((VIT_L, VIT_H, VIT_BIGG))
     }
 
@@ -244,7 +239,7 @@ def install_webui(host_fake, tiny_towers, monkeypatch, tmp_path) -> Callable[...
         module = load_extension_script()
         script_callbacks.ui_settings_callback()
         for tower in (VIT_L, VIT_H, VIT_BIGG):
-            shared.opts.data[tower.setting] = str(tiny_towers[tower.key])
+            shared.opts.data[tower.setting] = str(tiny_towers[tower.name])
         return Webui(module, tiny_towers)
 
     return install

@@ -12,7 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from PIL import Image
 
-from flexdiffuse.encoder import image_digest
+from flexdiffuse.images import image_digest
 from flexdiffuse.params import JobParams
 from flexdiffuse.webui.args import ARG_NAMES, parse_script_args, read_image
 from flexdiffuse.webui.errors import FlexDiffuseError

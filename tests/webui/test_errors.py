@@ -24,7 +24,7 @@ from flexdiffuse.guidance import ConditioningGuide
 from flexdiffuse.webui import hosts, script
 from flexdiffuse.webui.errors import FlexDiffuseError
 from flexdiffuse.webui.families import VIT_L
-from flexdiffuse.webui.models import VisionTowers
+from flexdiffuse.webui.vision_towers import VisionTowers
 from tests.webui.conftest import gradient
 
 pytestmark = pytest.mark.every_host  # each webui test runs in every fake host (conftest.py)

@@ -22,7 +22,7 @@ VALUES = {"linear": 0.7, "max_guidance": 0.6}
 
 
 def tokens_of(webui, tower) -> torch.Tensor:
-    return ImageEncoder.from_pretrained(webui.towers[tower.key])(IMAGE)
+    return ImageEncoder.from_pretrained(webui.towers[tower.name])(IMAGE)
 
 
 def run_pair(webui, **job):

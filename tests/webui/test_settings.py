@@ -10,7 +10,7 @@ from flexdiffuse.encoder import ImageEncoder
 from flexdiffuse.webui import prepare, script, settings
 from flexdiffuse.webui.families import TOWERS, VIT_L
 from flexdiffuse.webui.hosts.a1111 import SETTINGS_SECTION
-from flexdiffuse.webui.models import VisionTowers
+from flexdiffuse.webui.vision_towers import VisionTowers
 from tests.webui.conftest import gradient
 
 IMAGE = gradient()
@@ -77,4 +77,4 @@ def test_compute_device_setting(webui, monkeypatch, setting, dtype):
 def test_an_empty_model_setting_means_the_default_id(webui):
     shared.opts.data[VIT_L.setting] = "  "
     part = prepare.guided_parts(script.RUNTIME, prepare.detect_family(shared.sd_model))[0]
-    assert settings.tower_source(script.RUNTIME.host, part.tower) == VIT_L.default_model
+    assert settings.tower_source(script.RUNTIME.host, part.tower) == VIT_L.default_source

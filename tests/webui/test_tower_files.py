@@ -18,12 +18,12 @@ import pytest
 from modules import devices, paths, shared
 
 from flexdiffuse.encoder import ImageEncoder
-from flexdiffuse.towers import tower_key
+from flexdiffuse.towers import is_default_source, source_key
 from flexdiffuse.webui import script, settings
 from flexdiffuse.webui.errors import FlexDiffuseError
 from flexdiffuse.webui.families import VIT_BIGG, VIT_H, VIT_L
 from flexdiffuse.webui.hosts.a1111 import A1111Host
-from flexdiffuse.webui.models import VisionTowers
+from flexdiffuse.webui.vision_towers import VisionTowers
 from tests.test_hub_subfolder import hub_snapshot
 from tests.webui.conftest import gradient, move_webui, use_checkpoint
 
@@ -43,7 +43,7 @@ def models() -> Path:
 
 def use_defaults() -> None:
     for tower in (VIT_L, VIT_H, VIT_BIGG):
-        shared.opts.data[tower.setting] = tower.default_model
+        shared.opts.data[tower.setting] = tower.default_source
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ def test_a_default_setting_uses_a_fitting_file_found_on_disk(loads, tiny_towers,
         job = loads.webui.txt2img(loads.webui.args(image=IMAGE), prompt="a cat", steps=1)
     assert job.processed is not None
     assert loads.calls == [str(vit_l)]  # the ViT-H file does not fit ViT-L: not used
-    assert script.RUNTIME.towers.loaded() == [tower_key(vit_l)]
+    assert script.RUNTIME.towers.loaded() == [source_key(vit_l)]
     assert any("found on disk" in r.message and str(vit_l) in r.message for r in caplog.records)
 
 
@@ -122,7 +122,7 @@ def test_files_in_extension_and_extra_folders_are_found(loads, tiny_towers, tmp_
     shared.opts.data[settings.TOWER_FOLDERS] = str(comfy)
     assert settings.source_to_load(host, VIT_H) == str(vit_h)
     assert settings.source_to_load(host, VIT_BIGG) == str(comfy / "bigg-folder")
-    assert settings.source_to_load(host, VIT_L) == VIT_L.default_model  # none found
+    assert settings.source_to_load(host, VIT_L) == VIT_L.default_source  # none found
 
 
 def test_the_controlnet_extensions_pickled_towers_are_found_and_loaded(loads, tiny_towers):
@@ -152,7 +152,7 @@ def test_settings_saved_with_the_old_whole_model_ids(loads, tiny_towers):
     """A1111 saves defaults into its config: the old ids keep working, and cost no more."""
     host = script.RUNTIME.host
     old = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
-    assert old in VIT_H.earlier_models
+    assert old in VIT_H.earlier_sources
     shared.opts.data[VIT_H.setting] = old
     # Not downloaded yet: the smaller vision-only default is downloaded instead.
     assert settings.source_to_load(host, VIT_H) == "h94/IP-Adapter/models/image_encoder"
@@ -167,12 +167,12 @@ def test_settings_saved_with_the_old_whole_model_ids(loads, tiny_towers):
 
 
 def test_the_new_defaults_are_the_small_vision_only_sources():
-    assert VIT_L.default_model == "openai/clip-vit-large-patch14"
-    assert VIT_H.default_model == "h94/IP-Adapter/models/image_encoder"
-    assert VIT_BIGG.default_model == "h94/IP-Adapter/sdxl_models/image_encoder"
+    assert VIT_L.default_source == "openai/clip-vit-large-patch14"
+    assert VIT_H.default_source == "h94/IP-Adapter/models/image_encoder"
+    assert VIT_BIGG.default_source == "h94/IP-Adapter/sdxl_models/image_encoder"
     assert (VIT_L.size, VIT_H.size, VIT_BIGG.size) == ("1.71 GB", "2.53 GB", "3.69 GB")
-    assert VIT_BIGG.is_default("laion/CLIP-ViT-bigG-14-laion2B-39B-b160k")
-    assert not VIT_BIGG.is_default(VIT_H.default_model)
+    assert is_default_source("laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", VIT_BIGG)
+    assert not is_default_source(VIT_H.default_source, VIT_BIGG)
 
 
 # ----------------------------------------------------------------- the settings page
@@ -188,7 +188,7 @@ def test_tower_settings_are_dropdowns_of_fitting_files_that_take_any_text(webui,
     assert callable(info.refresh)
     args = info.component_args()
     assert args == {
-        "choices": [VIT_L.default_model, str(models() / "clip_vision" / "vit-l.safetensors")]
+        "choices": [VIT_L.default_source, str(models() / "clip_vision" / "vit-l.safetensors")]
     }
     gr.Dropdown.update(**args)  # the refresh button's update takes the args as they are
     # A file put there later shows after a refresh (A1111 calls refresh, then the args).
@@ -290,7 +290,7 @@ def test_every_spelling_of_one_tower_loads_one_copy(loads, tiny_towers, tmp_path
         shared.opts.data[VIT_L.setting] = spelling
         loads.webui.txt2img(loads.webui.args(image=gradient(seed=20 + i)), prompt="a cat", steps=1)
     assert len(loads.calls) == 1
-    assert script.RUNTIME.towers.loaded() == [tower_key(folder)]
+    assert script.RUNTIME.towers.loaded() == [source_key(folder)]
 
 
 def test_a_tower_no_setting_names_is_let_go(loads, tiny_towers, tmp_path):
@@ -298,13 +298,13 @@ def test_a_tower_no_setting_names_is_let_go(loads, tiny_towers, tmp_path):
     second = shutil.copytree(first, tmp_path / "another-vit-l")
     shared.opts.data[VIT_L.setting] = str(first)
     loads.webui.txt2img(loads.webui.args(image=IMAGE), prompt="a cat", steps=1)
-    assert script.RUNTIME.towers.loaded() == [tower_key(first)]
+    assert script.RUNTIME.towers.loaded() == [source_key(first)]
     gc_before = devices.gc_calls
     shared.opts.set(VIT_L.setting, str(second))  # as Apply settings does
     assert script.RUNTIME.towers.loaded() == []  # let go now, not at the next job
     assert devices.gc_calls > gc_before
     loads.webui.txt2img(loads.webui.args(image=IMAGE), prompt="a cat", steps=1)
-    assert script.RUNTIME.towers.loaded() == [tower_key(second)]
+    assert script.RUNTIME.towers.loaded() == [source_key(second)]
     # Towers other settings name stay: an SDXL job loads bigG, an SD 1.x job keeps it.
     shared.opts.data[VIT_BIGG.setting] = str(tiny_towers["vit_bigg"])
     use_checkpoint("sdxl")
@@ -312,7 +312,7 @@ def test_a_tower_no_setting_names_is_let_go(loads, tiny_towers, tmp_path):
     use_checkpoint("sd1")
     loads.webui.txt2img(loads.webui.args(image=gradient(seed=8)), prompt="a cat", steps=1)
     assert sorted(script.RUNTIME.towers.loaded()) == sorted(
-        [tower_key(second), tower_key(tiny_towers["vit_bigg"])]
+        [source_key(second), source_key(tiny_towers["vit_bigg"])]
     )
 
 
@@ -321,6 +321,6 @@ def test_a_found_file_is_let_go_when_its_folder_leaves_the_settings(loads, tiny_
     shutil.copytree(tiny_towers["vit_l"], extra / "vit-l")
     shared.opts.set(settings.TOWER_FOLDERS, str(extra))
     loads.webui.txt2img(loads.webui.args(image=IMAGE), prompt="a cat", steps=1)
-    assert script.RUNTIME.towers.loaded() == [tower_key(extra / "vit-l")]
+    assert script.RUNTIME.towers.loaded() == [source_key(extra / "vit-l")]
     shared.opts.set(settings.TOWER_FOLDERS, "")
     assert script.RUNTIME.towers.loaded() == []

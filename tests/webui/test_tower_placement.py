@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import torch
 
 from flexdiffuse.images import GuidanceImage
-from flexdiffuse.webui.models import TowerPlacement, VisionTowers
+from flexdiffuse.webui.vision_towers import TowerPlacement, VisionTowers
 from tests.webui.conftest import gradient
 
 GPU, CPU = torch.device("cuda", 0), torch.device("cpu")

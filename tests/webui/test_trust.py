@@ -23,7 +23,7 @@ from flexdiffuse.images import KEEP_SIDE
 from flexdiffuse.webui import script, settings
 from flexdiffuse.webui.args import read_image
 from flexdiffuse.webui.infotext import NOTE_KEY, VERSION_KEY
-from flexdiffuse.webui.models import VisionTowers
+from flexdiffuse.webui.vision_towers import VisionTowers
 from tests.webui.conftest import gradient, use_checkpoint
 from tests.webui.test_preview_panel import click_preview
 

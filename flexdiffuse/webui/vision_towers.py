@@ -1,6 +1,6 @@
 """The CLIP vision towers a webui session uses: loaded on first need, encodings kept.
 
-Towers are kept by :func:`~flexdiffuse.towers.tower_key`, so every spelling of one file or
+Towers are kept by :func:`~flexdiffuse.towers.source_key`, so every spelling of one file or
 folder (``./x``, ``x/``, a symlink) loads one copy. Encodings are kept per tower, device and
 dtype even when the tower itself is unloaded, so generating again with the same image loads
 nothing. Nothing here imports A1111: the host passes the device, dtype and download folder,
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from ..download import DownloadHooks
+from ..download import DownloadHooks, never
 from ..encoder import ImageEncoder, TokenCache
 from ..images import GuidanceImage
-from ..towers import tower_key
+from ..towers import source_key
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +49,6 @@ def _quiet(text: str | None) -> None:
     del text
 
 
-def _never() -> bool:
-    return False
-
-
 @dataclass(frozen=True)
 class TowerProgress:
     """How tower work shows in the web page, and how the user stops it.
@@ -62,7 +58,7 @@ class TowerProgress:
     """
 
     say: Callable[[str | None], None] = field(default=_quiet)
-    stop_requested: Callable[[], bool] = field(default=_never)
+    stop_requested: Callable[[], bool] = field(default=never)
 
 
 class VisionTowers:
@@ -70,7 +66,7 @@ class VisionTowers:
 
     def __init__(self, loader: Loader = ImageEncoder.from_pretrained) -> None:
         self._loader = loader
-        self._encoders: dict[str, ImageEncoder] = {}  # tower_key -> encoder
+        self._encoders: dict[str, ImageEncoder] = {}  # source_key -> encoder
         self._caches: dict[tuple[str, str, torch.dtype], TokenCache] = {}
 
     def encode(
@@ -92,7 +88,7 @@ class VisionTowers:
             LoadStoppedError: the user asked to stop while it downloaded or before it loaded.
         """
         progress = progress or TowerProgress()
-        key = tower_key(source)
+        key = source_key(source)
         device = torch.device(placement.device)
         cache = self._caches.setdefault((key, device.type, placement.dtype), TokenCache())
         encoded = [cache.get(image.digest) for image in images]
@@ -111,18 +107,18 @@ class VisionTowers:
         return encoded
 
     def loaded(self) -> list[str]:
-        """Keys (:func:`~flexdiffuse.towers.tower_key`) of the towers in memory now."""
+        """Keys (:func:`~flexdiffuse.towers.source_key`) of the towers in memory now."""
         return list(self._encoders)
 
     def unload(self, source: str | None = None) -> None:
         """Drop one tower (any spelling of its source) or all of them; encodings are kept."""
-        for key in [tower_key(source)] if source is not None else list(self._encoders):
+        for key in [source_key(source)] if source is not None else list(self._encoders):
             if self._encoders.pop(key, None) is not None:
                 logger.info("Unloaded CLIP vision model %s", key)
 
     def retain(self, sources: Iterable[str]) -> list[str]:
         """Unload every tower that none of ``sources`` names; returns the keys unloaded."""
-        kept = {tower_key(source) for source in sources}
+        kept = {source_key(source) for source in sources}
         dropped = [key for key in self._encoders if key not in kept]
         for key in dropped:
             self.unload(key)
