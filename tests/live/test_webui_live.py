@@ -4,7 +4,7 @@
         [--webui-sdxl-checkpoint TITLE --webui-vit-bigg PATH] [--webui-sd2-checkpoint TITLE ...]
 
 They use only the HTTP API, at a fixed seed and tiny sizes, so they also run on a CPU-only
-webui with random weights (see README: "Testing against a real webui").
+webui with random weights (see docs/development.md: "Testing against a real webui").
 """
 
 from __future__ import annotations
