@@ -9,12 +9,15 @@ ComfyUI's progress bar and interrupt through the ``Steps`` they pass in.
 
 from __future__ import annotations
 
+import hashlib
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from ..encoder import TokenCache
 from ..engine import CHUNK
 from ..guidance import ConditioningGuide, PartGuide
 from ..params import JobParams
@@ -45,6 +48,7 @@ class Steps:
 
     advance: Callable[[], None] = lambda: None
     check_interrupt: Callable[[], None] = lambda: None
+    finish: Callable[[], None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -62,15 +66,42 @@ def tower_label(width: int) -> str:
     return default.label if default else f"a vision model of projection width {width}"
 
 
+_CACHES: weakref.WeakKeyDictionary[Any, TokenCache] = weakref.WeakKeyDictionary()
+"""Each loaded CLIP vision model's encodings by image content: changing a slider re-runs the
+node, and the image need not go through the tower again. Goes with the model."""
+
+
 def image_tokens(clip_vision: Any, pixels: torch.Tensor) -> list[torch.Tensor]:
     """FlexDiffuse's image tokens ``[n, d]`` of each picture of an IMAGE batch.
 
     ComfyUI's ``encode_image`` loads the tower with its model management, preprocesses
     (centre crop, bicubic resize, CLIP's normalisation) and returns the last hidden state
     before the post-layernorm; the tokens are that state through the tower's post-layernorm
-    and visual projection (docs/algorithm.md, "Image tokens"), in float32.
+    and visual projection (docs/algorithm.md, "Image tokens"), in float32. Encodings are
+    cached per model and picture content.
     """
     check_images(pixels, "image")
+    cache = _CACHES.setdefault(clip_vision, TokenCache())
+    out = []
+    for picture in pixels:
+        key = _digest(picture)
+        tokens = cache.get(key)
+        if tokens is None:
+            tokens = _encode(clip_vision, picture.unsqueeze(0))[0]
+            cache.put(key, tokens)
+        out.append(tokens)
+    return out
+
+
+def _digest(picture: torch.Tensor) -> str:
+    data = picture.detach().to("cpu", torch.float32).contiguous().numpy()
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr(tuple(data.shape)).encode())
+    digest.update(data.tobytes())
+    return digest.hexdigest()
+
+
+def _encode(clip_vision: Any, pixels: torch.Tensor) -> list[torch.Tensor]:
     encoded = clip_vision.encode_image(pixels, crop=True)
     model = clip_vision.model
     hidden = encoded["last_hidden_state"].to(clip_vision.load_device)
@@ -169,6 +200,8 @@ class EncodedTower:
 def encode_towers(inputs: GuideInputs, width: int, steps: Steps) -> list[EncodedTower]:
     """Every tower's image tokens, each tower placed on its part of a ``width`` conditioning."""
     images = [group for group in inputs.images if group.weight > 0]
+    if not images and inputs.negative is None:
+        return []  # every image at weight 0: nothing guides, nothing to load
     encoded = []
     for tower in inputs.towers:
         steps.check_interrupt()
@@ -351,12 +384,14 @@ def guide_conditionings(
         raise
     except ValueError as error:  # the engine's own checks: shapes, NaNs
         raise GuideError(f"FlexDiffuse: {error}") from error
+    steps.finish()  # weight 0 skips work
     return guided, guided_negative
 
 
 def work_units(inputs: GuideInputs, positive: Conditioning, negative: Conditioning | None) -> int:
     """How many :class:`Steps` advances :func:`guide_conditionings` makes at most."""
-    return len(inputs.towers) + len(positive) + (len(negative) if negative else 0)
+    negatives = len(negative) if negative is not None and inputs.negative is not None else 0
+    return len(inputs.towers) + len(positive) + negatives
 
 
 def params_from_values(values: dict[str, Any], preset_values: dict[str, Any]) -> JobParams:

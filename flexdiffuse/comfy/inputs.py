@@ -28,8 +28,7 @@ NO_PRESET = "none"
 PRESET_TOOLTIP = (
     "A recipe from the method's write-up. It sets threshold, floor, automatic floor, clustered, "
     "linear, max guidance, priority and reuse, and the widgets below for those are then "
-    "ignored; 'none' uses the widgets. Presets: "
-    + "; ".join(f"{preset.label}: {preset.description}" for preset in PRESETS)
+    "ignored; 'none' uses the widgets. README.md says what each is for."
 )
 
 

@@ -92,6 +92,7 @@ def _steps(total: int) -> Steps:
     return Steps(
         advance=lambda: bar.update(1),
         check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
+        finish=lambda: bar.update_absolute(total),
     )
 
 
