@@ -126,7 +126,6 @@ class FlexDiffuseGuide(io.ComfyNode):
             display_name="FlexDiffuse Image Guidance",
             category=CATEGORY,
             description=GUIDE_DESCRIPTION,
-            search_aliases=["image prompt", "image guidance", "flexdiffuse"],
             inputs=[
                 io.Conditioning.Input("positive", tooltip="The prompt's conditioning to guide."),
                 io.Conditioning.Input(
