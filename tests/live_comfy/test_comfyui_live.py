@@ -204,6 +204,8 @@ sys.path[:0] = [comfyui, root]
 import numpy as np, torch
 from PIL import Image
 from safetensors.torch import save_file
+import comfy.options
+comfy.options.enable_args_parsing()  # --cpu, as the live server runs
 import comfy.clip_vision
 from flexdiffuse.comfy.guiding import image_tokens
 tower = comfy.clip_vision.load(model)
@@ -238,7 +240,7 @@ def test_image_tokens_from_comfyuis_vision_model_equal_the_core_encoders(host_di
     core = ImageEncoder.from_single_file(model)(Image.open(image))
     assert comfy_tokens.shape == core.shape == (257, 768)
     scale = core.abs().max()
-    assert torch.allclose(comfy_tokens, core, atol=float(scale) * 2e-3), (
+    assert torch.allclose(comfy_tokens, core, atol=float(scale) * 1e-3), (
         (comfy_tokens - core).abs().max(),
         scale,
     )
