@@ -134,6 +134,7 @@ def preview() -> dict[str, Any]:
             "prompt": PROMPT,
         },
     }
+    keep["7"] = {"class_type": "PreviewAny", "inputs": {"source": ["6", 1]}}  # the table
     return keep
 
 
@@ -156,6 +157,10 @@ EXAMPLES = {
         "Which image patch each prompt token maps to, and the token table.",
     ),
 }
+
+
+SHOWS_IMAGE = {"LoadImage": 300, "SaveImage": 300, "FlexDiffusePreview": 420, "PreviewAny": 700}
+"""Room below a node's widgets for the picture it shows."""
 
 
 def depth(graph: dict[str, Any], node: str) -> int:
@@ -188,14 +193,15 @@ def page_workflow(graph: dict[str, Any], info: dict[str, Any], note: str) -> dic
                     [link, int(value[0]), value[1], int(node_id), len(inputs), source_type]
                 )
             inputs.append({"name": name, "type": itype, "link": link})
-        height = 60 + 24 * (len(inputs) + len(widgets))
+        sockets = max(len(inputs), len(kind["output"]))
+        height = 40 + 22 * sockets + 26 * len(widgets) + SHOWS_IMAGE.get(node["class_type"], 0)
         rows[column] = row + height + 40
         nodes.append(
             {
                 "id": int(node_id),
                 "type": node["class_type"],
                 "pos": [40 + 360 * column, 40 + row],
-                "size": [320, height],
+                "size": [760 if node["class_type"] == "PreviewAny" else 320, height],
                 "flags": {},
                 "order": len(nodes),
                 "mode": 0,
