@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 
 
@@ -28,3 +29,10 @@ def fake_parameters(function) -> list[str]:
         prefix = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}
         names.append(prefix.get(parameter.kind, "") + parameter.name)
     return names
+
+
+def fake_function(module_name: str, qualified: str):
+    target = importlib.import_module(module_name)
+    for part in qualified.split("."):
+        target = getattr(target, part)
+    return target

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -366,13 +367,13 @@ def guide_conditionings(
         GuideError: anything FlexDiffuse cannot guide, saying what to connect instead.
     """
     width = conditioning_width(positive)
+    check_pooled(inputs.params, width)
     if negative is not None and inputs.negative is not None:
         if conditioning_width(negative) != width:
             raise GuideError("The positive and negative conditionings come from different models.")
     elif inputs.negative is not None:
         raise GuideError("A negative image guides the negative conditioning: connect it.")
-    check_pooled(inputs.params, width)
-    try:
+    with engine_errors():
         towers = encode_towers(inputs, width, steps)
         concepts = encode_concepts(inputs) if towers and towers[0].tokens else None
         prompt = prompt_guide(inputs.params, towers, concepts)
@@ -380,12 +381,19 @@ def guide_conditionings(
         guided_negative = negative
         if negative is not None:
             guided_negative = apply_guide(negative, negative_guide(inputs.params, towers), steps)
-    except GuideError:
-        raise
-    except ValueError as error:  # the engine's own checks: shapes, NaNs
-        raise GuideError(f"FlexDiffuse: {error}") from error
     steps.finish()  # weight 0 skips work
     return guided, guided_negative
+
+
+@contextmanager
+def engine_errors() -> Iterator[None]:
+    """The engine's own refusals (shapes, NaNs) as :class:`GuideError`, said as FlexDiffuse's."""
+    try:
+        yield
+    except GuideError:
+        raise
+    except ValueError as error:
+        raise GuideError(f"FlexDiffuse: {error}") from error
 
 
 def work_units(inputs: GuideInputs, positive: Conditioning, negative: Conditioning | None) -> int:

@@ -203,15 +203,10 @@ class FlexDiffusePreview(io.ComfyNode):
         steps = _steps(len(inputs.towers))
         width = guiding.conditioning_width(positive)
         guiding.check_pooled(inputs.params, width)
-        try:
+        with guiding.engine_errors():
             towers = guiding.encode_towers(inputs, width, steps)
-            guide = guiding.prompt_guide(
-                inputs.params, towers, guiding.encode_concepts(inputs) if towers else None
-            )
-        except GuideError:
-            raise
-        except ValueError as error:
-            raise GuideError(f"FlexDiffuse: {error}") from error
+            concepts = guiding.encode_concepts(inputs) if towers else None
+            guide = guiding.prompt_guide(inputs.params, towers, concepts)
         if guide is None:
             raise GuideError("Nothing to preview: give an image a weight above 0.")
         states = positive[0][0][0]

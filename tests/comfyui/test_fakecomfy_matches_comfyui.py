@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib
 import inspect
 import os
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.signatures import fake_parameters, real_parameters
+from tests.signatures import fake_function, fake_parameters, real_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 KIT = ROOT.parent / "shared" / "hosts"
@@ -117,20 +116,13 @@ def nested_functions(path: Path) -> dict[str, ast.FunctionDef]:
     return found
 
 
-def fake(module: str, qualified: str):
-    target = importlib.import_module(module)
-    for part in qualified.split("."):
-        target = getattr(target, part)
-    return target
-
-
 @pytest.mark.parametrize(("module", "name", "path"), SIGNATURES, ids=lambda x: str(x))
 def test_fake_signatures_match_comfyuis(source, module, name, path):
     path, _, real_name = path.partition(":")
     real = nested_functions(source / path).get(real_name or name)
     assert real is not None, f"{real_name or name} not found in {path}"
     expected = real_parameters(real)
-    function = fake(module, name)
+    function = fake_function(module, name)
     if inspect.ismethod(function):  # a classmethod, bound: no cls
         expected = expected[1:]
     names = [n for n, _ in expected]

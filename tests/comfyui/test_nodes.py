@@ -332,3 +332,27 @@ def test_the_preview_shows_the_mapping_picture_and_the_token_table(vit_l, clip_l
         .sum()
     )
     assert f"{int(moved)} of 76 prompt positions move" in table
+
+
+def test_sd2_is_guided_by_the_vit_h_tower(vit_h):
+    from comfy.sd import CLIP
+
+    positive = conditioning(CLIP(1024))
+    guided, _ = run_guide(positive, positive, vit_h, image_batch())
+    expected = guide(positive[0][0], core_tokens(vit_h, image_batch()), GuidanceParams())
+    assert torch.allclose(guided[0][0], expected, atol=1e-5)
+
+
+def test_a_negative_image_alone_guides_only_the_negative(vit_l, clip_l):
+    positive, negative = conditioning(clip_l), conditioning(clip_l, "blurry")
+    guided, guided_negative = run_guide(
+        positive,
+        negative,
+        vit_l,
+        image_batch(),
+        image_weight=0.0,
+        negative_image=image_batch(seed=3),
+        concepts="deer",  # no image guides the prompt: nothing to encode them for
+    )
+    assert guided is positive
+    assert not torch.equal(guided_negative[0][0], negative[0][0])

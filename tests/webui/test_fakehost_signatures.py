@@ -14,14 +14,13 @@ checks are skipped, except under ``CI=true``, where they fail: CI must check the
 from __future__ import annotations
 
 import ast
-import importlib
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.signatures import fake_parameters, real_parameters
+from tests.signatures import fake_function, fake_parameters, real_parameters
 from tests.webui import test_xyz
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,13 +229,6 @@ def real_functions(path: Path) -> dict[str, ast.FunctionDef]:
                 if isinstance(item, ast.FunctionDef):
                     found[f"{node.name}.{item.name}"] = item
     return found
-
-
-def fake_function(module_name: str, qualified: str):
-    target = importlib.import_module(module_name)
-    for part in qualified.split("."):
-        target = getattr(target, part)
-    return target
 
 
 def mirrored():
