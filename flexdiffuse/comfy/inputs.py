@@ -1,8 +1,10 @@
 """The nodes' widgets, generated from :data:`~flexdiffuse.params.PARAM_SPECS`.
 
 One spec per parameter drives the webui panel, its API, infotext, the X/Y/Z axes and these
-inputs: a widget's name is the parameter's name (what a saved workflow stores), its label,
-range, default and tooltip are the spec's.
+inputs: a widget's name is the parameter's name (what the API prompt and saved images store),
+its label, range, default and tooltip are the spec's. The page's workflow stores widget values
+by position (required inputs, then optional ones): a parameter added later must come after
+the others, or workflows saved before would load shifted.
 """
 
 from __future__ import annotations
