@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from comfy import model_management, utils
+from comfy_api.latest import io
 from PIL import Image
 
 from flexdiffuse.comfy import guiding, nodes
@@ -356,3 +357,29 @@ def test_a_negative_image_alone_guides_only_the_negative(vit_l, clip_l):
     )
     assert guided is positive
     assert not torch.equal(guided_negative[0][0], negative[0][0])
+
+
+WIDGETS_AS_SAVED = {
+    "FlexDiffuseGuide": ["image_weight", "preset", "strength", "threshold_mult",
+                         "threshold_floor", "auto_floor", "clustered", "linear", "max_guidance",
+                         "order", "reuse", "concept_threshold", "concepts", "pooled",
+                         "negative_weight", "image_2_weight", "image_3_weight", "image_4_weight"],
+    "FlexDiffusePreview": ["image_weight", "preset", "strength", "threshold_mult",
+                           "threshold_floor", "auto_floor", "clustered", "linear",
+                           "max_guidance", "order", "reuse", "concept_threshold", "concepts",
+                           "pooled", "image_2_weight", "image_3_weight", "image_4_weight",
+                           "prompt"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("node", nodes.NODES, ids=lambda n: n.__name__)
+def test_saved_workflows_keep_their_widget_order(node):
+    """The page stores widget values by position, required inputs first: a new parameter
+    goes after these (an optional input), or workflows saved before load shifted."""
+    schema = node.define_schema()
+    kinds = (io.Float.Input, io.Boolean.Input, io.Combo.Input, io.String.Input)
+    widgets = [i for i in schema.inputs if isinstance(i, kinds)]
+    order = [i.id for i in widgets if not i.optional] + [i.id for i in widgets if i.optional]
+    saved = WIDGETS_AS_SAVED[schema.node_id]
+    assert order[: len(saved)] == saved
+    assert all(i.optional for i in widgets if i.id in order[len(saved) :])
