@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from comfy_api.latest import ComfyExtension, io, ui
 
+from ..engine import PURE_IMAGE_WARNING
 from ..presets import preset_values
 from . import guiding, mapping
 from .guiding import GuideError, GuideInputs, Steps, WeightedImages
@@ -224,6 +225,8 @@ class FlexDiffusePreview(io.ComfyNode):
             tables.append(mapping.render_table(reports, labels, count, len(shown), title))
         batch = torch.stack([torch.from_numpy(_array(p)) for p in pictures])
         table = "\n\n".join(tables)
+        if guiding.is_empty_prompt(positive[0][0], guiding.empty_prompt_states(inputs.clip)):
+            table = f"{PURE_IMAGE_WARNING}\n\n{table}"
         shown_ui = ui.PreviewImage(batch, cls=cls).as_dict() | ui.PreviewText(table).as_dict()
         return io.NodeOutput(batch, table, ui=shown_ui)
 

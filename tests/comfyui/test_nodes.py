@@ -16,7 +16,7 @@ from PIL import Image
 from flexdiffuse.comfy import guiding, nodes
 from flexdiffuse.comfy.inputs import IMAGE_SLOTS, NO_PRESET, STEP_WINDOW
 from flexdiffuse.encoder import ImageEncoder
-from flexdiffuse.engine import guide, pure_image_guidance
+from flexdiffuse.engine import PURE_IMAGE_WARNING, guide, pure_image_guidance
 from flexdiffuse.guidance import ConditioningGuide, PartGuide
 from flexdiffuse.params import PARAM_SPECS, GuidanceParams, JobParams
 from flexdiffuse.presets import PRESETS
@@ -383,3 +383,10 @@ def test_saved_workflows_keep_their_widget_order(node):
     saved = WIDGETS_AS_SAVED[schema.node_id]
     assert order[: len(saved)] == saved
     assert all(i.optional for i in widgets if i.id in order[len(saved) :])
+
+
+def test_the_preview_of_an_empty_prompt_says_the_image_replaces_it(vit_l, clip_l):
+    empty = conditioning(clip_l, "")
+    values = widgets(nodes.FlexDiffusePreview) | {"clip": clip_l}
+    _, table = nodes.FlexDiffusePreview.execute(empty, vit_l, image_batch(), **values).args
+    assert table.startswith(PURE_IMAGE_WARNING)
