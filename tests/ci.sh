@@ -184,7 +184,9 @@ else
 fi
 # ---- ComfyUI (the node pack): its models are the live A1111's, hard-linked by live-comfyui.
 if [[ "${FLEXDIFFUSE_LIVE_COMFYUI:-1}" != 0 ]]; then
-    export FLEXDIFFUSE_LIVE_COMFYUI_MODELS_FROM="${FLEXDIFFUSE_LIVE_COMFYUI_MODELS_FROM:-$LIVE_DIR}"
+    if [[ -z "${FLEXDIFFUSE_LIVE_COMFYUI_MODELS_FROM:-}" && -e "$LIVE_DIR/checkpoints/rand-sd15.safetensors" ]]; then
+        export FLEXDIFFUSE_LIVE_COMFYUI_MODELS_FROM="$LIVE_DIR"  # else live-comfyui builds its own
+    fi
     live_suite comfyui "$KIT/live-comfyui" \
         "${FLEXDIFFUSE_LIVE_COMFYUI_DIR:-$HOME/.cache/flexdiffuse/live-comfyui}" 9 tests/live_comfy
 else
