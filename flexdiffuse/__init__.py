@@ -1,14 +1,16 @@
 """FlexDiffuse: guide Stable Diffusion with an image, with no training and no extra network.
 
-The core engine needs only torch (and transformers + Pillow for :class:`ImageEncoder`); it
-imports nothing from a webui, whose glue lives in :mod:`flexdiffuse.webui`.
+The core engine needs torch, numpy and Pillow (and transformers for :class:`ImageEncoder`); it
+imports no host: the webui glue lives in :mod:`flexdiffuse.webui`, the ComfyUI nodes in
+:mod:`flexdiffuse.comfy`.
 """
 
+from ._version import read_version
 from .encoder import DEFAULT_MODEL_SD1, ImageEncoder, ModelLoadError
 from .engine import PURE_IMAGE_WARNING, GuidancePlan, guide, plan_guidance, pure_image_guidance
 from .params import PARAM_SPECS, GuidanceParams, JobParams, ParamSpec
 
-__version__ = "0.2.0"
+__version__ = read_version()
 
 __all__ = [
     "DEFAULT_MODEL_SD1",

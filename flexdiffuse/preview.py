@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
 
 from .engine import CHUNK, check_inputs, plan_guidance
 from .params import GuidanceParams
@@ -72,3 +73,47 @@ def explain(
         for c, chunk in enumerate(rows)
         for k, (i, s, w, h, m) in enumerate(zip(*chunk, strict=True))
     ]
+
+
+def effect_text(report: PositionReport) -> str:
+    """What guidance does at one position, in words (the preview's "effect" column)."""
+    if report.concept:
+        return "concept: takes it whole" if report.whole else f"concept: {report.weight:.0%}"
+    if report.whole:
+        return "takes it whole"
+    if report.weight > 0:
+        return f"moves {report.weight:.0%} toward it"
+    if report.weight < 0:
+        return f"pushed {-report.weight:.0%} away"
+    return "unchanged"
+
+
+def patch_heat(
+    reports: list[PositionReport], image: int, per_image: int, grid: int
+) -> torch.Tensor:
+    """How much the prompt takes from each patch of image ``image`` ``[grid, grid]``.
+
+    Image tokens are numbered image by image, ``per_image`` each: the class token, then the
+    ``grid * grid`` patches row by row. A whole take counts 1, a move its absolute weight.
+    """
+    heat = torch.zeros(grid * grid)
+    for report in reports:
+        index = report.image_token - image * per_image
+        if report.moved and 0 < index < per_image:
+            heat[index - 1] += 1.0 if report.whole else abs(report.weight)
+    return heat.reshape(grid, grid)
+
+
+HEAT_COLOUR = (255, 64, 32)
+
+
+def heat_overlay(square: Image.Image, heat: torch.Tensor) -> Image.Image:
+    """``square`` (the image as the tower saw it) with its patches lit by ``heat``, RGB."""
+    square = square.convert("RGBA")
+    if heat.max() > 0:
+        alpha = (heat / heat.max() * 160).to(torch.uint8).numpy()
+        mask = Image.fromarray(alpha, "L").resize(square.size, Image.Resampling.NEAREST)
+        overlay = Image.new("RGBA", square.size, (*HEAT_COLOUR, 0))
+        overlay.putalpha(mask)
+        square = Image.alpha_composite(square, overlay)
+    return square.convert("RGB")

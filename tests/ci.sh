@@ -20,6 +20,9 @@
 #    $FLEXDIFFUSE_LIVE_FORGE_DIR (default ~/.cache/flexdiffuse/live-forge; a cold build takes
 #    2.5 to 7 minutes and 13 GB), after the A1111 server stopped; FLEXDIFFUSE_LIVE_FORGE=0
 #    skips it.
+# 5. The same with ../shared/hosts/live-comfyui (ComfyUI v0.33.0, the node pack) in
+#    $FLEXDIFFUSE_LIVE_COMFYUI_DIR (default ~/.cache/flexdiffuse/live-comfyui; its models are
+#    hard links to the live A1111's), running tests/live_comfy; FLEXDIFFUSE_LIVE_COMFYUI=0 skips it.
 #
 # Every test step runs even when an earlier one failed; the exit status is 0 only when all passed.
 # shellcheck disable=SC2317  # functions called through `timed` and traps look unreachable
@@ -34,7 +37,7 @@ for arg in "$@"; do
     case "$arg" in
         --no-live) LIVE=0 ;;
         --live-only) OFFLINE=0 ;;
-        -h|--help) sed -n '2,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "tests/ci.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -97,9 +100,9 @@ if [[ "$LIVE" == 0 ]]; then
     finish
 fi
 
-live_suite() {  # live_suite NAME SCRIPT DIR GIB: build, start (GIB: memory it needs), run
-    # tests/live, stop; 1 when it failed
-    local name="$1" HOST="$2" LIVE_DIR="$3" need_gib="$4"
+live_suite() {  # live_suite NAME SCRIPT DIR GIB [TESTS]: build, start (GIB: memory it needs),
+    # run TESTS (default tests/live), stop; 1 when it failed
+    local name="$1" HOST="$2" LIVE_DIR="$3" need_gib="$4" tests="${5:-tests/live}"
     if [[ ! -x "$HOST" ]]; then
         FAILED+=("live $name (no $HOST)")
         say "cannot build the live $name: no host kit at $KIT (the project's shared folder belongs"
@@ -149,10 +152,12 @@ live_suite() {  # live_suite NAME SCRIPT DIR GIB: build, start (GIB: memory it n
     # `start` prints the suite's options (URL, towers, the checkpoints built) on its "live tests:" line.
     local live_args
     read -r -a live_args <<<"$(sed -n 's/^live tests: .* tests\/live //p' "$START_LOG")"
-    if (( ${#live_args[@]} == 0 )); then
+    if [[ "$tests" == tests/live_comfy ]]; then
+        live_args=(--comfyui-url "http://127.0.0.1:$PORT" --comfyui-dir "$LIVE_DIR")
+    elif (( ${#live_args[@]} == 0 )); then
         live_args=(--webui-url "http://127.0.0.1:$PORT" --webui-vit-l "$LIVE_DIR/towers/vit-l")
     fi
-    timed "live-$name-tests" pytest_checked tests/live "${live_args[@]}"
+    timed "live-$name-tests" pytest_checked "$tests" "${live_args[@]}"
     stop_server
     exec 9>&-  # the folder's lock
 }
@@ -177,4 +182,15 @@ if [[ "${FLEXDIFFUSE_LIVE_FORGE:-1}" != 0 ]]; then
 else
     say "live Forge skipped (FLEXDIFFUSE_LIVE_FORGE=0)"
 fi
+# ---- ComfyUI (the node pack): its models are the live A1111's, hard-linked by live-comfyui.
+if [[ "${FLEXDIFFUSE_LIVE_COMFYUI:-1}" != 0 ]]; then
+    if [[ -z "${FLEXDIFFUSE_LIVE_COMFYUI_MODELS_FROM:-}" && -e "$LIVE_DIR/checkpoints/rand-sd15.safetensors" ]]; then
+        export FLEXDIFFUSE_LIVE_COMFYUI_MODELS_FROM="$LIVE_DIR"  # else live-comfyui builds its own
+    fi
+    live_suite comfyui "$KIT/live-comfyui" \
+        "${FLEXDIFFUSE_LIVE_COMFYUI_DIR:-$HOME/.cache/flexdiffuse/live-comfyui}" 9 tests/live_comfy
+else
+    say "live ComfyUI skipped (FLEXDIFFUSE_LIVE_COMFYUI=0)"
+fi
+# ---- end ComfyUI
 finish

@@ -36,6 +36,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             default=None,
             help=f"title of an {family.upper()} checkpoint of the webui: adds live {family} runs",
         )
+    comfy = parser.getgroup(
+        "comfyui", "live tests against a running ComfyUI (opt-in; bash tests/ci.sh starts one)"
+    )
+    comfy.addoption(
+        "--comfyui-url",
+        default=None,
+        help="URL of a running ComfyUI with this checkout in custom_nodes/, e.g. "
+        "http://127.0.0.1:8188; tests/live_comfy is skipped without it",
+    )
+    comfy.addoption(
+        "--comfyui-dir",
+        default=None,
+        help="the live-comfyui host folder (../shared/hosts/live-comfyui): adds the checks that "
+        "read its server log and run its Python (image tokens equal the core encoder's)",
+    )
 
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"

@@ -1,8 +1,9 @@
-"""The layering the code relies on: the core knows no webui, only the host layer knows which.
+"""The layering the code relies on: the core knows no host, each host's glue only its own.
 
-ruff's TID251 (pyproject.toml) keeps ``modules`` out of everything but the host layer; this
-checks what it cannot: the core imports neither gradio nor the webui glue, and gradio stays
-in the two glue modules that build UI.
+ruff's TID251 (pyproject.toml, flexdiffuse/comfy/ruff.toml) keeps ``modules`` out of
+everything but the webui host layer and ComfyUI's modules out of everything but the node pack;
+this checks what it cannot: the core imports neither gradio nor either host's glue, neither
+glue imports the other, and gradio stays in the two glue modules that build UI.
 """
 
 from __future__ import annotations
@@ -35,13 +36,65 @@ def sources(folder: Path) -> list[Path]:
     return sorted(folder.rglob("*.py"))
 
 
-@pytest.mark.parametrize(
-    "path", [p for p in sources(PACKAGE) if "webui" not in p.parts], ids=lambda p: p.name
+WEBUI = ("modules", "gradio", "flexdiffuse.webui", "launch")
+COMFYUI = (
+    "comfy",
+    "comfy_api",
+    "comfy_extras",
+    "comfy_execution",
+    "folder_paths",
+    "nodes",
+    "node_helpers",
+    "server",
+    "latent_preview",
+    "flexdiffuse.comfy",
 )
-def test_the_core_imports_no_webui(path):
-    banned = ("modules", "gradio", "flexdiffuse.webui", "launch")
-    found = [m for m in imported_modules(path) if m.split(".")[0] in banned or m.startswith(banned)]
+"""What each host's glue imports: the webui's modules, ComfyUI's top-level modules."""
+
+
+def banned_imports(path: Path, banned: tuple[str, ...]) -> list[str]:
+    return [
+        m
+        for m in imported_modules(path)
+        if m.split(".")[0] in banned or m.startswith(tuple(f"{b}." for b in banned)) or m in banned
+    ]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in sources(PACKAGE) if not {"webui", "comfy"} & set(p.parts)],
+    ids=lambda p: p.name,
+)
+def test_the_core_imports_no_host(path):
+    found = banned_imports(path, WEBUI + COMFYUI)
     assert not found, f"{path.name} imports {found}: the core must work with torch alone"
+
+
+@pytest.mark.parametrize("path", sources(PACKAGE / "webui"), ids=lambda p: p.name)
+def test_the_webui_glue_imports_no_comfyui(path):
+    found = banned_imports(path, COMFYUI)
+    assert not found, f"{path.name} imports {found}: the webui glue must not need ComfyUI"
+
+
+@pytest.mark.parametrize(
+    "path", [*sources(PACKAGE / "comfy"), PACKAGE.parent / "__init__.py"], ids=lambda p: p.name
+)
+def test_the_comfyui_pack_imports_no_webui(path):
+    found = banned_imports(path, WEBUI)
+    assert not found, f"{path.name} imports {found}: the node pack must not need a webui"
+
+
+def test_the_root_init_only_reaches_the_node_pack():
+    """ComfyUI imports the checkout's __init__.py; the webuis never do."""
+    found = imported_modules(PACKAGE.parent / "__init__.py")
+    assert all(m.startswith("flexdiffuse.comfy") or m == "__future__" for m in found), found
+
+
+@pytest.mark.parametrize("name", ["guiding.py", "mapping.py", "__init__.py"])
+def test_the_packs_duck_typed_modules_import_no_comfyui(name):
+    """Only nodes.py and inputs.py import ComfyUI; the rest reads its objects."""
+    found = banned_imports(PACKAGE / "comfy" / name, COMFYUI[:-1])
+    assert not found, f"{name} imports {found}"
 
 
 @pytest.mark.parametrize("path", sources(PACKAGE / "webui"), ids=lambda p: p.name)

@@ -17,12 +17,11 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from PIL import Image
 
 from ..engine import PURE_IMAGE_WARNING
 from ..images import GuidanceImage, prepare_image
 from ..params import GuidanceParams
-from ..preview import PositionReport, explain
+from ..preview import PositionReport, effect_text, explain, heat_overlay, patch_heat
 from .args import NEGATIVE_INPUT, ScriptArgs, parse_script_args
 from .conds import token_states
 from .errors import FlexDiffuseError
@@ -32,7 +31,6 @@ from .prepare import checkpoint_inputs, encode_guides
 from .runtime import Runtime
 
 DISPLAY_SIZE = 224
-HEAT_COLOUR = (255, 64, 32)
 
 
 def previewer(runtime: Runtime) -> Callable[..., str]:
@@ -178,7 +176,7 @@ def render_mapping(
     if note:
         summary = f"{summary} {note}"
     pictures = "".join(
-        _picture(image, number, _patch_heat(tokens, number, per_image, grid), grid)
+        _picture(image, number, patch_heat(tokens, number, per_image, grid), grid)
         for number, image in enumerate(images)
     )
     return (
@@ -229,44 +227,14 @@ def _row(report: PositionReport, labels: list[list[str]] | None, per_image: int,
     return (
         f'<tr class="flexdiffuse-position{moved}"{data}><td>{number}</td><td>{token}</td>'
         f"<td>{alignment}</td><td>{where}</td><td>{report.weight:+.2f}</td>"
-        f"<td>{_effect(report)}</td></tr>"
+        f"<td>{effect_text(report)}</td></tr>"
     )
 
 
-def _effect(report: PositionReport) -> str:
-    if report.concept:
-        return "concept: takes it whole" if report.whole else f"concept: {report.weight:.0%}"
-    if report.whole:
-        return "takes it whole"
-    if report.weight > 0:
-        return f"moves {report.weight:.0%} toward it"
-    if report.weight < 0:
-        return f"pushed {-report.weight:.0%} away"
-    return "unchanged"
-
-
-def _patch_heat(
-    reports: list[PositionReport], image: int, per_image: int, grid: int
-) -> torch.Tensor:
-    """How much the prompt takes from each patch of one image ``[grid, grid]``."""
-    heat = torch.zeros(grid * grid)
-    for report in reports:
-        index = report.image_token - image * per_image
-        if report.moved and 0 < index < per_image:
-            heat[index - 1] += 1.0 if report.whole else abs(report.weight)
-    return heat.reshape(grid, grid)
-
-
 def _picture(image: GuidanceImage, number: int, heat: torch.Tensor, grid: int) -> str:
-    square = prepare_image(image.pixels, DISPLAY_SIZE).convert("RGBA")
-    if heat.max() > 0:
-        alpha = (heat / heat.max() * 160).to(torch.uint8).numpy()
-        mask = Image.fromarray(alpha, "L").resize(square.size, Image.Resampling.NEAREST)
-        overlay = Image.new("RGBA", square.size, (*HEAT_COLOUR, 0))
-        overlay.putalpha(mask)
-        square = Image.alpha_composite(square, overlay)
+    square = heat_overlay(prepare_image(image.pixels, DISPLAY_SIZE), heat)
     buffer = io.BytesIO()
-    square.convert("RGB").save(buffer, "PNG")
+    square.save(buffer, "PNG")
     data = base64.b64encode(buffer.getvalue()).decode()
     return (
         f'<figure class="flexdiffuse-image" data-image="{number}" data-grid="{grid}">'

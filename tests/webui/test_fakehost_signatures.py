@@ -14,14 +14,13 @@ checks are skipped, except under ``CI=true``, where they fail: CI must check the
 from __future__ import annotations
 
 import ast
-import importlib
-import inspect
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.signatures import fake_function, fake_parameters, real_parameters
 from tests.webui import test_xyz
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,37 +229,6 @@ def real_functions(path: Path) -> dict[str, ast.FunctionDef]:
                 if isinstance(item, ast.FunctionDef):
                     found[f"{node.name}.{item.name}"] = item
     return found
-
-
-def real_parameters(node: ast.FunctionDef) -> list[tuple[str, bool]]:
-    """(name, has a default) in order; ``*args``/``**kwargs`` as ``*name``/``**name``."""
-    args = node.args
-    positional = args.posonlyargs + args.args
-    defaults = [False] * (len(positional) - len(args.defaults)) + [True] * len(args.defaults)
-    params = [(a.arg, d) for a, d in zip(positional, defaults, strict=True)]
-    if args.vararg:
-        params.append((f"*{args.vararg.arg}", True))
-    params += [
-        (a.arg, d is not None) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
-    ]
-    if args.kwarg:
-        params.append((f"**{args.kwarg.arg}", True))
-    return params
-
-
-def fake_parameters(function) -> list[str]:
-    names = []
-    for parameter in inspect.signature(function).parameters.values():
-        prefix = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}
-        names.append(prefix.get(parameter.kind, "") + parameter.name)
-    return names
-
-
-def fake_function(module_name: str, qualified: str):
-    target = importlib.import_module(module_name)
-    for part in qualified.split("."):
-        target = getattr(target, part)
-    return target
 
 
 def mirrored():

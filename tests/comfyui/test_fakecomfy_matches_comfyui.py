@@ -1,0 +1,147 @@
+"""The fake ComfyUI mirrors the real one: signatures, and the facts the node pack relies on.
+
+The real tree is ComfyUI v0.33.0 from the host kit beside the checkout
+(``../shared/hosts/comfyui-2f35f4a.tar.gz``), unpacked once into ``build/hosts/`` and parsed
+with ``ast`` or read as text, never imported. Without the kit the tests are skipped, except
+under CI (``CI=true``), where a missing kit fails them.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.signatures import fake_function, fake_parameters, real_parameters
+
+ROOT = Path(__file__).resolve().parents[2]
+KIT = ROOT.parent / "shared" / "hosts"
+TREE = "comfyui-2f35f4a"
+
+# (fake module, qualified name there, real file)
+SIGNATURES = [
+    ("comfy_api.latest", "ComfyExtension.on_load", "comfy_api/latest/__init__.py"),
+    ("comfy_api.latest", "ComfyExtension.get_node_list", "comfy_api/latest/__init__.py"),
+    ("comfy_api.latest._io", "Input.__init__", "comfy_api/latest/_io.py"),
+    ("comfy_api.latest._io", "Output.__init__", "comfy_api/latest/_io.py"),
+    ("comfy_api.latest._io", "Float.Input.__init__", "comfy_api/latest/_io.py"),
+    ("comfy_api.latest._io", "Boolean.Input.__init__", "comfy_api/latest/_io.py"),
+    ("comfy_api.latest._io", "Combo.Input.__init__", "comfy_api/latest/_io.py"),
+    ("comfy_api.latest._io", "String.Input.__init__", "comfy_api/latest/_io.py"),
+    ("comfy_api.latest._io", "NodeOutput.__init__", "comfy_api/latest/_io.py"),
+    ("comfy_api.latest._io", "ComfyNode.define_schema", "comfy_api/latest/_io.py"),
+    ("comfy_api.latest._io", "ComfyNode.execute", "comfy_api/latest/_io.py"),
+    ("comfy_api.latest._ui", "PreviewImage.__init__", "comfy_api/latest/_ui.py"),
+    ("comfy_api.latest._ui", "PreviewText.__init__", "comfy_api/latest/_ui.py"),
+    ("comfy.utils", "ProgressBar.__init__", "comfy/utils.py"),
+    ("comfy.utils", "ProgressBar.update", "comfy/utils.py"),
+    ("comfy.utils", "ProgressBar.update_absolute", "comfy/utils.py"),
+    (
+        "comfy.model_management",
+        "throw_exception_if_processing_interrupted",
+        "comfy/model_management.py",
+    ),
+    ("comfy.model_management", "interrupt_current_processing", "comfy/model_management.py"),
+    ("comfy.model_management", "load_model_gpu", "comfy/model_management.py"),
+    ("comfy.model_management", "text_encoder_device", "comfy/model_management.py"),
+    ("comfy.model_management", "intermediate_device", "comfy/model_management.py"),
+    ("comfy.clip_vision", "ClipVisionModel.encode_image", "comfy/clip_vision.py"),
+    ("comfy.sd", "CLIP.tokenize", "comfy/sd.py"),
+    ("comfy.sd", "CLIP.encode_from_tokens", "comfy/sd.py"),
+    ("comfy.sd", "Tokenizer.untokenize", "comfy/sd1_clip.py:SDTokenizer.untokenize"),
+]
+
+# What the pack reads of ComfyUI beyond signatures: (file, text in it).
+FACTS = [
+    # The image tokens: CLIP_VISION.model.vision_model.post_layernorm and .visual_projection,
+    # applied to encode_image's last_hidden_state (taken before the post-layernorm).
+    ("comfy/clip_model.py", "self.post_layernorm = operations.LayerNorm(embed_dim)"),
+    ("comfy/clip_model.py", "self.vision_model = CLIPVision("),
+    ("comfy/clip_model.py", "self.visual_projection = operations.Linear("),
+    ("comfy/clip_vision.py", 'outputs["last_hidden_state"] = out[0]'),
+    ("comfy/clip_vision.py", "self.load_device = comfy.model_management.text_encoder_device()"),
+    ("comfy/clip_vision.py", "comfy.model_management.load_model_gpu(self.patcher)"),
+    ("comfy/clip_vision.py", "def encode_image(self, image, crop=True):"),
+    # The tokenizer behind CLIP.tokenizer.untokenize, and its end token that pads.
+    ("comfy/sd1_clip.py", "self.inv_vocab = {v: k for k, v in vocab.items()}"),
+    ("comfy/sd1_clip.py", "def untokenize(self, token_weight_pair):"),
+    # Loading: the V3 entry point only without NODE_CLASS_MAPPINGS, the module named by path.
+    ("nodes.py", 'elif hasattr(module, "comfy_entrypoint"):'),
+    ("nodes.py", 'sys_module_name = module_path.replace(".", "_x_")'),
+    # The step window example's node, and ComfyUI's conditioning values it sets.
+    ("nodes.py", '"ConditioningSetTimestepRange": ConditioningSetTimestepRange,'),
+    ("comfy/model_management.py", "class InterruptProcessingException(BaseException):"),
+    ("comfy_api/latest/_io.py", "class Image(ComfyTypeIO):"),
+    ("comfy_api/latest/_io.py", "class ClipVision(ComfyTypeIO):"),
+    ("comfy_api/latest/_ui.py", 'return {"text": (self.value,)}'),
+]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="module")
+def source() -> Path:
+    unpack = KIT / "unpack"
+    if not unpack.is_file():
+        message = f"no ComfyUI source to check the fakes against: no host kit at {KIT}"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    dest = ROOT / "build" / "hosts" / TREE
+    done = subprocess.run([str(unpack), TREE, str(dest)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"{unpack} {TREE} {dest} failed:\n{done.stderr}", pytrace=False)
+    return dest
+
+
+def nested_functions(path: Path) -> dict[str, ast.FunctionDef]:
+    """Every function of a file by qualified name, nested classes included."""
+    found: dict[str, ast.FunctionDef] = {}
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                found[prefix + node.name] = node
+            elif isinstance(node, ast.ClassDef):
+                visit(node.body, f"{prefix}{node.name}.")
+
+    visit(ast.parse(path.read_text(encoding="utf-8")).body, "")
+    return found
+
+
+@pytest.mark.parametrize(("module", "name", "path"), SIGNATURES, ids=lambda x: str(x))
+def test_fake_signatures_match_comfyuis(source, module, name, path):
+    path, _, real_name = path.partition(":")
+    real = nested_functions(source / path).get(real_name or name)
+    assert real is not None, f"{real_name or name} not found in {path}"
+    expected = real_parameters(real)
+    function = fake_function(module, name)
+    if inspect.ismethod(function):  # a classmethod, bound: no cls
+        expected = expected[1:]
+    names = [n for n, _ in expected]
+    found = fake_parameters(function)
+    assert names[: len(found)] == found, f"{module}.{name}: fake {found}, real {names}"
+    extra = expected[len(found) :]
+    assert all(has_default for _, has_default in extra), f"real {name} needs {extra}"
+
+
+def test_the_fake_schema_has_the_real_fields_in_order(source):
+    from comfy_api.latest import io
+
+    tree = ast.parse((source / "comfy_api/latest/_io.py").read_text(encoding="utf-8"))
+    schema = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Schema")
+    real = [n.target.id for n in schema.body if isinstance(n, ast.AnnAssign)]
+    fields = [f.name for f in dataclasses.fields(io.Schema)]
+    assert real[: len(fields)] == fields
+
+
+@pytest.mark.parametrize(("path", "text"), FACTS, ids=lambda x: str(x)[:50])
+def test_facts_the_node_pack_relies_on(source, path, text):
+    assert text in (source / path).read_text(encoding="utf-8"), f"{text!r} not in {path}"

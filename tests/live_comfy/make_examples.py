@@ -1,0 +1,263 @@
+"""Write ``example_workflows/*.json`` from the graphs below and a live ComfyUI's /object_info.
+
+    .venv/bin/python -m tests.live_comfy.make_examples http://127.0.0.1:8188
+
+The graphs are API prompts (inputs by name); the page's format needs each node's sockets and
+its widgets' values in the server's order, which /object_info gives. The model file names are
+the ones README.md tells users to download; the live tests swap in the live host's.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.live_comfy.client import ComfyClient
+from tests.live_comfy.workflows import extras, input_specs, is_widget
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "example_workflows"
+
+SD15 = "v1-5-pruned-emaonly.safetensors"
+SDXL = "sd_xl_base_1.0.safetensors"
+VIT_L = "clip-vit-large-patch14.safetensors"
+VIT_BIGG = "CLIP-ViT-bigG-14-laion2B-39B-b160k.safetensors"
+IMAGE = "example.png"
+
+
+def _base(checkpoint: str, prompt: str, negative: str, size: int) -> dict[str, Any]:
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["1", 1]}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": negative, "clip": ["1", 1]}},
+        "4": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": VIT_L}},
+        "5": {"class_type": "LoadImage", "inputs": {"image": IMAGE}},
+        "7": {
+            "class_type": "EmptyLatentImage",
+            "inputs": {"width": size, "height": size, "batch_size": 1},
+        },
+        "8": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["1", 0],
+                "seed": 42,
+                "steps": 20,
+                "cfg": 7.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "positive": ["6", 0],
+                "negative": ["6", 1],
+                "latent_image": ["7", 0],
+                "denoise": 1.0,
+            },
+        },
+        "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["1", 2]}},
+        "10": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["9", 0], "filename_prefix": "FlexDiffuse"},
+        },
+    }
+
+
+def _guide(**inputs: Any) -> dict[str, Any]:
+    return {
+        "class_type": "FlexDiffuseGuide",
+        "inputs": {
+            "positive": ["2", 0],
+            "negative": ["3", 0],
+            "clip_vision": ["4", 0],
+            "image": ["5", 0],
+            "clip": ["1", 1],
+            **inputs,
+        },
+    }
+
+
+PROMPT = "a photo of a deer in a dark forest, autumn, detailed"
+NEGATIVE = "blurry, low quality"
+
+
+def sd15_basic() -> dict[str, Any]:
+    graph = _base(SD15, PROMPT, NEGATIVE, 512)
+    graph["6"] = _guide(preset="Original defaults")
+    return graph
+
+
+def sdxl_both_towers() -> dict[str, Any]:
+    graph = _base(SDXL, PROMPT, NEGATIVE, 1024)
+    graph["11"] = {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": VIT_BIGG}}
+    graph["6"] = _guide(clip_vision_2=["11", 0], pooled=0.3)
+    return graph
+
+
+def two_images_and_a_negative() -> dict[str, Any]:
+    graph = _base(SD15, PROMPT, NEGATIVE, 512)
+    graph["12"] = {"class_type": "LoadImage", "inputs": {"image": IMAGE}}
+    graph["13"] = {"class_type": "LoadImage", "inputs": {"image": IMAGE}}
+    graph["6"] = _guide(
+        image_2=["12", 0], image_2_weight=0.5, negative_image=["13", 0], negative_weight=1.0
+    )
+    return graph
+
+
+def step_window() -> dict[str, Any]:
+    graph = _base(SD15, PROMPT, NEGATIVE, 512)
+    graph["6"] = _guide()
+    graph["14"] = {
+        "class_type": "ConditioningSetTimestepRange",
+        "inputs": {"conditioning": ["6", 0], "start": 0.0, "end": 0.6},
+    }
+    graph["15"] = {
+        "class_type": "ConditioningSetTimestepRange",
+        "inputs": {"conditioning": ["2", 0], "start": 0.6, "end": 1.0},
+    }
+    graph["16"] = {
+        "class_type": "ConditioningCombine",
+        "inputs": {"conditioning_1": ["14", 0], "conditioning_2": ["15", 0]},
+    }
+    graph["8"]["inputs"]["positive"] = ["16", 0]
+    return graph
+
+
+def preview() -> dict[str, Any]:
+    graph = _base(SD15, PROMPT, NEGATIVE, 512)
+    keep = {k: graph[k] for k in ("1", "2", "4", "5")}
+    keep["6"] = {
+        "class_type": "FlexDiffusePreview",
+        "inputs": {
+            "positive": ["2", 0],
+            "clip_vision": ["4", 0],
+            "image": ["5", 0],
+            "clip": ["1", 1],
+            "prompt": PROMPT,
+        },
+    }
+    keep["7"] = {"class_type": "PreviewAny", "inputs": {"source": ["6", 1]}}  # the table
+    return keep
+
+
+EXAMPLES = {
+    "flexdiffuse-sd15-basic": (sd15_basic, "SD 1.5 guided by one image."),
+    "flexdiffuse-sdxl-both-towers": (
+        sdxl_both_towers,
+        "SDXL: ViT-L/14 guides the ViT-L half, ViT-bigG/14 the bigG half and the pooled vector.",
+    ),
+    "flexdiffuse-two-images-and-a-negative": (
+        two_images_and_a_negative,
+        "Two guidance images (the second at weight 0.5) and a negative image.",
+    ),
+    "flexdiffuse-sd15-step-window": (
+        step_window,
+        "The image guides the first 60% of the steps only (ConditioningSetTimestepRange).",
+    ),
+    "flexdiffuse-mapping-preview": (
+        preview,
+        "Which image patch each prompt token maps to, and the token table.",
+    ),
+}
+
+
+SHOWS_IMAGE = {"LoadImage": 300, "SaveImage": 300, "FlexDiffusePreview": 420, "PreviewAny": 700}
+"""Room below a node's widgets for the picture it shows."""
+
+
+def depth(graph: dict[str, Any], node: str) -> int:
+    links = [v for v in graph[node]["inputs"].values() if isinstance(v, list) and len(v) == 2]
+    return 1 + max((depth(graph, source) for source, _ in links), default=-1)
+
+
+def page_workflow(graph: dict[str, Any], info: dict[str, Any], note: str) -> dict[str, Any]:
+    """The page's workflow for an API graph, laid out in columns by depth."""
+    links: list[list[Any]] = []
+    nodes = []
+    rows: dict[int, int] = {}
+    for node_id in sorted(graph, key=int):
+        node = graph[node_id]
+        kind = info[node["class_type"]]
+        column = depth(graph, node_id)
+        row = rows.get(column, 0)
+        inputs, widgets = [], []
+        for name, itype, options in input_specs(kind):
+            value = node["inputs"].get(name)
+            if is_widget(itype):
+                widgets.append(options.get("default") if value is None else value)
+                widgets += extras(options)
+                continue
+            link = None
+            if isinstance(value, list):
+                link = len(links) + 1
+                source_type = info[graph[value[0]]["class_type"]]["output"][value[1]]
+                links.append(
+                    [link, int(value[0]), value[1], int(node_id), len(inputs), source_type]
+                )
+            inputs.append({"name": name, "type": itype, "link": link})
+        sockets = max(len(inputs), len(kind["output"]))
+        height = 40 + 22 * sockets + 26 * len(widgets) + SHOWS_IMAGE.get(node["class_type"], 0)
+        rows[column] = row + height + 40
+        nodes.append(
+            {
+                "id": int(node_id),
+                "type": node["class_type"],
+                "pos": [40 + 360 * column, 40 + row],
+                "size": [760 if node["class_type"] == "PreviewAny" else 320, height],
+                "flags": {},
+                "order": len(nodes),
+                "mode": 0,
+                "inputs": inputs,
+                "outputs": [
+                    {"name": name, "type": otype, "links": [], "slot_index": slot}
+                    for slot, (name, otype) in enumerate(
+                        zip(kind["output_name"], kind["output"], strict=True)
+                    )
+                ],
+                "properties": {"Node name for S&R": node["class_type"]},
+                "widgets_values": widgets,
+            }
+        )
+    by_id = {node["id"]: node for node in nodes}
+    for link in links:
+        by_id[link[1]]["outputs"][link[2]]["links"].append(link[0])
+    top = max(node["pos"][1] + node["size"][1] for node in nodes) + 40
+    nodes.append(
+        {
+            "id": max(by_id) + 1,
+            "type": "MarkdownNote",
+            "pos": [40, top],
+            "size": [640, 120],
+            "flags": {},
+            "order": len(nodes),
+            "mode": 0,
+            "inputs": [],
+            "outputs": [],
+            "properties": {},
+            "widgets_values": [
+                f"**FlexDiffuse**: {note} Replace the image and the models "
+                "with yours; README.md, 'ComfyUI', lists the files."
+            ],
+        }
+    )
+    return {
+        "last_node_id": max(by_id) + 1,
+        "last_link_id": len(links),
+        "nodes": nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {},
+        "version": 0.4,
+    }
+
+
+def main(url: str) -> None:
+    info = ComfyClient(url).get_json("/object_info")
+    OUT.mkdir(exist_ok=True)
+    for name, (make, note) in EXAMPLES.items():
+        workflow = page_workflow(make(), info, note)
+        (OUT / f"{name}.json").write_text(json.dumps(workflow, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote example_workflows/{name}.json")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8188")
