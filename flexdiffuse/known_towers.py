@@ -100,3 +100,11 @@ def identify(hidden_width: int, layers: int) -> KnownTower | None:
     same_width = [tower for tower in KNOWN_TOWERS if tower.hidden_width == hidden_width]
     exact = [tower for tower in same_width if tower.layers == layers]
     return (exact or same_width or [None])[0]
+
+
+def paired_tower(token_width: int) -> KnownTower | None:
+    """The tower FlexDiffuse pairs with a text space ``token_width`` wide (one per width: the
+    towers with a default source), or None when it pairs none."""
+    return next(
+        (t for t in KNOWN_TOWERS if t.default_source and t.token_width == token_width), None
+    )

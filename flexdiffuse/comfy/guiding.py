@@ -21,8 +21,8 @@ import torch
 from ..encoder import TokenCache
 from ..engine import CHUNK
 from ..guidance import ConditioningGuide, PartGuide
+from ..known_towers import paired_tower
 from ..params import JobParams
-from ..towers import DEFAULT_SOURCES
 
 LAYOUTS: dict[int, tuple[int, ...]] = {
     768: (768,),  # SD 1.x: CLIP ViT-L/14
@@ -63,8 +63,8 @@ class WeightedImages:
 
 def tower_label(width: int) -> str:
     """The vision tower whose image tokens have ``width`` channels, as users know it."""
-    default = DEFAULT_SOURCES.get(width)
-    return default.label if default else f"a vision model of projection width {width}"
+    paired = paired_tower(width)
+    return paired.label if paired else f"a vision model of projection width {width}"
 
 
 _CACHES: weakref.WeakKeyDictionary[Any, TokenCache] = weakref.WeakKeyDictionary()
