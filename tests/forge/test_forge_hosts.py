@@ -7,6 +7,7 @@ host's name ("forge2", "oldforge").
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ from flexdiffuse.webui.errors import FlexDiffuseError
 from flexdiffuse.webui.families import detect_family
 from flexdiffuse.webui.hosts.forge import REVISION, REVISION_IGNORE_PROMPT
 from flexdiffuse.webui.hosts.forge2 import Forge2Host
-from flexdiffuse.webui.hosts.oldforge import OldForgeHost
+from flexdiffuse.webui.hosts.oldforge import OldForgeHost, negative_side_dropped
 from flexdiffuse.webui.infotext import ENABLED_KEY, NOTE_KEY
 from flexdiffuse.webui.job import NO_NEGATIVE_PROMPT
 from tests.webui.conftest import gradient
@@ -73,7 +74,8 @@ def test_cfg_scale_1_guides_the_prompt(webui, tokens, forge_host):
 
 
 def test_a_negative_image_without_negative_prompt_is_skipped_with_a_note(webui, forge_host):
-    only("forge2", forge_host)
+    """Forge 2 drops the negative prompt before the callbacks, old Forge's sampler after them:
+    either way the negative image guides nothing and is not claimed."""
     job = {"prompt": "a cat", "negative_prompt": "blurry", "steps": 2, "cfg_scale": 1}
     guided = webui.txt2img(webui.args(image=None, negative_image=IMAGE), **job)
     assert guided.p.extra_generation_params[ENABLED_KEY] == "False"  # guided nothing
@@ -82,13 +84,38 @@ def test_a_negative_image_without_negative_prompt_is_skipped_with_a_note(webui, 
 
 
 def test_prompt_and_negative_image_at_cfg_1_guide_the_prompt(webui, tokens, forge_host):
-    only("forge2", forge_host)
     job = {"prompt": "a cat", "negative_prompt": "blurry", "steps": 2, "cfg_scale": 1}
     plain = webui.txt2img(webui.args(enabled=False), **job)
     guided = webui.txt2img(webui.args(image=IMAGE, negative_image=IMAGE, **vars_of()), **job)
     assert_guided(plain, guided, tokens)
     assert guided.p.extra_generation_params[ENABLED_KEY] == "True"
     assert guided.p.extra_generation_params[NOTE_KEY] == NO_NEGATIVE_PROMPT
+
+
+def unet_options(**options) -> SimpleNamespace:
+    return SimpleNamespace(
+        forge_objects=SimpleNamespace(unet=SimpleNamespace(model_options=options))
+    )
+
+
+@pytest.mark.parametrize(
+    ("p", "dropped"),
+    [
+        (SimpleNamespace(cfg_scale=1.0, is_hr_pass=False), True),
+        (SimpleNamespace(cfg_scale=1.0 + 1e-12, is_hr_pass=False), True),  # math.isclose
+        (SimpleNamespace(cfg_scale=7.0, is_hr_pass=False), False),
+        (SimpleNamespace(cfg_scale=7.0, is_hr_pass=True, hr_cfg=1.0), True),  # reForge
+        (SimpleNamespace(cfg_scale=1.0, is_hr_pass=True, hr_cfg=7.0), False),
+        (SimpleNamespace(cfg_scale=1.0, is_hr_pass=True), True),  # Classic: no hr_cfg
+        (
+            SimpleNamespace(cfg_scale=1.0, sd_model=unet_options(disable_cfg1_optimization=True)),
+            False,
+        ),
+        (SimpleNamespace(cfg_scale=1.0, sd_model=unet_options()), True),
+    ],
+)
+def test_old_forge_drops_the_negative_side_where_its_sampler_does(p, dropped):
+    assert negative_side_dropped(p) is dropped
 
 
 def test_hires_pass_at_hr_cfg_1_guides_the_prompt_and_the_first_pass_negatives(
