@@ -58,6 +58,7 @@ class A1111Host:
                 onchange=setting.onchange,
                 section=SETTINGS_SECTION,
                 refresh=refresh,
+                infotext=setting.infotext,
                 category_id=SETTINGS_CATEGORY,
             )
             shared.opts.add_option(setting.key, info.info(setting.info))
