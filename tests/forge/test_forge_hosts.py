@@ -17,9 +17,10 @@ from flexdiffuse import GuidanceParams, ImageEncoder
 from flexdiffuse.webui import hosts, script
 from flexdiffuse.webui.errors import FlexDiffuseError
 from flexdiffuse.webui.families import detect_family
-from flexdiffuse.webui.hosts.forge import REVISION, REVISION_IGNORE_PROMPT
+from flexdiffuse.webui.hosts.a1111 import A1111Host
+from flexdiffuse.webui.hosts.forge import REVISION, REVISION_IGNORE_PROMPT, ForgeHost
 from flexdiffuse.webui.hosts.forge2 import Forge2Host
-from flexdiffuse.webui.hosts.oldforge import OldForgeHost, negative_side_dropped
+from flexdiffuse.webui.hosts.oldforge import OldForgeHost
 from flexdiffuse.webui.infotext import ENABLED_KEY, NOTE_KEY
 from flexdiffuse.webui.job import NO_NEGATIVE_PROMPT
 from tests.webui.conftest import gradient
@@ -92,30 +93,38 @@ def test_prompt_and_negative_image_at_cfg_1_guide_the_prompt(webui, tokens, forg
     assert guided.p.extra_generation_params[NOTE_KEY] == NO_NEGATIVE_PROMPT
 
 
+def step_params(cfg_scale=7.0, weights=(1.0,), **p) -> SimpleNamespace:
+    """A step callback's params as the hosts' denoisers hold them (one prompt)."""
+    cond = SimpleNamespace(batch=[[SimpleNamespace(weight=w) for w in weights]])
+    sampler = SimpleNamespace(sampler_extra_args={"cond": cond, "cond_scale": cfg_scale})
+    p = SimpleNamespace(**({"cfg_scale": cfg_scale, "is_hr_pass": False, "sd_model": None} | p))
+    return SimpleNamespace(denoiser=SimpleNamespace(sampler=sampler, p=p))
+
+
 def unet_options(**options) -> SimpleNamespace:
-    return SimpleNamespace(
-        forge_objects=SimpleNamespace(unet=SimpleNamespace(model_options=options))
-    )
+    unet = SimpleNamespace(model_options=options)
+    return SimpleNamespace(forge_objects=SimpleNamespace(unet=unet))
 
 
 @pytest.mark.parametrize(
-    ("p", "dropped"),
+    ("params", "forge", "a1111"),
     [
-        (SimpleNamespace(cfg_scale=1.0, is_hr_pass=False), True),
-        (SimpleNamespace(cfg_scale=1.0 + 1e-12, is_hr_pass=False), True),  # math.isclose
-        (SimpleNamespace(cfg_scale=7.0, is_hr_pass=False), False),
-        (SimpleNamespace(cfg_scale=7.0, is_hr_pass=True, hr_cfg=1.0), True),  # reForge
-        (SimpleNamespace(cfg_scale=1.0, is_hr_pass=True, hr_cfg=7.0), False),
-        (SimpleNamespace(cfg_scale=1.0, is_hr_pass=True), True),  # Classic: no hr_cfg
-        (
-            SimpleNamespace(cfg_scale=1.0, sd_model=unet_options(disable_cfg1_optimization=True)),
-            False,
-        ),
-        (SimpleNamespace(cfg_scale=1.0, sd_model=unet_options()), True),
+        (step_params(1.0), True, True),
+        (step_params(1.0 + 1e-12), True, True),  # math.isclose, as the hosts compare
+        (step_params(7.0), False, False),
+        (step_params(1.0, weights=(1.0, 1.0)), True, False),  # A1111: AND weights sum to 2
+        (step_params(1.0, weights=(0.5, 0.5)), True, True),
+        (step_params(7.0, is_hr_pass=True, hr_cfg=1.0), True, True),  # reForge, Forge 2
+        (step_params(1.0, is_hr_pass=True, hr_cfg=7.0), False, False),
+        (step_params(1.0, is_hr_pass=True), True, True),  # Classic, A1111: no hr_cfg
+        (step_params(1.0, sd_model=unet_options(disable_cfg1_optimization=True)), False, True),
+        (step_params(1.0, sd_model=unet_options()), True, True),
     ],
 )
-def test_old_forge_drops_the_negative_side_where_its_sampler_does(p, dropped):
-    assert negative_side_dropped(p) is dropped
+def test_a_negative_prompt_is_ignored_where_the_hosts_sampler_ignores_it(params, forge, a1111):
+    """Forge's sampling_function drops it at CFG scale 1; A1111's CFG cancels it there."""
+    assert ForgeHost()._negative_ignored(params) is forge
+    assert A1111Host()._negative_ignored(params) is a1111
 
 
 def test_hires_pass_at_hr_cfg_1_guides_the_prompt_and_the_first_pass_negatives(

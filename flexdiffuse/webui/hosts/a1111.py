@@ -7,8 +7,10 @@ imports the webui and the fake host of the tests can be swapped in per test.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +88,12 @@ class A1111Host:
         return cond[0]
 
     def step_conds(self, params: Any) -> StepConds:
+        conds = self._scheduled_conds(params)
+        if conds.uncond is not None and self._negative_ignored(params):
+            return replace(conds, uncond=None)  # a negative image there would guide nothing
+        return conds
+
+    def _scheduled_conds(self, params: Any) -> StepConds:
         denoiser = params.denoiser
         conds = denoiser.sampler.sampler_extra_args
         # The denoiser counts its own calls against the calls expected for this pass (A1111
@@ -94,6 +102,17 @@ class A1111Host:
         if not total:
             step, total = params.sampling_step, params.total_sampling_steps
         return StepConds(conds["cond"], conds.get("uncond"), step, total or 0)
+
+    def _negative_ignored(self, params: Any) -> bool:
+        """Whether this step's negative prompt leaves the image as it is: at a CFG scale of
+        1, A1111 adds each prompt's difference from it back in full, so it cancels out,
+        unless a prompt's AND weights do not add up to 1."""
+        if not math.isclose(pass_cfg_scale(params), 1.0):
+            return False
+        batch = getattr(params.denoiser.sampler.sampler_extra_args["cond"], "batch", None)
+        return batch is not None and all(
+            math.isclose(sum(part.weight for part in prompt), 1.0) for prompt in batch
+        )
 
     def tower_device_and_dtype(self, on_cpu: bool) -> tuple[torch.device, torch.dtype]:
         from modules import devices
@@ -222,6 +241,16 @@ class A1111Host:
 
 
 CLIP = "clip_vision"
+
+
+def pass_cfg_scale(params: Any) -> float:
+    """The CFG scale the host's sampler applies at this step: the job's, or the Hires CFG
+    scale in a hires pass on hosts that have one (Forge, reForge)."""
+    p = params.denoiser.p
+    if getattr(p, "is_hr_pass", False) and hasattr(p, "hr_cfg"):
+        return float(p.hr_cfg)
+    scale = params.denoiser.sampler.sampler_extra_args.get("cond_scale", p.cfg_scale)
+    return float(scale)
 
 
 def _free_text_dropdown() -> Callable[..., Any]:

@@ -6,13 +6,13 @@ embedder). The GPU belongs to ``ldm_patched/modules/model_management.py``. reFor
 "dynamic clip skip" swaps the step's prompt schedules from its own sets, outside
 ``sampler_extra_args``; the guided rows are built from the same sets. Unlike Forge 2, old
 Forge hands the negative prompt to the step callbacks at CFG scale 1 and drops it only later,
-in ``ldm_patched``'s ``sampling_function``: such a step reports no negative prompt here, so
-that a negative image is never claimed for a pass that ignores it.
+in ``ldm_patched``'s ``sampling_function``: such a step reports no negative prompt
+(:meth:`.ForgeHost._negative_ignored`), so a negative image is never claimed for a pass that
+ignores it.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Any
 
@@ -31,13 +31,8 @@ class OldForgeHost(ForgeHost):
     def text_wrappers(self) -> list[Any]:
         return [*super().text_wrappers(), getattr(self.sd_model(), "cond_stage_model", None)]
 
-    def step_conds(self, params: Any) -> StepConds:
-        conds = self._prompt_sets(super().step_conds(params), params)
-        if negative_side_dropped(params.denoiser.p):
-            return replace(conds, uncond=None)
-        return conds
-
-    def _prompt_sets(self, conds: StepConds, params: Any) -> StepConds:
+    def _scheduled_conds(self, params: Any) -> StepConds:
+        conds = super()._scheduled_conds(params)
         if not self.option("dynamic_clip_skip_enabled", False):
             return conds
         # What reForge's CFGDenoiser.forward picks instead of sampler_extra_args.
@@ -51,15 +46,3 @@ class OldForgeHost(ForgeHost):
             return conds
         cond, uncond = selected
         return replace(conds, cond=cond, uncond=uncond)
-
-
-def negative_side_dropped(p: Any) -> bool:
-    """Whether old Forge's sampler ignores this pass's negative prompt: at a CFG scale of 1
-    (reForge's hires pass: its Hires CFG scale), unless a patch of the UNet turned that
-    shortcut off (``disable_cfg1_optimization``)."""
-    scale = p.hr_cfg if getattr(p, "is_hr_pass", False) and hasattr(p, "hr_cfg") else p.cfg_scale
-    if not math.isclose(float(scale), 1.0):
-        return False
-    unet = getattr(getattr(getattr(p, "sd_model", None), "forge_objects", None), "unet", None)
-    options = getattr(unet, "model_options", None)
-    return not (isinstance(options, dict) and options.get("disable_cfg1_optimization", False))
