@@ -18,8 +18,9 @@
 #      classic  live-classic  (Forge Classic: old Forge, ldm_patched)
 #      forge    live-forge    (WebUI Forge main: Forge 2)
 #      reforge  live-reforge  (reForge: old Forge)
-#    Each host runs tests/live with SD 1.5 loaded, and hosts with SDXL (a1111, neo, classic)
-#    again with the SDXL checkpoint loaded (tests marked `sdxl` run only then). Hosts named in
+#    Each host runs tests/live with SD 1.5 loaded; a1111, neo and classic then start again
+#    with the SDXL checkpoint for the tests marked `sdxl` or `every_family`
+#    (FLEXDIFFUSE_LIVE_PASSES, default "sd15 sdxl", picks passes). Hosts named in
 #    FLEXDIFFUSE_LIVE_SMOKE (default "forge reforge") run the `smoke` subset, SD 1.5 only.
 #    Folders: $FLEXDIFFUSE_LIVE_ROOT/live-<host> (default ~/.cache/flexdiffuse), or
 #    FLEXDIFFUSE_LIVE_DIR (a1111) and FLEXDIFFUSE_LIVE_<HOST>_DIR; a folder that is built is
@@ -242,9 +243,13 @@ webui_host() {  # webui_host HOST GIB SDXL-GIB: build, then the suite with SD 1.
         live_suite "$name" "$name" "$dir" "$2" "" tests/live -m "smoke and not sdxl"
         return
     fi
-    live_suite "$name" "$name" "$dir" "$2" "" tests/live -m "not sdxl"
-    if [[ -n "$3" && -f "$dir/checkpoints/rand-sdxl.safetensors" ]]; then
-        live_suite "$name-sdxl" "$name" "$dir" "$3" rand-sdxl.safetensors tests/live
+    local passes="${FLEXDIFFUSE_LIVE_PASSES:-sd15 sdxl}"
+    if [[ " $passes " == *" sd15 "* ]]; then
+        live_suite "$name" "$name" "$dir" "$2" "" tests/live -m "not sdxl"
+    fi
+    if [[ " $passes " == *" sdxl "* && -n "$3" && -f "$dir/checkpoints/rand-sdxl.safetensors" ]]; then
+        live_suite "$name-sdxl" "$name" "$dir" "$3" rand-sdxl.safetensors tests/live \
+            -m "sdxl or every_family"
     fi
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from flexdiffuse.webui.infotext import ENABLED_KEY, NOTE_KEY
 from flexdiffuse.webui.job import NO_NEGATIVE_PROMPT
@@ -22,6 +23,7 @@ def infotext(body) -> str:
     return json.loads(body["info"])["infotexts"][0]
 
 
+@pytest.mark.every_family
 def test_cfg_scale_1_guides_the_prompt(webui, guidance_image):
     plain = ok(webui.job(cfg_scale=1))
     guided = ok(webui.job(guidance=[{"image": guidance_image}], cfg_scale=1))
@@ -29,6 +31,7 @@ def test_cfg_scale_1_guides_the_prompt(webui, guidance_image):
     assert f"{ENABLED_KEY}: True" in infotext(guided)
 
 
+@pytest.mark.every_family
 def test_a_negative_image_at_cfg_scale_1_is_claimed_only_when_it_guides(webui, guidance_image):
     """Forge 2 and old Forge skip the negative side at CFG scale 1 (A1111 computes it, though
     it then cancels out): decided from the pixels, never from the host's name or fields."""
@@ -44,6 +47,7 @@ def test_a_negative_image_at_cfg_scale_1_is_claimed_only_when_it_guides(webui, g
         assert NOTE_KEY not in text
 
 
+@pytest.mark.every_family
 def test_hires_second_pass_without_negative_prompt_is_guided(webui, guidance_image):
     hires = {"enable_hr": True, "hr_scale": 1.5, "hr_upscaler": "Latent", "denoising_strength": 0.5}
     hires.update(webui.hires_fields(cfg_scale=1.0))  # Forge: the second pass has no uncond
@@ -53,6 +57,7 @@ def test_hires_second_pass_without_negative_prompt_is_guided(webui, guidance_ima
     assert NOTE_KEY not in infotext(guided)
 
 
+@pytest.mark.every_family
 def test_clip_skip_with_a_concepts_prompt(webui, guidance_image):
     """A concepts prompt is encoded at the job's CLIP skip as the host encodes prompts (Forge 2
     sets it on the engine; that path is tested in tests/forge). Where the host ignores the

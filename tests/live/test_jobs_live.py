@@ -135,6 +135,7 @@ def test_several_images_a_negative_image_and_a_step_window(webui, guidance_image
     assert "FlexDiffuse negative image: " in info(negative)["infotexts"][0]
 
 
+@pytest.mark.every_family
 def test_a_step_window_guides_only_its_steps(webui, guidance_image):
     # Enough steps that the window's steps move pixels: with 2 steps, start 0.5 guides only
     # the last, least noisy step, whose change SDXL on Forge Neo rounds away entirely.
@@ -147,6 +148,7 @@ def test_a_step_window_guides_only_its_steps(webui, guidance_image):
     assert "FlexDiffuse start: 0.25" in info(late)["infotexts"][0]
 
 
+@pytest.mark.every_family
 def test_a_dark_16_bit_png_guides_like_its_8_bit_twin(webui, guidance_image):
     from PIL import Image
 
