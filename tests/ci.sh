@@ -41,7 +41,7 @@ for arg in "$@"; do
     case "$arg" in
         --no-live) LIVE=0 ;;
         --live-only) OFFLINE=0 ;;
-        -h|--help) sed -n '2,33s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) sed -n '2,32s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "tests/ci.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
