@@ -51,7 +51,7 @@ if (( ! OFFLINE )) && [[ "$LIVE" == 0 ]]; then
 fi
 
 say() { printf '[ci] %s\n' "$*"; }
-FAILED=() TIMES=() START_ALL="$(date +%s)"
+FAILED=() TIMES=() PEAKS=() START_ALL="$(date +%s)"
 timed() {  # timed LABEL CMD...: run CMD, record its time and whether it failed
     local label="$1" start rc
     shift
@@ -69,6 +69,7 @@ timed() {  # timed LABEL CMD...: run CMD, record its time and whether it failed
 joined() { local out="" item; for item in "$@"; do out+="${out:+, }$item"; done; echo "$out"; }
 finish() {
     say "times: $(joined "${TIMES[@]}"); total $(( $(date +%s) - START_ALL )) s"
+    (( ${#PEAKS[@]} )) && say "servers' peak memory: $(joined "${PEAKS[@]}")"
     if (( ${#FAILED[@]} )); then
         say "FAILED: $(joined "${FAILED[@]}")"
         exit 1
@@ -217,6 +218,10 @@ STARTED=0 START_LOG="" STOP_HOST="" STOP_DIR="" STOP_NAME=""
 stop_server() {
     if (( STARTED )); then
         STARTED=0
+        local pid peak
+        pid="$(cat "$STOP_DIR/server.pid" 2>/dev/null)"
+        peak="$(awk '/^VmHWM:/ {printf "%.1f GiB", $2 / 1048576}' "/proc/${pid:-0}/status" 2>/dev/null)"
+        [[ -n "$peak" ]] && PEAKS+=("$STOP_NAME $peak")
         timed "live-$STOP_NAME-stop" "$STOP_HOST" stop "$STOP_DIR"
     fi
     [[ -n "$START_LOG" ]] && rm -f "$START_LOG"
