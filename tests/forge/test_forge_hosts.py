@@ -280,6 +280,16 @@ def test_the_adapter_is_installed_once(webui, forge_host):
     assert getattr(run, "flexdiffuse_raises", False) == (forge_host == "oldforge")
 
 
+def test_forge_2_creates_its_temporary_folder_for_send_to(webui, forge_host, tmp_path):
+    """Neo's gr.Image saves a PIL value it is sent into ``opts.temp_dir``, which Neo creates
+    only when the setting changes: Send to img2img failed as a whole without it."""
+    only("forge2", forge_host)
+    folder = tmp_path / "webui-tmp"
+    shared.opts.data["temp_dir"] = str(folder)
+    script.RUNTIME.host.on_load()
+    assert folder.is_dir()
+
+
 # ------------------------------------------------------------------ memory
 
 
