@@ -24,6 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +63,10 @@ def generate(
     started = False
     while time.time() < deadline:
         bar = page.locator(PROGRESS.format(tab=tab))
-        text = bar.first.text_content() or "" if bar.count() else ""
+        try:  # the bar can go between the two calls: the job just ended
+            text = (bar.first.text_content(timeout=1000) or "") if bar.count() else ""
+        except PlaywrightError:
+            text = ""
         if "FlexDiffuse" in text and (not seen or seen[-1] != text):
             seen.append(text)
             phase = next((phase for phase in PHASES if phase in text), None)
