@@ -203,13 +203,19 @@ live_suite() {  # live_suite NAME HOST DIR GIB CHECKPOINT TESTS [PYTEST ARGS...]
         exec 9>&-
         return 1
     fi
-    # `start` prints the suite's options (URL, towers, the checkpoints built) on its "live tests:" line.
-    local live_args
+    # A webui's `start` prints the suite's options (URL, towers, the checkpoints built) on its
+    # "live tests:" line. PYTEST ARGS may name the server as {url} and its folder as {dir}
+    # (a host whose `start` prints no such line, e.g. ComfyUI: --comfyui-url {url}).
+    local live_args=() extra=() arg
     read -r -a live_args <<<"$(sed -n 's/^live tests: .* tests\/live //p' "$START_LOG")"
-    if (( ${#live_args[@]} == 0 )); then
+    for arg in "$@"; do
+        arg="${arg//\{url\}/http://127.0.0.1:$PORT}"
+        extra+=("${arg//\{dir\}/$dir}")
+    done
+    if (( ${#live_args[@]} == 0 )) && [[ "$*" != *"{url}"* ]]; then
         live_args=(--webui-url "http://127.0.0.1:$PORT" --webui-vit-l "$dir/towers/vit-l")
     fi
-    timed "live-$name-tests" pytest_checked "$tests" "${live_args[@]}" "$@"
+    timed "live-$name-tests" pytest_checked "$tests" "${live_args[@]}" "${extra[@]}"
     stop_server
     exec 9>&-  # the folder's lock
 }
