@@ -1,28 +1,36 @@
 #!/usr/bin/env bash
 # The project's one test command (README.md, "Development"; .ci/run runs exactly it):
 #
-#   bash tests/ci.sh              lint, the offline suite, then the live suite against a real A1111
-#                                 and a real WebUI Forge
+#   bash tests/ci.sh              lint, the offline suite, then the live suites against real
+#                                 A1111, Forge Neo, Forge Classic, WebUI Forge, reForge
+#                                 and ComfyUI
 #   bash tests/ci.sh --no-live    fast local mode: the same without the live part
 #                                 (FLEXDIFFUSE_LIVE=0 does the same)
 #   bash tests/ci.sh --live-only  the venv, then only the live part (to work on tests/live)
 #
 # 1. .venv (created when missing) with requirements-test.txt (pinned); ruff check; ruff format --check.
-# 2. pytest: the engine, the glue in the fake host, and the fake host's signatures
-#    against A1111's source unpacked from ../shared/hosts (they fail under CI=true
-#    when the kit is missing); tests/live is collected (its imports checked) and skipped.
-# 3. The live A1111 of ../shared/hosts/live-a1111: built in $FLEXDIFFUSE_LIVE_DIR (default
-#    ~/.cache/flexdiffuse/live-a1111; a cold build takes about 3 minutes and 13 GB, later runs
-#    reuse it), started with this checkout as its extension on a free port of 127.0.0.1, then
-#    pytest tests/live against it, and the server is stopped again whatever happens. Runs that
-#    share the folder take turns (a lock file beside it).
-# 4. The same with ../shared/hosts/live-forge (WebUI Forge main, the Forge 2 backend) in
-#    $FLEXDIFFUSE_LIVE_FORGE_DIR (default ~/.cache/flexdiffuse/live-forge; a cold build takes
-#    2.5 to 7 minutes and 13 GB), after the A1111 server stopped; FLEXDIFFUSE_LIVE_FORGE=0
-#    skips it.
-# 5. The same with ../shared/hosts/live-comfyui (ComfyUI v0.33.0, the node pack) in
-#    $FLEXDIFFUSE_LIVE_COMFYUI_DIR (default ~/.cache/flexdiffuse/live-comfyui; its models are
-#    hard links to the live A1111's), running tests/live_comfy; FLEXDIFFUSE_LIVE_COMFYUI=0 skips it.
+# 2. pytest: the engine, the glue in the fake hosts, and the fakes' signatures against the
+#    hosts' sources unpacked from ../shared/hosts (they fail under CI=true when the kit is
+#    missing); tests/live is collected (its imports checked) and skipped.
+# 3. The live hosts of ../shared/hosts, one server at a time, each started with this checkout
+#    as its extension on a free port of 127.0.0.1 and stopped again whatever happens:
+#      a1111    live-a1111 --sdxl, built first (the others hard-link its models and torch)
+#      neo      live-neo      (Forge Neo: the Forge 2 backend, gradio 4)
+#      classic  live-classic  (Forge Classic: old Forge, ldm_patched)
+#      forge    live-forge    (WebUI Forge main: Forge 2)
+#      reforge  live-reforge  (reForge: old Forge)
+#      comfyui  live-comfyui  (ComfyUI v0.33.0 and the node pack: tests/live_comfy; its models
+#               are hard links to the a1111 folder's when that is built)
+#    Each host runs tests/live with SD 1.5 loaded; a1111, neo and classic then start again
+#    with the SDXL checkpoint for the tests marked `sdxl` or `every_family`
+#    (FLEXDIFFUSE_LIVE_PASSES, default "sd15 sdxl", picks passes). Hosts named in
+#    FLEXDIFFUSE_LIVE_SMOKE (default "forge reforge") run the `smoke` subset, SD 1.5 only.
+#    Folders: $FLEXDIFFUSE_LIVE_ROOT/live-<host> (default ~/.cache/flexdiffuse), or
+#    FLEXDIFFUSE_LIVE_DIR (a1111) and FLEXDIFFUSE_LIVE_<HOST>_DIR; a folder that is built is
+#    reused (a build takes seconds then). FLEXDIFFUSE_LIVE_HOSTS (default all six, in that
+#    order) picks hosts; FLEXDIFFUSE_LIVE_FORGE=0 drops forge, FLEXDIFFUSE_LIVE_COMFYUI=0
+#    comfyui. A build that the disk cannot hold is refused before it starts. Cold and warm
+#    times and disk per step: docs/development.md.
 #
 # Every test step runs even when an earlier one failed; the exit status is 0 only when all passed.
 # shellcheck disable=SC2317  # functions called through `timed` and traps look unreachable
@@ -30,14 +38,13 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 ROOT="$(pwd -P)"
 KIT="$(cd "$ROOT/.." && pwd)/shared/hosts"
-LIVE_DIR="${FLEXDIFFUSE_LIVE_DIR:-$HOME/.cache/flexdiffuse/live-a1111}"
-FORGE_DIR="${FLEXDIFFUSE_LIVE_FORGE_DIR:-$HOME/.cache/flexdiffuse/live-forge}"
+LIVE_ROOT="${FLEXDIFFUSE_LIVE_ROOT:-$HOME/.cache/flexdiffuse}"
 LIVE="${FLEXDIFFUSE_LIVE:-1}" OFFLINE=1
 for arg in "$@"; do
     case "$arg" in
         --no-live) LIVE=0 ;;
         --live-only) OFFLINE=0 ;;
-        -h|--help) sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) sed -n '2,35s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "tests/ci.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -47,7 +54,7 @@ if (( ! OFFLINE )) && [[ "$LIVE" == 0 ]]; then
 fi
 
 say() { printf '[ci] %s\n' "$*"; }
-FAILED=() TIMES=() START_ALL="$(date +%s)"
+FAILED=() TIMES=() PEAKS=() START_ALL="$(date +%s)"
 timed() {  # timed LABEL CMD...: run CMD, record its time and whether it failed
     local label="$1" start rc
     shift
@@ -65,6 +72,7 @@ timed() {  # timed LABEL CMD...: run CMD, record its time and whether it failed
 joined() { local out="" item; for item in "$@"; do out+="${out:+, }$item"; done; echo "$out"; }
 finish() {
     say "times: $(joined "${TIMES[@]}"); total $(( $(date +%s) - START_ALL )) s"
+    (( ${#PEAKS[@]} )) && say "servers' peak memory: $(joined "${PEAKS[@]}")"
     if (( ${#FAILED[@]} )); then
         say "FAILED: $(joined "${FAILED[@]}")"
         exit 1
@@ -100,64 +108,120 @@ if [[ "$LIVE" == 0 ]]; then
     finish
 fi
 
-live_suite() {  # live_suite NAME SCRIPT DIR GIB [TESTS]: build, start (GIB: memory it needs),
-    # run TESTS (default tests/live), stop; 1 when it failed
-    local name="$1" HOST="$2" LIVE_DIR="$3" need_gib="$4" tests="${5:-tests/live}"
-    if [[ ! -x "$HOST" ]]; then
-        FAILED+=("live $name (no $HOST)")
-        say "cannot build the live $name: no host kit at $KIT (the project's shared folder belongs"
-        say "beside the checkout). Run 'bash tests/ci.sh --no-live' to skip the live part."
-        return 1
+host_dir() {  # host_dir HOST: its folder
+    local var="FLEXDIFFUSE_LIVE_${1^^}_DIR"
+    [[ "$1" == a1111 ]] && var=FLEXDIFFUSE_LIVE_DIR
+    echo "${!var:-$LIVE_ROOT/live-$1}"
+}
+
+disk_needed_gb() {  # disk_needed_gb HOST DIR: GB a build of HOST in DIR still writes
+    # From the kit's measured sizes (docs/development.md), by what `status` says is built.
+    local status need=0
+    status="$("$KIT/live-$1" status "$2" 2>/dev/null)"
+    has() { grep -q -E "$1" <<<"$status"; }
+    if [[ "$1" == a1111 ]]; then
+        has '^built: +venv' || need=$(( need + 7 ))
+        has '^built: +clip' || need=$(( need + 2 ))
+        has '^built: +sd15' || need=$(( need + 4 ))
+        has '^built: +sdxl' || need=$(( need + 9 ))
+    elif [[ "$1" == comfyui ]]; then  # its own torch; models linked from the a1111 folder
+        has '^built: +venv' || need=$(( need + 7 ))
+        has '^built: +sd15' || need=$(( need + 6 ))
+    else  # models and torch hard-linked from the a1111 folder
+        has '^built: +venv' || need=$(( need + 3 ))
     fi
-    mkdir -p "$(dirname "$LIVE_DIR")" 2>/dev/null
-    # Without flock or a writable lock file, runs do not take turns (the host scripts still
-    # refuse to build under a running server or to start a second one).
-    if command -v flock >/dev/null && { exec 9>"${LIVE_DIR%/}.lock"; } 2>/dev/null; then
-        if ! flock -n 9; then
-            say "another run is using $LIVE_DIR: waiting for it (at most 30 minutes)"
-            flock -w 1800 9 || { FAILED+=("live $name (folder busy)"); say "gave up waiting for $LIVE_DIR"; return 1; }
-        fi
-    fi
-    server_line() { "$HOST" status "$LIVE_DIR" 2>/dev/null | sed -n "s/^$1: *//p"; }
-    if [[ "$(server_line server)" == running* ]]; then
-        if [[ "$(server_line extension)" == "$ROOT" ]]; then
-            say "a server of $LIVE_DIR left by an earlier run of this checkout is running: stopping it"
-            "$HOST" stop "$LIVE_DIR"
-        else
-            FAILED+=("live $name (folder in use)")
-            say "a server of $LIVE_DIR is running with another extension ($(server_line extension))."
-            say "Stop it ($HOST stop $LIVE_DIR) or give this run its own folder."
+    echo "$need"
+}
+
+build_host() {  # build_host HOST DIR BUILD-ARGS...: build (or complete) HOST in DIR; 1 when it failed
+    local name="$1" dir="$2" need free
+    shift 2
+    need="$(disk_needed_gb "$name" "$dir")"
+    if (( need > 0 )); then
+        mkdir -p "$dir" 2>/dev/null
+        free="$(df -P -B1G "$dir" 2>/dev/null | awk 'NR == 2 {print $4}')"
+        if [[ -n "$free" ]] && (( free < need + 2 )); then
+            FAILED+=("live-$name-build (disk)")
+            say "not building the live $name in $dir: it needs about $need GB of disk (and 2 GB to"
+            say "spare), the disk there has $free GB free. Free some disk, point"
+            say "FLEXDIFFUSE_LIVE_ROOT (or $( [[ $name == a1111 ]] && echo FLEXDIFFUSE_LIVE_DIR || echo "FLEXDIFFUSE_LIVE_${name^^}_DIR")) at a disk with room, or leave"
+            say "the host out (FLEXDIFFUSE_LIVE_HOSTS)."
             return 1
         fi
     fi
-    if ! timed "live-$name-build" "$HOST" build "$LIVE_DIR"; then
-        say "could not build the live $name in $LIVE_DIR; its logs are in $LIVE_DIR/logs/"
+    if ! timed "live-$name-build" "$KIT/live-$name" build "$dir" "$@"; then
+        say "could not build the live $name in $dir; its logs are in $dir/logs/"
         return 1
     fi
-    local free_gib
-    free_gib="$(awk '/^MemAvailable:/ {printf "%d", $2 / 1048576}' /proc/meminfo)"
-    if (( free_gib < need_gib )); then
-        say "warning: $free_gib GiB of memory free; the live $name needs about $need_gib GiB"
+}
+
+wait_for_memory() {  # wait_for_memory GIB: until GIB are free (a shared machine), at most 10 min
+    local need="$1" free waited=0
+    while :; do
+        free="$(awk '/^MemAvailable:/ {printf "%d", $2 / 1048576}' /proc/meminfo)"
+        (( free >= need )) && return 0
+        if (( waited >= ${FLEXDIFFUSE_LIVE_MEMORY_WAIT:-600} )); then
+            say "warning: $free GiB of memory free after ${waited} s; the server needs about $need GiB"
+            return 0
+        fi
+        (( waited == 0 )) && say "$free GiB of memory free, the server needs about $need GiB: waiting"
+        sleep 10
+        waited=$(( waited + 10 ))
+    done
+}
+
+live_suite() {  # live_suite NAME HOST DIR GIB CHECKPOINT TESTS [PYTEST ARGS...]: start HOST's
+    # server (GIB: the memory it needs; CHECKPOINT: its --checkpoint, "" for the default), run
+    # pytest TESTS with the options its `start` printed and PYTEST ARGS, stop; 1 when it failed
+    local name="$1" script="$KIT/live-$2" dir="$3" need_gib="$4" checkpoint="$5" tests="$6"
+    shift 6
+    # Without flock or a writable lock file, runs do not take turns (the host scripts still
+    # refuse to build under a running server or to start a second one).
+    if command -v flock >/dev/null && { exec 9>"${dir%/}.lock"; } 2>/dev/null; then
+        if ! flock -n 9; then
+            say "another run is using $dir: waiting for it (at most 30 minutes)"
+            flock -w 1800 9 || { FAILED+=("live $name (folder busy)"); say "gave up waiting for $dir"; return 1; }
+        fi
     fi
-    STARTED=1 START_LOG="$(mktemp)" STOP_HOST="$HOST" STOP_DIR="$LIVE_DIR" STOP_NAME="$name"
+    server_line() { "$script" status "$dir" 2>/dev/null | sed -n "s/^$1: *//p"; }
+    if [[ "$(server_line server)" == running* ]]; then
+        if [[ "$(server_line extension)" == "$ROOT" ]]; then
+            say "a server of $dir left by an earlier run of this checkout is running: stopping it"
+            "$script" stop "$dir"
+        else
+            FAILED+=("live $name (folder in use)")
+            say "a server of $dir is running with another extension ($(server_line extension))."
+            say "Stop it ($script stop $dir) or give this run its own folder."
+            return 1
+        fi
+    fi
+    wait_for_memory "$need_gib"
+    STARTED=1 START_LOG="$(mktemp)" STOP_HOST="$script" STOP_DIR="$dir" STOP_NAME="$name"
     PORT="$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    local start_args=(--extension "$ROOT" --port "$PORT")
+    [[ -n "$checkpoint" ]] && start_args+=(--checkpoint "$checkpoint")
     # 9>&-: the server must not inherit the lock, or a server left behind would hold it.
-    start_server() { "$HOST" start "$LIVE_DIR" --extension "$ROOT" --port "$PORT" 9>&- | tee "$START_LOG"; }
+    start_server() { "$script" start "$dir" "${start_args[@]}" 9>&- | tee "$START_LOG"; }
     if ! timed "live-$name-start" start_server; then
-        say "the live $name did not start; its log: $LIVE_DIR/server.log"
-        tail -n 30 "$LIVE_DIR/server.log" 2>/dev/null | sed 's/^/    /'
+        say "the live $name did not start; its log: $dir/server.log"
+        tail -n 30 "$dir/server.log" 2>/dev/null | sed 's/^/    /'
         stop_server
+        exec 9>&-
         return 1
     fi
-    # `start` prints the suite's options (URL, towers, the checkpoints built) on its "live tests:" line.
-    local live_args
+    # A webui's `start` prints the suite's options (URL, towers, the checkpoints built) on its
+    # "live tests:" line. PYTEST ARGS may name the server as {url} and its folder as {dir}
+    # (a host whose `start` prints no such line, e.g. ComfyUI: --comfyui-url {url}).
+    local live_args=() extra=() arg
     read -r -a live_args <<<"$(sed -n 's/^live tests: .* tests\/live //p' "$START_LOG")"
-    if [[ "$tests" == tests/live_comfy ]]; then
-        live_args=(--comfyui-url "http://127.0.0.1:$PORT" --comfyui-dir "$LIVE_DIR")
-    elif (( ${#live_args[@]} == 0 )); then
-        live_args=(--webui-url "http://127.0.0.1:$PORT" --webui-vit-l "$LIVE_DIR/towers/vit-l")
+    for arg in "$@"; do
+        arg="${arg//\{url\}/http://127.0.0.1:$PORT}"
+        extra+=("${arg//\{dir\}/$dir}")
+    done
+    if (( ${#live_args[@]} == 0 )) && [[ "$*" != *"{url}"* ]]; then
+        live_args=(--webui-url "http://127.0.0.1:$PORT" --webui-vit-l "$dir/towers/vit-l")
     fi
-    timed "live-$name-tests" pytest_checked "$tests" "${live_args[@]}"
+    timed "live-$name-tests" pytest_checked "$tests" "${live_args[@]}" "${extra[@]}"
     stop_server
     exec 9>&-  # the folder's lock
 }
@@ -166,6 +230,10 @@ STARTED=0 START_LOG="" STOP_HOST="" STOP_DIR="" STOP_NAME=""
 stop_server() {
     if (( STARTED )); then
         STARTED=0
+        local pid peak
+        pid="$(cat "$STOP_DIR/server.pid" 2>/dev/null)"
+        peak="$(awk '/^VmHWM:/ {printf "%.1f GiB", $2 / 1048576}' "/proc/${pid:-0}/status" 2>/dev/null)"
+        [[ -n "$peak" ]] && PEAKS+=("$STOP_NAME $peak")
         timed "live-$STOP_NAME-stop" "$STOP_HOST" stop "$STOP_DIR"
     fi
     [[ -n "$START_LOG" ]] && rm -f "$START_LOG"
@@ -174,23 +242,62 @@ stop_server() {
 trap 'stop_server' EXIT
 trap 'say "interrupted"; exit 130' INT TERM
 
-# One server at a time: A1111, then WebUI Forge (the Forge 2 backend of Forge Neo and
-# ersatzForge too; FLEXDIFFUSE_LIVE_FORGE=0 skips it).
-live_suite a1111 "$KIT/live-a1111" "$LIVE_DIR" 7
-if [[ "${FLEXDIFFUSE_LIVE_FORGE:-1}" != 0 ]]; then
-    live_suite forge "$KIT/live-forge" "$FORGE_DIR" 9
-else
-    say "live Forge skipped (FLEXDIFFUSE_LIVE_FORGE=0)"
-fi
-# ---- ComfyUI (the node pack): its models are the live A1111's, hard-linked by live-comfyui.
-if [[ "${FLEXDIFFUSE_LIVE_COMFYUI:-1}" != 0 ]]; then
-    if [[ -z "${FLEXDIFFUSE_LIVE_COMFYUI_MODELS_FROM:-}" && -e "$LIVE_DIR/checkpoints/rand-sd15.safetensors" ]]; then
-        export FLEXDIFFUSE_LIVE_COMFYUI_MODELS_FROM="$LIVE_DIR"  # else live-comfyui builds its own
+webui_host() {  # webui_host HOST GIB SDXL-GIB: build, then the suite with SD 1.5 (and SDXL)
+    local name="$1" dir
+    dir="$(host_dir "$name")"
+    if [[ ! -x "$KIT/live-$name" ]]; then
+        FAILED+=("live $name (no $KIT/live-$name)")
+        say "cannot build the live $name: no host kit at $KIT (the project's shared folder belongs"
+        say "beside the checkout). Run 'bash tests/ci.sh --no-live' to skip the live part."
+        return 1
     fi
-    live_suite comfyui "$KIT/live-comfyui" \
-        "${FLEXDIFFUSE_LIVE_COMFYUI_DIR:-$HOME/.cache/flexdiffuse/live-comfyui}" 9 tests/live_comfy
-else
-    say "live ComfyUI skipped (FLEXDIFFUSE_LIVE_COMFYUI=0)"
-fi
-# ---- end ComfyUI
+    if [[ "$name" == a1111 ]]; then
+        build_host a1111 "$dir" --sdxl || return 1
+    else
+        build_host "$name" "$dir" --share-from "$(host_dir a1111)" || return 1
+    fi
+    if [[ " ${FLEXDIFFUSE_LIVE_SMOKE-forge reforge} " == *" $name "* ]]; then
+        live_suite "$name" "$name" "$dir" "$2" "" tests/live -m "smoke and not sdxl"
+        return
+    fi
+    local passes="${FLEXDIFFUSE_LIVE_PASSES:-sd15 sdxl}"
+    if [[ " $passes " == *" sd15 "* ]]; then
+        live_suite "$name" "$name" "$dir" "$2" "" tests/live -m "not sdxl"
+    fi
+    if [[ " $passes " == *" sdxl "* && -n "$3" && -f "$dir/checkpoints/rand-sdxl.safetensors" ]]; then
+        live_suite "$name-sdxl" "$name" "$dir" "$3" rand-sdxl.safetensors tests/live \
+            -m "sdxl or every_family"
+    fi
+}
+
+comfyui_host() {  # the node pack in a real ComfyUI: build, tests/live_comfy
+    local dir from=()
+    dir="$(host_dir comfyui)"
+    if [[ ! -x "$KIT/live-comfyui" ]]; then
+        FAILED+=("live comfyui (no $KIT/live-comfyui)")
+        say "cannot build the live ComfyUI: no host kit at $KIT. Run 'bash tests/ci.sh --no-live'."
+        return 1
+    fi
+    [[ -e "$(host_dir a1111)/checkpoints/rand-sd15.safetensors" ]] &&
+        from=(--models-from "$(host_dir a1111)")  # else live-comfyui builds its own models
+    build_host comfyui "$dir" "${from[@]}" || return 1
+    live_suite comfyui comfyui "$dir" 9 "" tests/live_comfy --comfyui-url {url} --comfyui-dir {dir}
+}
+
+# One server at a time, A1111 first (the others share its models). The GiB are each server's
+# peak with this suite plus 3 to spare (tests/live/README.md).
+HOSTS="${FLEXDIFFUSE_LIVE_HOSTS:-a1111 neo classic forge reforge comfyui}"
+for host in $HOSTS; do
+    [[ "$host" == forge && "${FLEXDIFFUSE_LIVE_FORGE:-1}" == 0 ]] && continue
+    [[ "$host" == comfyui && "${FLEXDIFFUSE_LIVE_COMFYUI:-1}" == 0 ]] && continue
+    case "$host" in
+        a1111) webui_host a1111 9 16 ;;
+        neo) webui_host neo 11 17 ;;
+        classic) webui_host classic 10 16 ;;
+        forge) webui_host forge 11 "" ;;
+        reforge) webui_host reforge 10 16 ;;
+        comfyui) comfyui_host ;;
+        *) FAILED+=("live $host (unknown host)"); say "FLEXDIFFUSE_LIVE_HOSTS: no host '$host'" ;;
+    esac
+done
 finish

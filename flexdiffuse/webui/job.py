@@ -38,9 +38,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 NO_NEGATIVE_PROMPT = (
-    "FlexDiffuse's negative image guided no step of a pass without a negative prompt: the "
-    "webui skips the negative prompt at CFG scale 1 (and Hires CFG scale 1). Raise it above 1 "
-    "to use a negative image."
+    "FlexDiffuse's negative image guided no step of a pass without a negative prompt: at CFG "
+    "scale 1 (and Hires CFG scale 1) the webui drops the negative prompt or it cancels out. "
+    "Raise it above 1 to use a negative image."
 )
 
 

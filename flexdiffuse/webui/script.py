@@ -16,7 +16,7 @@ from ..engine import moves_tokens
 from . import hosts, settings
 from .args import ScriptArgs, make_params, parse_script_args
 from .errors import NO_GUIDANCE_IMAGE, PLOTTED_BUT_OFF, FlexDiffuseError
-from .infotext import NOTE_KEY, generation_params
+from .infotext import NOTE_KEY, generation_params, is_flexdiffuse_infotext
 from .job import FailedJob, GuidedJob, Job
 from .prepare import build_guides
 from .preview import previewer
@@ -83,6 +83,7 @@ def start_job(p: Any, args: Sequence[Any], runtime: Runtime) -> Job | None:
     surface = host.surface(p)
     # X/Y/Z cells share one dict of generation parameters: a note is never carried over.
     surface.infotext.pop(NOTE_KEY, None)
+    surface.infotext.pop(settings.SDXL_VIT_L_ONLY_KEY, None)
     try:
         script_args = _script_args(p, args, runtime)
     except Exception as error:  # any failure must stop the job, never leave it unguided
@@ -95,6 +96,7 @@ def start_job(p: Any, args: Sequence[Any], runtime: Runtime) -> Job | None:
         surface.infotext.update(
             generation_params(script_args.params, digests, guided=inert is None, note=inert or "")
         )
+        surface.infotext.update(settings.infotext_entries(host))
         if inert is not None:
             surface.comment(inert)
             return None
@@ -162,6 +164,12 @@ def on_before_ui() -> None:
             add_axis_options(data.module, panel_args)
 
 
+def on_infotext_pasted(infotext: str, params: dict[str, Any]) -> None:
+    """Complete pasted FlexDiffuse parameters with the settings they leave at default."""
+    if is_flexdiffuse_infotext(params):
+        settings.fill_pasted_defaults(params)
+
+
 def on_ui_settings() -> None:
     """Add FlexDiffuse's section to the Settings page."""
     specs = settings.setting_specs(_unload_if_not_kept, _unload_unnamed_towers)
@@ -186,3 +194,4 @@ def register_callbacks() -> None:
     script_callbacks.on_cfg_denoiser(on_cfg_denoiser)
     script_callbacks.on_ui_settings(on_ui_settings)
     script_callbacks.on_before_ui(on_before_ui)
+    script_callbacks.on_infotext_pasted(on_infotext_pasted)

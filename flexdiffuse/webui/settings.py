@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..download import is_cached
 from ..known_towers import KnownTower
+from ..params import INFOTEXT_PREFIX
 from ..towers import find_tower_files, is_default_source, split_hub_source
 from .families import FAMILIES, TOWERS
 from .hosts import Host, SettingSpec
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 KEEP_LOADED = "flexdiffuse_keep_loaded"
 SDXL_VIT_L_ONLY = "flexdiffuse_sdxl_vit_l_only"
+SDXL_VIT_L_ONLY_KEY = f"{INFOTEXT_PREFIX} SDXL ViT-L only"
+"""Its infotext key: the setting changes SDXL images, so a guided job records it when on."""
 DEVICE = "flexdiffuse_device"
 DEVICE_SAME = "Same as Stable Diffusion"
 DEVICE_CPU = "CPU"
@@ -67,6 +70,7 @@ def setting_specs(
             False,
             "SDXL: guide only the ViT-L part of the conditioning",
             "skips the ViT-bigG vision model, for machines short of memory",
+            infotext=SDXL_VIT_L_ONLY_KEY,
         ),
         SettingSpec(
             KEEP_LOADED,
@@ -148,6 +152,21 @@ def towers_on_cpu(host: Host) -> bool:
 def sdxl_vit_l_only(host: Host) -> bool:
     """Whether SDXL checkpoints are guided in their ViT-L part only."""
     return bool(host.option(SDXL_VIT_L_ONLY, False))
+
+
+def infotext_entries(host: Host) -> dict[str, str]:
+    """The settings a FlexDiffuse infotext records: those that change the image, when not
+    at their default (read back by the webui as override settings)."""
+    return {SDXL_VIT_L_ONLY_KEY: "True"} if sdxl_vit_l_only(host) else {}
+
+
+def fill_pasted_defaults(params: dict[str, str]) -> None:
+    """Give pasted FlexDiffuse parameters the settings they leave out, at their defaults.
+
+    A FlexDiffuse infotext without the key was made with the setting off: pasting it must
+    turn the setting off, not keep whatever the user has now.
+    """
+    params.setdefault(SDXL_VIT_L_ONLY_KEY, "False")
 
 
 def _suggestions(tower: KnownTower) -> Callable[[Host], list[str]]:

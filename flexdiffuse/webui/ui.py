@@ -56,8 +56,26 @@ class Panel:
 
     @property
     def infotext_fields(self) -> list[tuple[Any, PasteReader]]:
-        """(control, reader) pairs: pasting parameters restores every control."""
-        return [(self.controls[name], reader) for name, reader in PASTE_READERS.items()]
+        """(control, reader) pairs: pasting parameters restores every control; the images'
+        readers leave them as they are, but name them for "Send to" (see IMAGE_CARRIERS)."""
+        readers = {**PASTE_READERS, **IMAGE_CARRIERS}
+        return [(self.controls[name], reader) for name, reader in readers.items()]
+
+
+def _carried_image(name: str) -> PasteReader:
+    def carried(infotext: Any) -> None:
+        return None  # a hash does not give the image back: the control keeps its image
+
+    carried.__name__ = f"carry_{name}"
+    return carried
+
+
+IMAGE_CARRIERS: dict[str, PasteReader] = {name: _carried_image(name) for name in IMAGE_INPUTS}
+"""The image inputs' infotext fields. "Send to img2img" copies every field named in the
+script's ``paste_field_names`` control to control, from the txt2img panel to the img2img one:
+the images travel with the settings, as the webui sends its result image. A paste from PNG
+Info reads the infotext alone, which holds no image: the controls keep what they have, and a
+panel switched on without an image stops with FlexDiffuse's clear error."""
 
 
 Previewer = Callable[..., str]

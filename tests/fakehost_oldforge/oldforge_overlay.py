@@ -20,6 +20,7 @@ its signature, and every behaviour its source text, checked against the real tre
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -50,7 +51,12 @@ def forward(self, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond):
     for item in cond_composition:
         compile_rows(params.text_cond, [index for index, _ in item])
     compile_rows(params.text_uncond, list(range(params.text_uncond.shape[0])))
-    self.log_unet_call(params.text_cond, params.text_uncond)
+    # After the callbacks, ldm_patched's sampling_function drops the negative side at CFG
+    # scale 1 (reForge's hires pass runs at its Hires CFG scale).
+    if self.p.is_hr_pass and hasattr(self.p, "hr_cfg"):
+        cond_scale = self.p.hr_cfg
+    skipped = math.isclose(cond_scale, 1.0)
+    self.log_unet_call(params.text_cond, None if skipped else params.text_uncond)
     return x
 
 

@@ -235,6 +235,12 @@ FACTS = [
     (OLD, "modules_forge/forge_clip.py", "class CLIP_SD_XL_L(FrozenCLIPEmbedderWithCustomWords):"),
     (OLD, "modules/sd_hijack_clip.py", "def tokenize_line(self, line):"),
     (OLD, "modules/devices.py", "    model_management.soft_empty_cache()"),
+    # Old Forge's sampler drops the negative side at CFG scale 1, after the callbacks;
+    # reForge's hires pass runs at its Hires CFG scale.
+    (OLD, "ldm_patched/modules/samplers.py", "math.isclose(cond_scale, 1.0)"),
+    (OLD, "ldm_patched/modules/samplers.py", "uncond_ = None"),
+    (REFORGE, "modules/sd_samplers_cfg_denoiser.py", "cond_scale = self.p.hr_cfg"),
+    (CLASSIC, "modules/processing.py", "hr_cfg", "absent"),
     # reForge's dynamic clip skip picks the step's prompt sets itself.
     (
         REFORGE,

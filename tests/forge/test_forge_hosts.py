@@ -7,6 +7,7 @@ host's name ("forge2", "oldforge").
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,7 +17,8 @@ from flexdiffuse import GuidanceParams, ImageEncoder
 from flexdiffuse.webui import hosts, script
 from flexdiffuse.webui.errors import FlexDiffuseError
 from flexdiffuse.webui.families import detect_family
-from flexdiffuse.webui.hosts.forge import REVISION, REVISION_IGNORE_PROMPT
+from flexdiffuse.webui.hosts.a1111 import A1111Host
+from flexdiffuse.webui.hosts.forge import REVISION, REVISION_IGNORE_PROMPT, ForgeHost
 from flexdiffuse.webui.hosts.forge2 import Forge2Host
 from flexdiffuse.webui.hosts.oldforge import OldForgeHost
 from flexdiffuse.webui.infotext import ENABLED_KEY, NOTE_KEY
@@ -73,7 +75,8 @@ def test_cfg_scale_1_guides_the_prompt(webui, tokens, forge_host):
 
 
 def test_a_negative_image_without_negative_prompt_is_skipped_with_a_note(webui, forge_host):
-    only("forge2", forge_host)
+    """Forge 2 drops the negative prompt before the callbacks, old Forge's sampler after them:
+    either way the negative image guides nothing and is not claimed."""
     job = {"prompt": "a cat", "negative_prompt": "blurry", "steps": 2, "cfg_scale": 1}
     guided = webui.txt2img(webui.args(image=None, negative_image=IMAGE), **job)
     assert guided.p.extra_generation_params[ENABLED_KEY] == "False"  # guided nothing
@@ -82,13 +85,46 @@ def test_a_negative_image_without_negative_prompt_is_skipped_with_a_note(webui, 
 
 
 def test_prompt_and_negative_image_at_cfg_1_guide_the_prompt(webui, tokens, forge_host):
-    only("forge2", forge_host)
     job = {"prompt": "a cat", "negative_prompt": "blurry", "steps": 2, "cfg_scale": 1}
     plain = webui.txt2img(webui.args(enabled=False), **job)
     guided = webui.txt2img(webui.args(image=IMAGE, negative_image=IMAGE, **vars_of()), **job)
     assert_guided(plain, guided, tokens)
     assert guided.p.extra_generation_params[ENABLED_KEY] == "True"
     assert guided.p.extra_generation_params[NOTE_KEY] == NO_NEGATIVE_PROMPT
+
+
+def step_params(cfg_scale=7.0, weights=(1.0,), **p) -> SimpleNamespace:
+    """A step callback's params as the hosts' denoisers hold them (one prompt)."""
+    cond = SimpleNamespace(batch=[[SimpleNamespace(weight=w) for w in weights]])
+    sampler = SimpleNamespace(sampler_extra_args={"cond": cond, "cond_scale": cfg_scale})
+    p = SimpleNamespace(**({"cfg_scale": cfg_scale, "is_hr_pass": False, "sd_model": None} | p))
+    return SimpleNamespace(denoiser=SimpleNamespace(sampler=sampler, p=p))
+
+
+def unet_options(**options) -> SimpleNamespace:
+    unet = SimpleNamespace(model_options=options)
+    return SimpleNamespace(forge_objects=SimpleNamespace(unet=unet))
+
+
+@pytest.mark.parametrize(
+    ("params", "forge", "a1111"),
+    [
+        (step_params(1.0), True, True),
+        (step_params(1.0 + 1e-12), True, True),  # math.isclose, as the hosts compare
+        (step_params(7.0), False, False),
+        (step_params(1.0, weights=(1.0, 1.0)), True, False),  # A1111: AND weights sum to 2
+        (step_params(1.0, weights=(0.5, 0.5)), True, True),
+        (step_params(7.0, is_hr_pass=True, hr_cfg=1.0), True, True),  # reForge, Forge 2
+        (step_params(1.0, is_hr_pass=True, hr_cfg=7.0), False, False),
+        (step_params(1.0, is_hr_pass=True), True, True),  # Classic, A1111: no hr_cfg
+        (step_params(1.0, sd_model=unet_options(disable_cfg1_optimization=True)), False, True),
+        (step_params(1.0, sd_model=unet_options()), True, True),
+    ],
+)
+def test_a_negative_prompt_is_ignored_where_the_hosts_sampler_ignores_it(params, forge, a1111):
+    """Forge's sampling_function drops it at CFG scale 1; A1111's CFG cancels it there."""
+    assert ForgeHost()._negative_ignored(params) is forge
+    assert A1111Host()._negative_ignored(params) is a1111
 
 
 def test_hires_pass_at_hr_cfg_1_guides_the_prompt_and_the_first_pass_negatives(
@@ -242,6 +278,16 @@ def test_the_adapter_is_installed_once(webui, forge_host):
     script.RUNTIME.host.on_load()  # the webui reloads its scripts
     assert main_thread.run_and_wait_result is run
     assert getattr(run, "flexdiffuse_raises", False) == (forge_host == "oldforge")
+
+
+def test_forge_2_creates_its_temporary_folder_for_send_to(webui, forge_host, tmp_path):
+    """Neo's gr.Image saves a PIL value it is sent into ``opts.temp_dir``, which Neo creates
+    only when the setting changes: Send to img2img failed as a whole without it."""
+    only("forge2", forge_host)
+    folder = tmp_path / "webui-tmp"
+    shared.opts.data["temp_dir"] = str(folder)
+    script.RUNTIME.host.on_load()
+    assert folder.is_dir()
 
 
 # ------------------------------------------------------------------ memory

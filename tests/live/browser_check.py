@@ -7,11 +7,12 @@ Needs Playwright (``pip install playwright``) and a Chromium (Debian's ``chromiu
 guidance image (which must switch FlexDiffuse on), generates (the progress bar must say that
 FlexDiffuse encodes the image, and the script says whether it was seen loading the vision
 model: start with the tower unloaded, e.g. a freshly started webui), previews the mapping
-twice (printing the preview's own timing), then generates without an image (which must show
-FlexDiffuse's message). Screenshots of each step go to OUT_DIR; the script prints what it saw
-and exits non-zero when something a user relies on is missing. VIT_L_TOWER, when given, is set
-as the ViT-L tower setting first (an offline host's local tower folder). Not part of the test
-suite: a by-hand check of what the page shows (tests/live/README.md).
+twice (printing the preview's own timing), sends the result to img2img (the guidance image
+must travel with the settings) and generates there, then generates without an image (which
+must show FlexDiffuse's message). Screenshots of each step go to OUT_DIR; the script prints
+what it saw and exits non-zero when something a user relies on is missing. VIT_L_TOWER, when
+given, is set as the ViT-L tower setting first (an offline host's local tower folder). Not
+part of the test suite: a by-hand check of what the page shows (tests/live/README.md).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +38,7 @@ def check(condition: bool, what: str, failures: list[str]) -> None:
         failures.append(what)
 
 
-PROGRESS = "#txt2img_results .progressDiv .progress"
+PROGRESS = "#{tab}_results .progressDiv .progress"
 PHASES = ("downloading", "loading", "encoding")
 
 
@@ -49,29 +51,34 @@ def screenshot_progress(page: Page, path: Path) -> None:
         page.screenshot(path=str(path), clip=clip)
 
 
-def generate(page: Page, out: Path | None = None, timeout_s: float = 600) -> tuple[str, list[str]]:
-    """Click Generate and wait for the job to end: the info (or error) text shown, and each
-    FlexDiffuse progress text the progress bar showed meanwhile (each phase's first one is
-    screenshotted into ``out``)."""
-    page.click("#txt2img_generate")
+def generate(
+    page: Page, out: Path | None = None, timeout_s: float = 600, tab: str = "txt2img"
+) -> tuple[str, list[str]]:
+    """Click Generate in ``tab`` and wait for the job to end: the info (or error) text shown,
+    and each FlexDiffuse progress text the progress bar showed meanwhile (each phase's first
+    one is screenshotted into ``out``)."""
+    page.click(f"#{tab}_generate")
     seen: list[str] = []
     deadline = time.time() + timeout_s
     started = False
     while time.time() < deadline:
-        bar = page.locator(PROGRESS)
-        text = bar.first.text_content() or "" if bar.count() else ""
+        bar = page.locator(PROGRESS.format(tab=tab))
+        try:  # the bar can go between the two calls: the job just ended
+            text = (bar.first.text_content(timeout=1000) or "") if bar.count() else ""
+        except PlaywrightError:
+            text = ""
         if "FlexDiffuse" in text and (not seen or seen[-1] != text):
             seen.append(text)
             phase = next((phase for phase in PHASES if phase in text), None)
             if out is not None and phase and not any(phase in earlier for earlier in seen[:-1]):
                 screenshot_progress(page, out / f"progress-{phase}.png")
-        interrupt = page.is_visible("#txt2img_interrupt")
+        interrupt = page.is_visible(f"#{tab}_interrupt")
         started = started or interrupt
         if started and not interrupt:
             break
         page.wait_for_timeout(150)
     page.wait_for_timeout(1000)
-    return page.inner_text("#txt2img_results"), seen
+    return page.inner_text(f"#{tab}_results"), seen
 
 
 def set_option(url: str, key: str, value: str) -> None:
@@ -137,16 +144,26 @@ def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
         rows = page.locator(f"{PREFIX}preview tr.flexdiffuse-position").count()
         check(rows > 0, f"the preview lists prompt tokens ({rows} rows)", failures)
         page.locator(f"{PREFIX}preview").first.screenshot(path=str(out / "3-preview.png"))
+        # Send to img2img: the settings and the guidance image travel (issue 18, defect 3).
+        page.click("#txt2img_send_to_img2img")
+        page.wait_for_timeout(3000)
+        sent = page.locator("#script_img2img_flexdiffuse_image img")
+        check(sent.count() > 0, "Send to img2img carries the guidance image", failures)
+        shown, _ = generate(page, tab="img2img")
+        page.screenshot(path=str(out / "4-img2img.png"), full_page=False)
+        check("FlexDiffuse: True" in shown, "the img2img job sent from txt2img is guided", failures)
         # The image's clear button: "Clear" in gradio 3 (A1111), "Remove Image" in gradio 4.
+        img2img = "#script_img2img_flexdiffuse_"
         clear = ", ".join(
-            f"{PREFIX}image button[aria-label='{label}']" for label in ("Clear", "Remove Image")
+            f"{img2img}image button[aria-label='{label}']" for label in ("Clear", "Remove Image")
         )
         page.click(clear)
         page.wait_for_timeout(1000)
+        box = page.locator(f"{img2img}enabled-visible-checkbox")
         if box.count():
             box.check()
-        shown, _ = generate(page)
-        page.screenshot(path=str(out / "4-no-image.png"), full_page=False)
+        shown, _ = generate(page, tab="img2img")
+        page.screenshot(path=str(out / "5-no-image.png"), full_page=False)
         check("no guidance image" in shown, "a job without an image shows the message", failures)
         browser.close()
     print("FAILED: " + "; ".join(failures) if failures else "all checks passed")

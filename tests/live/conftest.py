@@ -22,6 +22,19 @@ from PIL import Image
 from tests.conftest import TESTDATA
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "smoke: the live subset for hosts CI runs briefly (a guided and an unguided job, an "
+        "error, an X/Y/Z sweep, infotext)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "sdxl: needs the server started with the SDXL checkpoint (tests/ci.sh runs "
+        "them in each host's SDXL pass)",
+    )
+
+
 @dataclass
 class Response:
     status: int
@@ -117,6 +130,11 @@ def first_pixels(body: Any) -> np.ndarray:
     return pixels(body["images"][0])
 
 
+def same_pixels(a: Any, b: Any) -> bool:
+    """Whether two jobs' first images have identical pixels."""
+    return np.array_equal(first_pixels(a), first_pixels(b))
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
@@ -128,17 +146,43 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+XYZ_CHOSEN = {"Draw legend": True, "Include Sub Images": True}
+"""X/Y/Z controls the live tests set (by label); every other control keeps the default the
+host reports: hosts add controls of their own (Neo's "Row Count", reForge's "Skip final grid
+generation"...), so the argument list is never assumed."""
+
+
 def xyz_script_args(webui: WebuiClient, axis: str, values: str) -> list[Any]:
-    """``script_args`` of A1111's X/Y/Z plot (``scripts/xyz_grid.py`` ``run`` order): X axis
-    ``axis`` over ``values``, no Y or Z axis, a legend and the lone images."""
+    """``script_args`` of the host's X/Y/Z plot: X axis ``axis`` over ``values``, no Y or Z
+    axis, a legend and the lone images.
+
+    Built from ``/sdapi/v1/script-info``, which lists the script's controls in the order its
+    ``run`` takes them, each with its label and default: an axis type is the index of its
+    label (the dropdowns have ``type="index"``), the first control labelled "X values" is the
+    text box, the second the hidden dropdown of choices.
+    """
     scripts = ok(webui.get("/sdapi/v1/script-info"))
     xyz = next(s for s in scripts if s["name"] == "x/y/z plot" and not s["is_img2img"])
-    axis_types = xyz["args"][0]["choices"]
-    nothing = axis_types.index("Nothing")
-    axes = [axis_types.index(axis), values, [], nothing, "", [], nothing, "", []]
-    # draw legend, include lone images, include sub grids, keep -1 for seeds, vary seeds x/y/z,
-    # grid margins, use text inputs instead of dropdowns
-    return [*axes, True, True, False, False, False, False, False, 0, False]
+    labels = [arg["label"] for arg in xyz["args"]]
+    for needed in ("X type", "X values", "Y type", "Z type", *XYZ_CHOSEN):
+        assert needed in labels, f"this host's X/Y/Z plot has no {needed!r} control: {labels}"
+    axis_types = next(arg["choices"] for arg in xyz["args"] if arg["label"] == "X type")
+    chosen = {"X type": axis_types.index(axis), "X values": values, **XYZ_CHOSEN}
+    for name in "YZ":
+        chosen[f"{name} type"] = axis_types.index("Nothing")
+        chosen[f"{name} values"] = ""
+    args: list[Any] = []
+    seen: set[str] = set()
+    for arg in xyz["args"]:
+        label = arg["label"]
+        if label.endswith(" values") and label in seen:  # the dropdown twin of the text box
+            args.append([])
+        elif label in chosen:
+            args.append(chosen[label])
+        else:
+            args.append(arg["value"])
+        seen.add(label)
+    return args
 
 
 @pytest.fixture(scope="session")

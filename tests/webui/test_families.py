@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from modules import shared
+from modules import infotext_utils, script_callbacks, shared
 from safetensors.torch import load_file, save_file
 from sdmodel import FakeSdModel
 
@@ -162,3 +162,31 @@ def test_a_file_whose_tensors_do_not_fit_the_family(webui, tmp_path):
     shared.opts.data[VIT_L.setting] = str(file)
     with pytest.raises(FlexDiffuseError, match="width 1024"):
         webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
+
+
+VIT_L_ONLY_KEY = "FlexDiffuse SDXL ViT-L only"
+
+
+def test_sdxl_vit_l_only_is_recorded_and_pasted_back_as_a_setting(webui):
+    """It changes the image, so it is in the infotext; a paste sets it through the webui's
+    override settings (the setting's ``infotext``), and a FlexDiffuse infotext without it
+    means "off", so pasting an image made with both towers turns it off again."""
+    shared.sd_model = FakeSdModel("sdxl")
+    shared.opts.data[settings.SDXL_VIT_L_ONLY] = True
+    text = webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1).processed.infotexts[0]
+    assert f"{VIT_L_ONLY_KEY}: True" in text
+    mapping = {info.infotext: key for key, info in shared.opts.data_labels.items() if info.infotext}
+    assert mapping[VIT_L_ONLY_KEY] == settings.SDXL_VIT_L_ONLY
+
+    def pasted(infotext: str) -> dict:
+        params = infotext_utils.parse_generation_parameters(infotext)
+        script_callbacks.infotext_pasted_callback(infotext, params)
+        return params
+
+    assert pasted(text)[VIT_L_ONLY_KEY] == "True"
+    both = text.replace(f", {VIT_L_ONLY_KEY}: True", "")
+    assert pasted(both)[VIT_L_ONLY_KEY] == "False"
+    assert VIT_L_ONLY_KEY not in pasted("a cat\nSteps: 1, Sampler: Euler, CFG scale: 7")
+    shared.opts.data[settings.SDXL_VIT_L_ONLY] = False
+    text = webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1).processed.infotexts[0]
+    assert VIT_L_ONLY_KEY not in text

@@ -14,7 +14,7 @@ from modules.infotext_utils import (
 from modules.ui_components import InputAccordion
 
 from flexdiffuse.params import PARAM_SPECS, JobParams, format_value
-from flexdiffuse.webui.args import ARG_NAMES
+from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS
 from flexdiffuse.webui.infotext import PASTE_READERS, image_key
 from flexdiffuse.webui.ui import PRIORITY_HINT
 from tests.webui.conftest import gradient
@@ -80,7 +80,7 @@ def test_dropping_an_image_switches_flexdiffuse_on(webui):
 def paste(webui, infotext, is_img2img=False, via=paste_values):
     """Control values by argument name after pasting ``infotext`` (UNCHANGED: left alone)."""
     script = webui.scripts[is_img2img]
-    values = via(script.infotext_fields, infotext)
+    values = via(script.infotext_fields, infotext)[: len(PASTE_READERS)]
     return dict(zip(PASTE_READERS, values, strict=True))
 
 
@@ -150,11 +150,36 @@ def test_booleans_from_infotext_read_as_booleans(webui, via):
 
 def test_send_to_img2img_copies_every_control_by_name(webui):
     txt2img, img2img = webui.scripts[False], webui.scripts[True]
-    assert [key for _, key in txt2img.infotext_fields] == list(PASTE_READERS.values())
-    assert [key for _, key in img2img.infotext_fields] == list(PASTE_READERS.values())
+    assert [key for _, key in txt2img.infotext_fields][: len(PASTE_READERS)] == list(
+        PASTE_READERS.values()
+    )
     names = txt2img.paste_field_names
     copied = [field for field, key in txt2img.infotext_fields if key in names]
     assert copied == [field for field, _ in txt2img.infotext_fields]
+    assert [key for _, key in img2img.infotext_fields] == [
+        key for _, key in txt2img.infotext_fields
+    ]
+
+
+def test_send_to_img2img_carries_the_images_and_a_paste_leaves_them(webui):
+    """ "Send to img2img" copies the fields named in ``paste_field_names`` control to control
+    (A1111's ``connect_paste_params_buttons``): the images must be among them, or the
+    img2img panel is switched on without its image. A paste from PNG Info has no image (a
+    hash does not give it back): the panel keeps the images it has."""
+    txt2img, img2img = webui.scripts[False], webui.scripts[True]
+    names = txt2img.paste_field_names
+    sources = [field for field, key in txt2img.infotext_fields if key in names]
+    targets = [field for field, key in img2img.infotext_fields if key in names]
+    for name in IMAGE_INPUTS:
+        index = ARG_NAMES.index(name)
+        source, target = webui.controls[False][index], webui.controls[True][index]
+        assert source in sources, name
+        assert targets[sources.index(source)] is target, name
+    job = webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
+    values = paste_values(img2img.infotext_fields, job.processed.infotexts[0])
+    controls = [field for field, _ in img2img.infotext_fields]
+    for name in IMAGE_INPUTS:
+        assert values[controls.index(webui.controls[True][ARG_NAMES.index(name)])] is UNCHANGED
 
 
 def test_api_script_info_describes_every_argument(webui):

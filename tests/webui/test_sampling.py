@@ -202,3 +202,23 @@ def test_the_vision_model_runs_once_per_image(webui, monkeypatch):
     webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1, n_iter=2)
     webui.img2img(webui.args(image=IMAGE.copy()), prompt="a dog", steps=2)
     assert len(encoded) == 1
+
+
+@pytest.mark.parametrize("prompt", ["a cat", "a cat AND a dog"], ids=["one", "AND"])
+def test_a_negative_image_at_cfg_scale_1_is_claimed_only_where_it_acts(webui, prompt):
+    """At CFG scale 1, A1111's CFG adds the prompt's difference from the negative prompt
+    back in full: the negative side cancels out, unless a prompt's AND weights sum to more.
+    Every Forge's sampler drops it at 1 whatever the weights (run again in tests/forge)."""
+    from flexdiffuse.webui import script
+    from flexdiffuse.webui.hosts.forge import ForgeHost
+    from flexdiffuse.webui.infotext import ENABLED_KEY, NOTE_KEY
+    from flexdiffuse.webui.job import NO_NEGATIVE_PROMPT
+
+    guided = " AND " in prompt and not isinstance(script.RUNTIME.host, ForgeHost)
+    job = {"prompt": prompt, "negative_prompt": "blurry", "steps": 2, "cfg_scale": 1}
+    negative = webui.txt2img(webui.args(image=None, negative_image=IMAGE), **job)
+    params = negative.p.extra_generation_params
+    assert params[ENABLED_KEY] == str(guided)
+    assert (NO_NEGATIVE_PROMPT in params.get(NOTE_KEY, "")) is not guided
+    seven = webui.txt2img(webui.args(image=None, negative_image=IMAGE), **{**job, "cfg_scale": 7})
+    assert seven.p.extra_generation_params[ENABLED_KEY] == "True"

@@ -48,7 +48,9 @@ def test_a_strength_guides_and_is_recorded(webui, tokens):
     assert "FlexDiffuse auto floor: True" in infotext
     pasted = dict(
         zip(
-            PASTE_READERS, paste_values(webui.scripts[False].infotext_fields, infotext), strict=True
+            PASTE_READERS,
+            paste_values(webui.scripts[False].infotext_fields, infotext)[: len(PASTE_READERS)],
+            strict=True,
         )
     )
     assert (pasted["strength"], pasted["auto_floor"]) == (0.5, True)

@@ -10,8 +10,10 @@ schedules (:func:`prompt_schedules`, :func:`negative_schedules`).
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,7 @@ class A1111Host:
                 onchange=setting.onchange,
                 section=SETTINGS_SECTION,
                 refresh=refresh,
+                infotext=setting.infotext,
                 category_id=SETTINGS_CATEGORY,
             )
             shared.opts.add_option(setting.key, info.info(setting.info))
@@ -96,6 +99,12 @@ class A1111Host:
         return cond[0]
 
     def step_conds(self, params: Any) -> StepConds:
+        conds = self._scheduled_conds(params)
+        if conds.uncond is not None and self._negative_ignored(params):
+            return replace(conds, uncond=None)  # a negative image there would guide nothing
+        return conds
+
+    def _scheduled_conds(self, params: Any) -> StepConds:
         denoiser = params.denoiser
         conds = denoiser.sampler.sampler_extra_args
         # The denoiser counts its own calls against the calls expected for this pass (A1111
@@ -129,6 +138,17 @@ class A1111Host:
         surface = _attached(getattr(params.denoiser, "p", None))
         if surface is not None and surface.job is not None:
             surface.job.on_step(A1111Step(self.step_conds(params), params, surface))
+
+    def _negative_ignored(self, params: Any) -> bool:
+        """Whether this step's negative prompt leaves the image as it is: at a CFG scale of
+        1, A1111 adds each prompt's difference from it back in full, so it cancels out,
+        unless a prompt's AND weights do not add up to 1."""
+        if not math.isclose(pass_cfg_scale(params), 1.0):
+            return False
+        batch = getattr(params.denoiser.sampler.sampler_extra_args["cond"], "batch", None)
+        return batch is not None and all(
+            math.isclose(sum(part.weight for part in prompt), 1.0) for prompt in batch
+        )
 
     def tower_device_and_dtype(self, on_cpu: bool) -> tuple[torch.device, torch.dtype]:
         from modules import devices
@@ -371,6 +391,16 @@ def _in_form_of(text_cond: Cond, guided: Cond) -> Cond:
 
 
 CLIP = "clip_vision"
+
+
+def pass_cfg_scale(params: Any) -> float:
+    """The CFG scale the host's sampler applies at this step: the job's, or the Hires CFG
+    scale in a hires pass on hosts that have one (Forge, reForge)."""
+    p = params.denoiser.p
+    if getattr(p, "is_hr_pass", False) and hasattr(p, "hr_cfg"):
+        return float(p.hr_cfg)
+    scale = params.denoiser.sampler.sampler_extra_args.get("cond_scale", p.cfg_scale)
+    return float(scale)
 
 
 def _free_text_dropdown() -> Callable[..., Any]:

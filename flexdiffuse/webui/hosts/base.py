@@ -52,7 +52,9 @@ class SettingSpec:
 
     ``choices`` makes it a radio button; ``suggestions`` a dropdown of the values it returns
     for the host (asked again each time the page is built and by a refresh button beside it)
-    that also takes any text; ``onchange`` runs when the user changes it.
+    that also takes any text; ``onchange`` runs when the user changes it. ``infotext`` is
+    its infotext key, for a setting that changes the image: the webui then sets it from a
+    pasted infotext (as an override setting).
     """
 
     key: str
@@ -62,6 +64,7 @@ class SettingSpec:
     choices: Sequence[str] | None = None
     onchange: Callable[[], None] | None = None
     suggestions: Callable[[Host], Sequence[str]] | None = None
+    infotext: str | None = None
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,14 @@ prompt schedules in ``sampler_extra_args``, the denoiser's step counter), so the
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from ..errors import is_job_error
-from .a1111 import A1111Host
+from .a1111 import A1111Host, pass_cfg_scale
 
 REVISION = (
     "ControlNet's Revision preprocessor replaces the pooled conditioning after FlexDiffuse "
@@ -54,6 +55,17 @@ class ForgeHost(A1111Host):
         # Forge counts what it did not load as free: a tower left on the GPU makes its next
         # model load run out of memory. Towers wait on the CPU and come back to encode.
         return None if torch.device(device).type == "cpu" else torch.device("cpu")
+
+    def _negative_ignored(self, params: Any) -> bool:
+        # Both backends' sampling_function drop the negative side at a CFG scale of 1 (after
+        # the step callbacks on old Forge; Forge 2 has no negative prompt there at all),
+        # unless a patch of the UNet turned that shortcut off.
+        if not math.isclose(pass_cfg_scale(params), 1.0):
+            return False
+        model = getattr(params.denoiser.p, "sd_model", None)
+        unet = getattr(getattr(model, "forge_objects", None), "unet", None)
+        options = getattr(unet, "model_options", None)
+        return not (isinstance(options, dict) and options.get("disable_cfg1_optimization"))
 
     def conditioning_override(self) -> str | None:
         unet = getattr(getattr(self.sd_model(), "forge_objects", None), "unet", None)

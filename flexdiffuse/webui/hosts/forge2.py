@@ -9,6 +9,7 @@ The GPU belongs to ``backend/memory_management.py``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..conds import Cond
@@ -20,6 +21,17 @@ class Forge2Host(ForgeHost):
     """A Forge 2 host (feature probe: ``backend.memory_management`` imports)."""
 
     memory_manager = "backend.memory_management"
+
+    def on_load(self) -> None:
+        super().on_load()
+        from modules import shared
+
+        # Gradio 4 saves an image that one control hands to another (Send to img2img copies
+        # the guidance images) into the webui's temporary folder, which these hosts create
+        # only when its setting changes: without it the whole Send to fails, prompt included.
+        folder = str(getattr(shared.opts, "temp_dir", "") or "")
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
 
     def sd_model(self) -> Any:
         model = super().sd_model()

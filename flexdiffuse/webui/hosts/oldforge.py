@@ -4,7 +4,11 @@ They keep A1111's ldm/sgm model objects with Forge's CLIP wrappers, but the hija
 text wrapper: the prompt tokenizer is the model's ``cond_stage_model`` (SDXL: its first
 embedder). The GPU belongs to ``ldm_patched/modules/model_management.py``. reForge's
 "dynamic clip skip" swaps the step's prompt schedules from its own sets, outside
-``sampler_extra_args``; the guided rows are built from the same sets.
+``sampler_extra_args``; the guided rows are built from the same sets. Unlike Forge 2, old
+Forge hands the negative prompt to the step callbacks at CFG scale 1 and drops it only later,
+in ``ldm_patched``'s ``sampling_function``: such a step reports no negative prompt
+(:meth:`.ForgeHost._negative_ignored`), so a negative image is never claimed for a pass that
+ignores it.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ class OldForgeHost(ForgeHost):
     def text_wrappers(self) -> list[Any]:
         return [*super().text_wrappers(), getattr(self.sd_model(), "cond_stage_model", None)]
 
-    def step_conds(self, params: Any) -> StepConds:
-        conds = super().step_conds(params)
+    def _scheduled_conds(self, params: Any) -> StepConds:
+        conds = super()._scheduled_conds(params)
         if not self.option("dynamic_clip_skip_enabled", False):
             return conds
         # What reForge's CFGDenoiser.forward picks instead of sampler_extra_args.

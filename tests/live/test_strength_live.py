@@ -1,7 +1,4 @@
-"""Issue 11 against a real A1111: the image strength, the automatic floor and presets, by API.
-
-Opt-in like every live test (``--webui-url``); see ``tests/live/test_webui_live.py``.
-"""
+"""The image strength, the automatic floor and presets, through the HTTP API."""
 
 from __future__ import annotations
 
@@ -11,7 +8,7 @@ from flexdiffuse.params import PARAM_SPECS, format_value
 from flexdiffuse.presets import preset_values
 from flexdiffuse.webui.args import ARG_NAMES
 from flexdiffuse.webui.infotext import ENABLED_KEY, NOTE_KEY
-from tests.live.conftest import error_message, info, ok, pixels, xyz_script_args
+from tests.live.conftest import error_message, info, ok, pixels
 
 
 def test_strength_zero_gives_the_unguided_image_and_says_so(webui, guidance_image):
@@ -57,13 +54,3 @@ def test_a_named_preset_sets_its_values_and_named_values_win(webui, guidance_ima
     failed = webui.job(guidance=[{"image": guidance_image, "preset": "loud"}])
     assert failed.status == 500
     assert "Unknown preset 'loud'" in error_message(failed.body)
-
-
-def test_xyz_plot_sweeps_the_strength(webui, guidance_image):
-    grid = xyz_script_args(webui, "[FlexDiffuse] Image strength", "0, 1.5")
-    body = ok(
-        webui.job(guidance=[{"image": guidance_image}], script_name="x/y/z plot", script_args=grid)
-    )
-    infotexts = info(body)["infotexts"]
-    assert any("FlexDiffuse strength: 1.5" in text for text in infotexts)
-    assert any("FlexDiffuse: False" in text and "strength: 0.0" in text for text in infotexts)
