@@ -22,19 +22,6 @@ from PIL import Image
 from tests.conftest import TESTDATA
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "smoke: the live subset for hosts CI runs briefly (a guided and an unguided job, an "
-        "error, an X/Y/Z sweep, infotext)",
-    )
-    config.addinivalue_line(
-        "markers",
-        "sdxl: needs the server started with the SDXL checkpoint (tests/ci.sh runs "
-        "them in each host's SDXL pass)",
-    )
-
-
 @dataclass
 class Response:
     status: int
