@@ -21,10 +21,10 @@
 #      reforge  live-reforge  (reForge: old Forge)
 #      comfyui  live-comfyui  (ComfyUI v0.33.0 and the node pack: tests/live_comfy; its models
 #               are hard links to the a1111 folder's when that is built)
-#    Each host runs tests/live with SD 1.5 loaded; a1111, neo and classic then start again
+#    Each webui runs tests/live with SD 1.5 loaded; all but forge then start again
 #    with the SDXL checkpoint for the tests marked `sdxl` or `every_family`
 #    (FLEXDIFFUSE_LIVE_PASSES, default "sd15 sdxl", picks passes). Hosts named in
-#    FLEXDIFFUSE_LIVE_SMOKE (default "forge reforge") run the `smoke` subset, SD 1.5 only.
+#    FLEXDIFFUSE_LIVE_SMOKE (default none) run only the `smoke` subset, SD 1.5 only.
 #    Folders: $FLEXDIFFUSE_LIVE_ROOT/live-<host> (default ~/.cache/flexdiffuse), or
 #    FLEXDIFFUSE_LIVE_DIR (a1111) and FLEXDIFFUSE_LIVE_<HOST>_DIR; a folder that is built is
 #    reused (a build takes seconds then). FLEXDIFFUSE_LIVE_HOSTS (default all six, in that
@@ -256,7 +256,7 @@ webui_host() {  # webui_host HOST GIB SDXL-GIB: build, then the suite with SD 1.
     else
         build_host "$name" "$dir" --share-from "$(host_dir a1111)" || return 1
     fi
-    if [[ " ${FLEXDIFFUSE_LIVE_SMOKE-forge reforge} " == *" $name "* ]]; then
+    if [[ " ${FLEXDIFFUSE_LIVE_SMOKE-} " == *" $name "* ]]; then
         live_suite "$name" "$name" "$dir" "$2" "" tests/live -m "smoke and not sdxl"
         return
     fi
