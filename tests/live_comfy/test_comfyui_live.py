@@ -15,9 +15,10 @@ import torch
 from PIL import Image
 
 from tests.live_comfy.jobs import ROOT, example, pixels, set_guide, unguided
-from tests.live_comfy.make_examples import SDXL, VIT_BIGG
 
-EXAMPLES = sorted((ROOT / "example_workflows").glob("*.json"))
+EXAMPLES = sorted(
+    p for p in (ROOT / "example_workflows").glob("*.json") if "sdxl" not in p.stem
+)  # test_sdxl_live.py runs the SDXL example: one SDXL load, after the SD 1.5 jobs
 NODES = ("FlexDiffuseGuide", "FlexDiffusePreview")
 
 
@@ -84,9 +85,7 @@ def test_an_unknown_preset_is_refused_before_queueing(comfy, basic):
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-def test_each_example_workflow_runs(comfy, object_info, names, path):
-    if "sdxl" in path.stem and not {SDXL, VIT_BIGG} <= set(names):
-        pytest.skip("the live host has no SDXL checkpoint and ViT-bigG vision model")
+def test_each_sd15_example_workflow_runs(comfy, object_info, names, path):
     prompt = example(path.stem, object_info, names)
     run = comfy.run(prompt)
     assert run.status == "success", run.error
@@ -133,9 +132,9 @@ for number, image in enumerate(images):
 save_file(tokens, out)
 """
 
-TOLERANCE_RESAMPLED = 0.05
+TOLERANCE_RESAMPLED = 0.02
 """Of the tokens' largest magnitude: the non-square picture's tokens differ by the two
-resamplings' (measured: ...)."""
+resamplings' difference (measured: max abs difference 0.030 at a token scale of 4.0, 0.76 %)."""
 
 
 def test_image_tokens_from_comfyuis_vision_model_equal_the_core_encoders(host_dir, tmp_path):
