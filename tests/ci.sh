@@ -19,8 +19,10 @@
 #      classic  live-classic  (Forge Classic: old Forge, ldm_patched)
 #      forge    live-forge    (WebUI Forge main: Forge 2)
 #      reforge  live-reforge  (reForge: old Forge)
-#      comfyui  live-comfyui  (ComfyUI v0.33.0 and the node pack: tests/live_comfy; its models
-#               are hard links to the a1111 folder's when that is built)
+#      comfyui  live-comfyui  (ComfyUI v0.33.0 and the node pack: tests/live_comfy; its models,
+#               SDXL and ViT-bigG included, are hard links to the a1111 folder's when that is
+#               built; tests/live_comfy/comfy_nodes/kit_models lets it load the shallow SDXL
+#               and ViT-bigG; a random ViT-H/14 is built into it once)
 #    Each webui runs tests/live with SD 1.5 loaded; all but forge then start again
 #    with the SDXL checkpoint for the tests marked `sdxl` or `every_family`
 #    (FLEXDIFFUSE_LIVE_PASSES, default "sd15 sdxl", picks passes). Hosts named in
@@ -44,7 +46,7 @@ for arg in "$@"; do
     case "$arg" in
         --no-live) LIVE=0 ;;
         --live-only) OFFLINE=0 ;;
-        -h|--help) sed -n '2,35s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) sed -n '2,37s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "tests/ci.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -283,7 +285,7 @@ comfyui_host() {  # the node pack in a real ComfyUI: build, tests/live_comfy
     [[ -e "$(host_dir a1111)/checkpoints/rand-sd15.safetensors" ]] &&
         from=(--models-from "$(host_dir a1111)")  # else live-comfyui builds its own models
     build_host comfyui "$dir" "${from[@]}" || return 1
-    local models="$dir/comfyui/models" a1111 options=(--comfyui-url {url} --comfyui-dir {dir})
+    local models="$dir/comfyui/models" a1111 gib=9 options=(--comfyui-url {url} --comfyui-dir {dir})
     a1111="$(host_dir a1111)"
     # The a1111 folder's SDXL and ViT-bigG tower, hard-linked as --models-from links SD 1.5
     # (a name already there is kept); tests/live_comfy/comfy_nodes/kit_models lets ComfyUI
@@ -294,12 +296,13 @@ comfyui_host() {  # the node pack in a real ComfyUI: build, tests/live_comfy
         { [[ -e "$models/clip_vision/rand-clip-vit-bigg-14.safetensors" ]] ||
             ln "$a1111/towers/vit-bigg.safetensors" "$models/clip_vision/rand-clip-vit-bigg-14.safetensors"; }; then
         options+=(--comfyui-sdxl-checkpoint rand-sdxl.safetensors --comfyui-vit-bigg rand-clip-vit-bigg-14.safetensors)
+        gib=18  # the server's peak while it loads SDXL after SD 1.5 (15.4 GiB measured) and 3
     fi
     # A random full-depth ViT-H/14 for ComfyUI's own loader (built once, 1.2 GB, about 30 s).
     timed live-comfyui-vit-h .venv/bin/python -m tests.live_comfy.random_towers "$models/clip_vision" &&
         options+=(--comfyui-vit-h rand-clip-vit-h-14.safetensors)
     local SERVER_ARGS=(-- --extra-model-paths-config "$ROOT/tests/live_comfy/extra_model_paths.yaml")
-    live_suite comfyui comfyui "$dir" 9 "" tests/live_comfy "${options[@]}"
+    live_suite comfyui comfyui "$dir" "$gib" "" tests/live_comfy "${options[@]}"
 }
 
 # One server at a time, A1111 first (the others share its models). The GiB are each server's
