@@ -296,7 +296,7 @@ comfyui_host() {  # the node pack in a real ComfyUI: build, tests/live_comfy
         { [[ -e "$models/clip_vision/rand-clip-vit-bigg-14.safetensors" ]] ||
             ln "$a1111/towers/vit-bigg.safetensors" "$models/clip_vision/rand-clip-vit-bigg-14.safetensors"; }; then
         options+=(--comfyui-sdxl-checkpoint rand-sdxl.safetensors --comfyui-vit-bigg rand-clip-vit-bigg-14.safetensors)
-        gib=18  # the server's peak while it loads SDXL after SD 1.5 (15.4 GiB measured) and 3
+        gib=18  # the server's peak while it loads SDXL after SD 1.5 (14.7 to 15.4 GiB measured) and 3
     fi
     # A random full-depth ViT-H/14 for ComfyUI's own loader (built once, 1.2 GB, about 30 s).
     timed live-comfyui-vit-h .venv/bin/python -m tests.live_comfy.random_towers "$models/clip_vision" &&
