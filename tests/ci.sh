@@ -19,8 +19,10 @@
 #      classic  live-classic  (Forge Classic: old Forge, ldm_patched)
 #      forge    live-forge    (WebUI Forge main: Forge 2)
 #      reforge  live-reforge  (reForge: old Forge)
-#      comfyui  live-comfyui  (ComfyUI v0.33.0 and the node pack: tests/live_comfy; its models
-#               are hard links to the a1111 folder's when that is built)
+#      comfyui  live-comfyui  (ComfyUI v0.33.0 and the node pack: tests/live_comfy; its models,
+#               SDXL and ViT-bigG included, are hard links to the a1111 folder's when that is
+#               built; tests/live_comfy/comfy_nodes/kit_models lets it load the shallow SDXL
+#               and ViT-bigG; a random ViT-H/14 is built into it once)
 #    Each webui runs tests/live with SD 1.5 loaded; all but forge then start again
 #    with the SDXL checkpoint for the tests marked `sdxl` or `every_family`
 #    (FLEXDIFFUSE_LIVE_PASSES, default "sd15 sdxl", picks passes). Hosts named in
@@ -44,7 +46,7 @@ for arg in "$@"; do
     case "$arg" in
         --no-live) LIVE=0 ;;
         --live-only) OFFLINE=0 ;;
-        -h|--help) sed -n '2,35s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) sed -n '2,37s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "tests/ci.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -127,6 +129,7 @@ disk_needed_gb() {  # disk_needed_gb HOST DIR: GB a build of HOST in DIR still w
     elif [[ "$1" == comfyui ]]; then  # its own torch; models linked from the a1111 folder
         has '^built: +venv' || need=$(( need + 7 ))
         has '^built: +sd15' || need=$(( need + 6 ))
+        [[ -f "$2/comfyui/models/clip_vision/rand-clip-vit-h-14.safetensors" ]] || need=$(( need + 2 ))
     else  # models and torch hard-linked from the a1111 folder
         has '^built: +venv' || need=$(( need + 3 ))
     fi
@@ -200,6 +203,7 @@ live_suite() {  # live_suite NAME HOST DIR GIB CHECKPOINT TESTS [PYTEST ARGS...]
     PORT="$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     local start_args=(--extension "$ROOT" --port "$PORT")
     [[ -n "$checkpoint" ]] && start_args+=(--checkpoint "$checkpoint")
+    start_args+=("${SERVER_ARGS[@]}")  # the caller's extra `start` arguments, if any
     # 9>&-: the server must not inherit the lock, or a server left behind would hold it.
     start_server() { "$script" start "$dir" "${start_args[@]}" 9>&- | tee "$START_LOG"; }
     if ! timed "live-$name-start" start_server; then
@@ -226,7 +230,7 @@ live_suite() {  # live_suite NAME HOST DIR GIB CHECKPOINT TESTS [PYTEST ARGS...]
     exec 9>&-  # the folder's lock
 }
 
-STARTED=0 START_LOG="" STOP_HOST="" STOP_DIR="" STOP_NAME=""
+STARTED=0 START_LOG="" STOP_HOST="" STOP_DIR="" STOP_NAME="" SERVER_ARGS=()
 stop_server() {
     if (( STARTED )); then
         STARTED=0
@@ -281,7 +285,24 @@ comfyui_host() {  # the node pack in a real ComfyUI: build, tests/live_comfy
     [[ -e "$(host_dir a1111)/checkpoints/rand-sd15.safetensors" ]] &&
         from=(--models-from "$(host_dir a1111)")  # else live-comfyui builds its own models
     build_host comfyui "$dir" "${from[@]}" || return 1
-    live_suite comfyui comfyui "$dir" 9 "" tests/live_comfy --comfyui-url {url} --comfyui-dir {dir}
+    local models="$dir/comfyui/models" a1111 gib=9 options=(--comfyui-url {url} --comfyui-dir {dir})
+    a1111="$(host_dir a1111)"
+    # The a1111 folder's SDXL and ViT-bigG tower, hard-linked as --models-from links SD 1.5
+    # (a name already there is kept); tests/live_comfy/comfy_nodes/kit_models lets ComfyUI
+    # load these shallow test models.
+    if [[ -f "$a1111/checkpoints/rand-sdxl.safetensors" && -f "$a1111/towers/vit-bigg.safetensors" ]] &&
+        { [[ -e "$models/checkpoints/rand-sdxl.safetensors" ]] ||
+            ln "$a1111/checkpoints/rand-sdxl.safetensors" "$models/checkpoints/"; } &&
+        { [[ -e "$models/clip_vision/rand-clip-vit-bigg-14.safetensors" ]] ||
+            ln "$a1111/towers/vit-bigg.safetensors" "$models/clip_vision/rand-clip-vit-bigg-14.safetensors"; }; then
+        options+=(--comfyui-sdxl-checkpoint rand-sdxl.safetensors --comfyui-vit-bigg rand-clip-vit-bigg-14.safetensors)
+        gib=18  # the server's peak while it loads SDXL after SD 1.5 (14.7 to 15.4 GiB measured) and 3
+    fi
+    # A random full-depth ViT-H/14 for ComfyUI's own loader (built once, 1.2 GB, about 30 s).
+    timed live-comfyui-vit-h .venv/bin/python -m tests.live_comfy.random_towers "$models/clip_vision" &&
+        options+=(--comfyui-vit-h rand-clip-vit-h-14.safetensors)
+    local SERVER_ARGS=(-- --extra-model-paths-config "$ROOT/tests/live_comfy/extra_model_paths.yaml")
+    live_suite comfyui comfyui "$dir" "$gib" "" tests/live_comfy "${options[@]}"
 }
 
 # One server at a time, A1111 first (the others share its models). The GiB are each server's

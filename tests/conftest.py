@@ -45,6 +45,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="URL of a running ComfyUI with this checkout in custom_nodes/, e.g. "
         "http://127.0.0.1:8188; tests/live_comfy is skipped without it",
     )
+    for option, what in (
+        ("--comfyui-sdxl-checkpoint", "an SDXL checkpoint (ckpt_name): adds the SDXL runs"),
+        ("--comfyui-vit-bigg", "a ViT-bigG/14 CLIP vision file (clip_name): adds the SDXL runs"),
+        ("--comfyui-vit-h", "a ViT-H/14 CLIP vision file (clip_name): adds its checks"),
+    ):
+        comfy.addoption(option, default=None, help=f"the live ComfyUI's {what}")
     comfy.addoption(
         "--comfyui-dir",
         default=None,

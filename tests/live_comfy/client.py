@@ -80,6 +80,30 @@ class ComfyClient:
             time.sleep(0.5)
         raise TimeoutError(f"prompt {prompt_id} did not finish in {self.timeout:.0f} s")
 
+    def upload_image(self, name: str, picture: Image.Image) -> str:
+        """POST /upload/image as the page's upload button does (PNG, replacing ``name``);
+        returns the name LoadImage takes."""
+        data = io.BytesIO()
+        picture.save(data, format="PNG")
+        boundary = uuid.uuid4().hex
+        body = b"".join(
+            [
+                f'--{boundary}\r\nContent-Disposition: form-data; name="overwrite"\r\n\r\n'
+                "true\r\n".encode(),
+                f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
+                f'filename="{name}"\r\nContent-Type: image/png\r\n\r\n'.encode(),
+                data.getvalue(),
+                f"\r\n--{boundary}--\r\n".encode(),
+            ]
+        )
+        request = urllib.request.Request(
+            self.url + "/upload/image",
+            body,
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())["name"]
+
     def image(self, result: dict[str, Any]) -> np.ndarray:
         """The pixels of one ``images`` entry of a run's outputs, via ``/view``."""
         query = urllib.parse.urlencode(
