@@ -196,6 +196,12 @@ def test_the_convert_command_writes_a_safetensors_file_the_scan_finds(tmp_path, 
     torch.testing.assert_close(encoder(IMAGE), expected)
 
 
+def test_the_documented_convert_command_is_the_one_flexdiffuse_gives():
+    code = convert_command(Path("clip_h.pth")).split(" -c ", 1)[1].rsplit(" ", 2)[0]
+    usage = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text()
+    assert f"python -c {code} models/clip_vision/clip_h.pth" in usage
+
+
 def test_a_file_without_a_vision_tower(tmp_path):
     path = tmp_path / "unet.safetensors"
     save_file({"model.diffusion_model.input_blocks.0.weight": torch.zeros(2, 2)}, str(path))
