@@ -36,6 +36,8 @@ WEIGHTS_ONLY_BYPASSES = {"CVE-2025-32434": (2, 6), "CVE-2026-24747": (2, 10)}
 """The published ways to run code through torch's ``weights_only`` loader, each with the first
 torch release that closed it (GHSA-53q9-r3pm-6pq6: torch 2.5.1 and earlier;
 GHSA-63cw-57p8-fm3p: memory corruption, torch 2.9.1 and earlier)."""
+SAFE_TORCH = ".".join(map(str, max(WEIGHTS_ONLY_BYPASSES.values())))
+"""The first torch release that none of :data:`WEIGHTS_ONLY_BYPASSES` affects."""
 
 _CONVERT = (
     "import sys,torch; from safetensors.torch import save_file; "
@@ -95,10 +97,6 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         f"'{path.name}' is not a weights file FlexDiffuse reads: use a .safetensors file "
         f"(or {', '.join(PICKLE_SUFFIXES)})."
     )
-
-
-SAFE_TORCH = ".".join(map(str, max(WEIGHTS_ONLY_BYPASSES.values())))
-"""The first torch release that none of :data:`WEIGHTS_ONLY_BYPASSES` affects."""
 
 
 def weights_only_bypasses() -> list[str]:

@@ -281,14 +281,14 @@ def _check_local_path(name: str) -> None:
         return
     pickled = sorted(p for p in folder.glob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
     found = f" (found {', '.join(p.name for p in pickled)})" if pickled else ""
-    convert = ""
+    convert = "."  # a command ends the message: no full stop after it
     if len(pickled) == 1:
         command = convert_command(pickled[0], folder / SAFETENSORS_FILES[0])
         convert = f", or convert the pickle once, if you trust it: {command}"
     raise ModelLoadError(
         f"The folder '{name}' has no model.safetensors{found}. FlexDiffuse loads weights only "
         "from safetensors files, never from pickled .bin/.pt files, which can run code when "
-        f"loaded. Download the model's model.safetensors into that folder{convert}."
+        f"loaded. Download the model's model.safetensors into that folder{convert}"
     )
 
 

@@ -8,10 +8,10 @@ transformers its ``config.json`` and the headers of its safetensors weights. No 
 read. A pickle found there (``.pth``, ``.pt``, ``.bin``, ``.ckpt``, such as the ControlNet
 extension's ``clip_h.pth``) is listed (:func:`find_pickles`) but never opened: unpickling can
 run code, and torch's ``weights_only`` loader has had published bypasses (see
-:mod:`~flexdiffuse.checkpoints`). It also gives
-each source one key (:func:`source_key`), so that different spellings of one local path name
-one tower, and tells a known tower's default sources (:func:`is_default_source`); the towers
-themselves are in :mod:`~flexdiffuse.known_towers`. Nothing here imports the webui.
+:mod:`~flexdiffuse.checkpoints`). It also gives each source one key (:func:`source_key`), so
+that different spellings of one local path name one tower, and tells a known tower's default
+sources (:func:`is_default_source`); the towers themselves are in
+:mod:`~flexdiffuse.known_towers`. Nothing here imports the webui.
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ def _is_weights_file(entry: Path) -> bool:
 
 
 def _is_pickle(path: Path) -> bool:
-    return path.suffix.lower() in PICKLE_SUFFIXES
+    return path.suffix.lower() in PICKLE_SUFFIXES and not path.is_dir()
 
 
 def _is_model_folder(folder: Path) -> bool:

@@ -234,7 +234,7 @@ def test_a_named_folder_with_pickled_weights_is_refused_unopened(tmp_path, monke
     with pytest.raises(ModelLoadError) as caught:
         ImageEncoder.from_pretrained(folder)
     command = convert_command(weights, folder / "model.safetensors")
-    assert str(caught.value).endswith(f"or convert the pickle once, if you trust it: {command}.")
+    assert str(caught.value).endswith(f"or convert the pickle once, if you trust it: {command}")
     subprocess.run(command, shell=True, check=True, capture_output=True)
     assert ImageEncoder.from_pretrained(folder).width == 24
 
