@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import re
 import shlex
 import subprocess
@@ -140,7 +141,16 @@ def read_torch_file(path: str | Path) -> dict[str, torch.Tensor]:
     torch.serialization.load, not torch.load: A1111 swaps torch.load for a checker of its own.
     """
     name = Path(path).name
-    state = torch.serialization.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        state = torch.serialization.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's own message advises weights_only=False, which would run what it refused.
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        what = f" ({refused.group(1)})" if refused else ""
+        raise CheckpointError(
+            f"'{name}' holds more than tensors{what}, which torch's weights_only loader "
+            "refuses: it may hide code, and FlexDiffuse does not load it."
+        ) from error
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):
