@@ -208,7 +208,7 @@ def test_the_controlnet_extensions_pickled_towers_are_listed_not_used(loads, tin
 
 
 def test_a_named_pickle_on_a_torch_with_a_published_bypass_stops_the_job_unopened(
-    webui, tiny_towers, tmp_path, monkeypatch
+    webui, tmp_path, monkeypatch
 ):
     """As A1111 1.10 (torch 2.1.2) does with a setting, or an API request's override, that
     names a pickle: the job stops with the command that converts it."""
