@@ -1,12 +1,14 @@
 """What telling a tower file apart costs: time and memory of read_tower_shape on a real-size file.
 
-The Settings dropdowns and the search for a fitting file read every weights file of the tower
-folders; a ViT-L file is 1.2 GB, so reading it must cost its header (safetensors) or its pickle
-with the storages mapped (torch files), never the weights. Builds a ViT-L-size tower of zeros
-once (with this checkout's code), as ``.safetensors`` and as a zip-format ``.pth``, in
-``--towers-dir``, then times
-:func:`~flexdiffuse.towers.read_tower_shape` on each with its cache cleared and reports the
-process's peak resident memory above what it held before.
+The Settings dropdowns and the search for a fitting file look at every weights file of the
+tower folders; a ViT-L file is 1.2 GB, so a safetensors file must cost its header, never the
+weights, and a pickle (``.pth``) nothing but its name: it is listed, never opened. Builds a
+ViT-L-size tower of zeros once (with this checkout's code), as ``.safetensors`` and as a
+zip-format ``.pth``, in ``--towers-dir``, then times
+:func:`~flexdiffuse.towers.read_tower_shape` on each, and the whole scan of their folder
+(:func:`~flexdiffuse.towers.find_tower_files` and :func:`~flexdiffuse.towers.find_pickles`),
+with the shape cache cleared, and reports the process's peak resident memory above what it
+held before.
 
     python benchmarks/bench_scan.py [--repeat 5] [--towers-dir /tmp]
 
@@ -20,6 +22,7 @@ import gc
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # This checkout's package, unless PYTHONPATH names another one to measure.
@@ -65,6 +68,7 @@ def status_mib(field: str) -> float:
 def clear_caches() -> None:
     from flexdiffuse import towers
 
+    # The caches of this checkout and of earlier ones (PYTHONPATH), whichever exist.
     for name in ("_cached_header_shapes", "_cached_torch_file_shapes", "_cached_pickle_shapes"):
         cached = getattr(towers, name, None)
         if cached is not None:
@@ -75,17 +79,35 @@ def measure(file: Path, repeat: int) -> tuple[float, float, object]:
     """(min ms, peak MiB above the RSS before, the shape read) of reading ``file``."""
     from flexdiffuse.towers import read_tower_shape
 
-    read_tower_shape(file)  # imports what reading needs, outside the measurement
+    return timed(lambda: read_tower_shape(file), repeat)
+
+
+def measure_scan(folder: Path, repeat: int) -> tuple[float, float, object]:
+    """(min ms, peak MiB, (towers found, pickles listed)) of scanning ``folder`` for ViT-L."""
+    from flexdiffuse import towers
+    from flexdiffuse.known_towers import VIT_L
+
+    def scan() -> tuple[int, int]:
+        found = towers.find_tower_files([folder], VIT_L.token_width)
+        listed = getattr(towers, "find_pickles", lambda folders: [])([folder])
+        return len(found), len(listed)
+
+    return timed(scan, repeat)
+
+
+def timed(call: Callable[[], object], repeat: int) -> tuple[float, float, object]:
+    """(min ms, peak MiB above the RSS before, the result) of ``call``, caches cleared."""
+    call()  # imports what reading needs, outside the measurement
     gc.collect()
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
     before = status_mib("VmRSS")
-    best, shape = float("inf"), None
+    best, result = float("inf"), None
     for _ in range(repeat):
         clear_caches()
         start = time.perf_counter()
-        shape = read_tower_shape(file)
+        result = call()
         best = min(best, time.perf_counter() - start)
-    return best * 1000, status_mib("VmHWM") - before, shape
+    return best * 1000, status_mib("VmHWM") - before, result
 
 
 def main() -> None:
@@ -97,12 +119,16 @@ def main() -> None:
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print("| file | size GB | read_tower_shape ms (min) | peak RSS above before, MiB | shape |")
+    print("| read | size GB | ms (min) | peak RSS above before, MiB | result |")
     print("|---|---|---|---|---|")
     for file in files:
         ms, mib, shape = measure(file, args.repeat)
         size = file.stat().st_size / 1e9
-        print(f"| {file.suffix} | {size:.2f} | {ms:.1f} | {mib:.0f} | {shape} |")
+        print(f"| `{file.suffix}` | {size:.2f} | {ms:.2f} | {mib:.0f} | {shape} |")
+    ms, mib, (towers, pickles) = measure_scan(files[0].parent, args.repeat)
+    size = sum(file.stat().st_size for file in files) / 1e9
+    result = f"{towers} tower found, {pickles} pickle listed"
+    print(f"| the folder (both) | {size:.2f} | {ms:.2f} | {mib:.0f} | {result} |")
 
 
 if __name__ == "__main__":

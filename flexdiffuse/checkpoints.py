@@ -5,14 +5,22 @@ IP-Adapter users already have the ViT-H and ViT-bigG towers as single files (Com
 layouts: transformers' (``vision_model.*`` and ``visual_projection.weight``, the full
 ``CLIPModel`` too) or OpenCLIP's (``visual.*``). This module reads either into a transformers
 ``CLIPVisionModelWithProjection`` state dict and infers the tower's configuration from the
-tensor shapes. Weights come from ``.safetensors`` files, or from pickles read with
-``weights_only=True``, which cannot run code.
+tensor shapes. Weights come from ``.safetensors`` files. A pickle (``.pth``, ``.pt``,
+``.bin``, ``.ckpt``) is read only when the user names it, with ``weights_only=True``, and only
+on a torch whose ``weights_only`` loader has no published way around it
+(:func:`weights_only_is_safe`); otherwise it is refused unopened, with the command that converts
+it to safetensors (:func:`convert_command`).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import pickle
 import re
+import shlex
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +32,23 @@ from .known_towers import identify
 VISION = "vision_model."
 PROJECTION = "visual_projection.weight"
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+
+WEIGHTS_ONLY_BYPASSES = {"CVE-2025-32434": (2, 6), "CVE-2026-24747": (2, 10)}
+"""The published ways to run code through torch's ``weights_only`` loader, each with the first
+torch release that closed it (GHSA-53q9-r3pm-6pq6: torch 2.5.1 and earlier;
+GHSA-63cw-57p8-fm3p: memory corruption, torch 2.9.1 and earlier)."""
+SAFE_TORCH = ".".join(map(str, max(WEIGHTS_ONLY_BYPASSES.values())))
+"""The first torch release that none of :data:`WEIGHTS_ONLY_BYPASSES` affects."""
+
+_CONVERT = (
+    "import sys,torch; from safetensors.torch import save_file; "
+    "s=torch.load(sys.argv[1],map_location='cpu',weights_only=True); s=s.get('state_dict',s); "
+    "save_file({k:v.contiguous() for k,v in s.items() if isinstance(v,torch.Tensor)},"
+    "sys.argv[2],{'format':'pt'})"
+)
+"""Converts a state dict pickle to safetensors (no double quotes, ``$`` or ``!``: it is shown
+in double quotes, for POSIX shells and Windows alike). transformers loads a folder's
+``model.safetensors`` only with the ``format`` metadata ``save_pretrained`` writes."""
 
 _OPEN_CLIP_BLOCK = {
     "ln_1": "layer_norm1",
@@ -49,14 +74,25 @@ class CheckpointError(ValueError):
     """A weights file that is not a CLIP vision tower FlexDiffuse can use."""
 
 
+class UnsafePickleError(CheckpointError):
+    """A pickle that this torch cannot read without risk: it was not opened."""
+
+
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a ``.safetensors`` file, or of a pickle read with ``weights_only``."""
+    """All tensors of a ``.safetensors`` file, or of a pickle the user named.
+
+    Raises:
+        UnsafePickleError: ``path`` is a pickle and this torch's ``weights_only`` loader has a
+            published bypass; the file was not opened.
+    """
     suffix = path.suffix.lower()  # Windows users meet .SAFETENSORS and .PTH too
     if suffix == ".safetensors":
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu")
     if suffix in PICKLE_SUFFIXES:
+        if not weights_only_is_safe():
+            raise UnsafePickleError(_unsafe_pickle_message(path))
         return read_torch_file(path)
     raise CheckpointError(
         f"'{path.name}' is not a weights file FlexDiffuse reads: use a .safetensors file "
@@ -64,16 +100,57 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     )
 
 
-def read_torch_file(path: str | Path, *, mmap: bool = False) -> dict[str, torch.Tensor]:
+def weights_only_bypasses() -> list[str]:
+    """The published bypasses of ``weights_only`` that the installed torch is open to.
+
+    Decided by torch's own version: the fixes changed no API that could be probed instead.
+    A pre-release of a fixing version counts as unfixed.
+    """
+    from torch.torch_version import TorchVersion
+
+    installed = TorchVersion(str(torch.__version__))
+    return [name for name, fixed in WEIGHTS_ONLY_BYPASSES.items() if installed < fixed]
+
+
+def weights_only_is_safe() -> bool:
+    """Whether the installed torch's ``weights_only`` loader has no published bypass."""
+    return not weights_only_bypasses()
+
+
+def convert_command(path: str | Path, target: str | Path | None = None) -> str:
+    """The shell command that writes the pickle ``path`` as safetensors (default: beside it).
+
+    It runs in this Python (which has torch and safetensors): the user runs it on a file
+    they trust, since reading a pickle on an affected torch can run the file's code.
+    """
+    source = Path(path)
+    target = Path(target) if target is not None else source.with_suffix(".safetensors")
+    if os.name == "nt":
+        files = subprocess.list2cmdline([sys.executable])
+        paths = subprocess.list2cmdline([str(source), str(target)])
+    else:
+        files, paths = shlex.quote(sys.executable), shlex.join([str(source), str(target)])
+    return f'{files} -c "{_CONVERT}" {paths}'
+
+
+def read_torch_file(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of the state dict in a torch file (also under a ``state_dict`` key).
 
-    ``weights_only`` refuses a pickle that names anything but tensors and containers, so no
-    code runs while reading; with ``mmap`` the storages are mapped, not read (the file must be
-    zip-format, as ``torch.save`` writes it), so the tensors' shapes cost no weights.
+    Call only for a file the user named, after :func:`weights_only_is_safe`: ``weights_only``
+    refuses a pickle that names anything but tensors and containers.
     torch.serialization.load, not torch.load: A1111 swaps torch.load for a checker of its own.
     """
     name = Path(path).name
-    state = torch.serialization.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+    try:
+        state = torch.serialization.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's own message advises weights_only=False, which would run what it refused.
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        what = f" ({refused.group(1)})" if refused else ""
+        raise CheckpointError(
+            f"'{name}' holds more than tensors{what}, which torch's weights_only loader "
+            "refuses: it may hide code, and FlexDiffuse does not load it."
+        ) from error
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):
@@ -170,6 +247,16 @@ def expected_shapes(config: Any) -> dict[str, tuple[int, ...]]:
         shapes.update({f"{layer}mlp.fc1.weight": (inner, width), f"{layer}mlp.fc1.bias": (inner,)})
         shapes.update({f"{layer}mlp.fc2.weight": (width, inner), f"{layer}mlp.fc2.bias": (width,)})
     return shapes
+
+
+def _unsafe_pickle_message(path: Path) -> str:
+    return (
+        f"'{path}' is a pickle, and reading a pickle with the torch installed here "
+        f"({torch.__version__}) can run code hidden in the file even with weights_only "
+        f"({', '.join(weights_only_bypasses())}; fixed in torch {SAFE_TORCH}), so FlexDiffuse "
+        f"did not open it. If you trust the file, convert it to .safetensors once and use "
+        f"that file instead: {convert_command(path)}"
+    )
 
 
 def _strip(key: str, marker: str) -> str | None:

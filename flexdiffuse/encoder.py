@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .checkpoints import PICKLE_SUFFIXES
+from .checkpoints import PICKLE_SUFFIXES, convert_command
 from .download import DiskFullError, DownloadHooks, DownloadStoppedError, fetch_weights
 from .images import image_digest, prepare_image
 from .known_towers import VIT_L
@@ -167,18 +167,25 @@ class ImageEncoder:
     ) -> ImageEncoder:
         """Load a CLIP vision tower from one weights file, as IP-Adapter tools keep them.
 
-        ``path`` is a ``.safetensors`` file (or a ``.pth``/``.bin`` pickle, read with
-        ``weights_only=True``) in transformers' or OpenCLIP's layout, a whole CLIP model
-        included. The configuration comes from a ``config.json`` beside the file, else from
+        ``path`` is a ``.safetensors`` file (or a ``.pth``/``.bin`` pickle the user named, read
+        with ``weights_only=True`` on a torch without a published bypass of it, see
+        :func:`~.checkpoints.read_weights`) in transformers' or OpenCLIP's layout, a whole CLIP
+        model included. The configuration comes from a ``config.json`` beside the file, else from
         the tensor shapes; images get CLIP's standard preprocessing at the tower's input size.
 
         Raises:
-            ModelLoadError: the file is missing, unreadable, or not a CLIP vision tower with
-                a visual projection.
+            ModelLoadError: the file is missing, unreadable, not a CLIP vision tower with a
+                visual projection, or a pickle this torch cannot read safely (unopened).
         """
         from transformers import CLIPVisionModelWithProjection
 
-        from .checkpoints import CheckpointError, read_weights, vision_config, vision_state_dict
+        from .checkpoints import (
+            CheckpointError,
+            UnsafePickleError,
+            read_weights,
+            vision_config,
+            vision_state_dict,
+        )
 
         file = Path(path)
         try:
@@ -186,6 +193,8 @@ class ImageEncoder:
             config = vision_config(state, _sibling_config(file))
             model = CLIPVisionModelWithProjection(config)
             missing, unexpected = model.load_state_dict(state, strict=False)
+        except UnsafePickleError as error:
+            raise ModelLoadError(str(error)) from error
         except CheckpointError as error:
             raise ModelLoadError(_file_failure_message(file, error)) from error
         except Exception as error:  # corrupt files fail in safetensors, pickle or torch
@@ -270,12 +279,16 @@ def _check_local_path(name: str) -> None:
     # use_safetensors=True, and unpickling can run arbitrary code: refuse before it tries.
     if any((folder / f).is_file() for f in SAFETENSORS_FILES):
         return
-    pickled = [p.name for p in folder.glob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
-    found = f" (found {', '.join(sorted(pickled))})" if pickled else ""
+    pickled = sorted(p for p in folder.glob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    found = f" (found {', '.join(p.name for p in pickled)})" if pickled else ""
+    convert = "."  # a command ends the message: no full stop after it
+    if len(pickled) == 1:
+        command = convert_command(pickled[0], folder / SAFETENSORS_FILES[0])
+        convert = f", or convert the pickle once, if you trust it: {command}"
     raise ModelLoadError(
         f"The folder '{name}' has no model.safetensors{found}. FlexDiffuse loads weights only "
         "from safetensors files, never from pickled .bin/.pt files, which can run code when "
-        "loaded. Download the model's model.safetensors into that folder."
+        f"loaded. Download the model's model.safetensors into that folder{convert}"
     )
 
 

@@ -3,24 +3,24 @@
 Image-prompt tools leave vision towers in well-known folders (A1111/Forge ``models/clip_vision``,
 the ControlNet extension's ``clip_vision`` downloads, ComfyUI's ``models/clip_vision``). This
 module tells which of those files fit a tower by reading only tensor names and shapes: the
-header of a safetensors file (``safetensors.safe_open``), or a zip-format torch file (the
-ControlNet extension's ``clip_h.pth``) loaded with ``weights_only=True`` (no code runs) and
-``mmap=True`` (storages are mapped, not read). No weights are read. It also gives each
-source one key (:func:`source_key`), so that different spellings of one local path name one
-tower, and tells a known tower's default sources (:func:`is_default_source`); the towers
-themselves are in :mod:`~flexdiffuse.known_towers`. Nothing here imports the webui.
+header of a ``.safetensors`` file (``safetensors.safe_open``), and for a folder saved by
+transformers its ``config.json`` and the headers of its safetensors weights. No weights are
+read. A pickle found there (``.pth``, ``.pt``, ``.bin``, ``.ckpt``, such as the ControlNet
+extension's ``clip_h.pth``) is listed (:func:`find_pickles`) but never opened: unpickling can
+run code, and torch's ``weights_only`` loader has had published bypasses (see
+:mod:`~flexdiffuse.checkpoints`). It also gives each source one key (:func:`source_key`), so
+that different spellings of one local path name one tower, and tells a known tower's default
+sources (:func:`is_default_source`); the towers themselves are in
+:mod:`~flexdiffuse.known_towers`. Nothing here imports the webui.
 """
 
 from __future__ import annotations
 
-import collections
 import functools
 import json
 import logging
 import os
-import pickle
 import re
-import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,6 @@ from .checkpoints import (
     VISION,
     CheckpointError,
     expected_shapes,
-    read_torch_file,
     vision_config,
     vision_state_dict,
 )
@@ -44,7 +43,6 @@ SAFETENSORS_SUFFIX = ".safetensors"
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 CONFIG_FILE = "config.json"
-_STORAGE_RECORD = re.compile(r"(^|/)data/[^/]+$")  # <archive>/data/<key>, as torch.save names them
 
 
 @dataclass(frozen=True)
@@ -120,13 +118,12 @@ def source_key(source: str | os.PathLike[str]) -> str:
 def read_tower_shape(path: str | os.PathLike[str]) -> TowerShape | None:
     """The shape of the CLIP vision tower in ``path``, or None if it holds none we can use.
 
-    ``path`` is a ``.safetensors`` file or a zip-format torch file (``.pth``, ``.bin``, ``.pt``,
-    ``.ckpt``, as ``torch.save`` writes them) in transformers' ``vision_model.*`` layout (a
-    whole ``CLIPModel`` included) or OpenCLIP's ``visual.*``, or a folder saved by
-    transformers (``config.json`` and ``model.safetensors``, sharded or not). Only headers and
-    pickled structures are read, never weights. Legacy (non-zip) torch files, pickles that
-    hold more than a state dict, truncated or corrupt files, non-CLIP weights and
-    towers without a visual projection give None (the reason is logged at debug level).
+    ``path`` is a ``.safetensors`` file in transformers' ``vision_model.*`` layout (a whole
+    ``CLIPModel`` included) or OpenCLIP's ``visual.*``, or a folder saved by transformers
+    (``config.json`` and ``model.safetensors``, sharded or not). Only safetensors headers and
+    the folder's ``config.json`` are read, never weights. A pickle gives None unopened;
+    truncated or corrupt files, non-CLIP weights and towers without a visual projection give
+    None too (the reason is logged at debug level).
     """
     target = Path(path)
     try:
@@ -134,8 +131,9 @@ def read_tower_shape(path: str | os.PathLike[str]) -> TowerShape | None:
             shapes = _folder_shapes(target)
         elif target.suffix.lower() == SAFETENSORS_SUFFIX:
             shapes = _cached_header_shapes(*_file_identity(target))
-        elif target.suffix.lower() in PICKLE_SUFFIXES:
-            shapes = _cached_torch_file_shapes(*_file_identity(target))
+        elif _is_pickle(target):
+            logger.debug("Not opened (a pickle, whose loading can run code): %s", target)
+            return None
         else:
             logger.debug("Not scanned (not a weights file or a model folder): %s", target)
             return None
@@ -159,24 +157,48 @@ def find_tower_files(folders: Iterable[str | os.PathLike[str]], token_width: int
     Each folder is scanned with one level of subfolders: its ``.safetensors`` files, and each
     subfolder either as a model folder (``config.json`` + ``model.safetensors``, offered as a
     folder) or for the ``.safetensors`` files directly in it. Missing folders are skipped;
-    the same file reached twice (two folders, a symlink) is offered once.
+    the same file reached twice (two folders, a symlink) is offered once. Pickles are not
+    opened (:func:`find_pickles` lists them).
     """
     found: list[Path] = []
-    seen: set[str] = set()
-    for folder in folders:
-        for candidate in _candidates(Path(folder).expanduser()):
-            try:
-                key = str(candidate.resolve())
-            except (OSError, RuntimeError) as error:  # a symlink loop
-                logger.debug("Skipped %s: %s", candidate, error)
-                continue
-            if key in seen:
-                continue
-            shape = read_tower_shape(candidate)
-            if shape is not None and shape.token_width == token_width:
-                seen.add(key)
-                found.append(candidate)
+    for candidate in _unique(_candidates(Path(folder).expanduser()) for folder in folders):
+        if _is_pickle(candidate):
+            continue
+        shape = read_tower_shape(candidate)
+        if shape is not None and shape.token_width == token_width:
+            found.append(candidate)
     return found
+
+
+def find_pickles(folders: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The pickles where :func:`find_tower_files` looks: listed by name, never opened.
+
+    ``.pth``, ``.pt``, ``.bin`` and ``.ckpt`` files in each folder and one level down (the
+    ``pytorch_model.bin`` of a folder saved by transformers without safetensors too), each
+    once. Whether one holds a tower cannot be told without unpickling it.
+    """
+    return [
+        candidate
+        for candidate in _unique(_candidates(Path(folder).expanduser()) for folder in folders)
+        if _is_pickle(candidate)
+    ]
+
+
+def _unique(groups: Iterable[list[Path]]) -> list[Path]:
+    """The paths of ``groups`` in order, each file or folder once whatever leads to it."""
+    unique: list[Path] = []
+    seen: set[str] = set()
+    for group in groups:
+        for path in group:
+            try:
+                key = str(path.resolve())
+            except (OSError, RuntimeError) as error:  # a symlink loop
+                logger.debug("Skipped %s: %s", path, error)
+                continue
+            if key not in seen:
+                seen.add(key)
+                unique.append(path)
+    return unique
 
 
 def _normalise_hub_id(source: str) -> str:
@@ -185,7 +207,7 @@ def _normalise_hub_id(source: str) -> str:
 
 
 def _candidates(folder: Path) -> list[Path]:
-    """What :func:`find_tower_files` offers from ``folder``, in a stable order."""
+    """The weights files and model folders in ``folder``, pickles included, in a stable order."""
     if not folder.is_dir():
         logger.debug("Tower folder not found: %s", folder)
         return []
@@ -217,6 +239,10 @@ def _is_weights_file(entry: Path) -> bool:
     return (suffix == SAFETENSORS_SUFFIX or suffix in PICKLE_SUFFIXES) and entry.is_file()
 
 
+def _is_pickle(path: Path) -> bool:
+    return path.suffix.lower() in PICKLE_SUFFIXES and not path.is_dir()
+
+
 def _is_model_folder(folder: Path) -> bool:
     """A folder as ``save_pretrained`` writes it, with safetensors weights."""
     weights = (folder / WEIGHTS_FILE).is_file() or (folder / WEIGHTS_INDEX).is_file()
@@ -231,6 +257,9 @@ def _folder_shapes(folder: Path) -> dict[str, tuple[int, ...]] | None:
         return _cached_header_shapes(*_file_identity(folder / WEIGHTS_FILE))
     index = json.loads((folder / WEIGHTS_INDEX).read_text(encoding="utf-8"))
     shards = sorted(set(index["weight_map"].values()))
+    if not all(shard.endswith(SAFETENSORS_SUFFIX) for shard in shards):
+        logger.debug("Not opened (its index names other files than safetensors): %s", folder)
+        return None
     shapes: dict[str, tuple[int, ...]] = {}
     for shard in shards:
         part = _cached_header_shapes(*_file_identity(folder / shard))
@@ -283,66 +312,6 @@ def _cached_header_shapes(file: str, size: int, mtime_ns: int) -> dict[str, tupl
             return {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}  # noqa: SIM118
     except SafetensorError as error:  # a truncated or corrupt file
         raise ValueError(str(error)) from error
-
-
-@functools.lru_cache(maxsize=256)
-def _cached_torch_file_shapes(
-    file: str, size: int, mtime_ns: int
-) -> dict[str, tuple[int, ...]] | None:
-    """Tensor shapes of the state dict in a torch file (see :func:`_torch_file_shapes`).
-
-    A file that is no such state dict is remembered as None: folders such as Forge's
-    ControlNetPreprocessor hold many other torch files, which every scan would read again.
-    """
-    del size, mtime_ns  # part of the cache key only
-    try:
-        return _torch_file_shapes(file)
-    except ValueError as error:
-        logger.debug("Not a torch file FlexDiffuse can read: %s (%s)", file, error)
-        return None
-
-
-def _torch_file_shapes(file: str) -> dict[str, tuple[int, ...]]:
-    """Tensor shapes of the state dict in a zip-format torch file, its storages only mapped.
-
-    Raises:
-        ValueError: a legacy (non-zip) or truncated file, a pickle that is more than a state
-            dict (refused before anything in it runs), storages missing or shorter than their
-            tensors.
-    """
-    try:
-        state = read_torch_file(file, mmap=True)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as error:
-        raise ValueError(f"torch cannot map it as a state dict ({error})") from error
-    _check_storage_records(file, state.values())
-    return {name: tuple(tensor.shape) for name, tensor in state.items()}
-
-
-def _check_storage_records(file: str, tensors: Iterable[torch.Tensor]) -> None:
-    """Refuse a file whose storage records are shorter than the storages its pickle names.
-
-    A mapped storage is a window onto the file at its record's offset, of the size the pickle
-    gives: torch compares it with the record's size only when it reads the record, so a record
-    cut short (the archive's directory intact) would map the next record's bytes. Each storage
-    must have a record of its own of exactly its size.
-    """
-    storages = {
-        tensor.untyped_storage().data_ptr(): tensor.untyped_storage().nbytes()
-        for tensor in tensors
-        if tensor.untyped_storage().nbytes()
-    }
-    try:
-        with zipfile.ZipFile(file) as archive:
-            records = collections.Counter(
-                info.file_size
-                for info in archive.infolist()
-                if _STORAGE_RECORD.search(info.filename)
-            )
-    except zipfile.BadZipFile as error:  # changed since torch read it
-        raise ValueError(str(error)) from error
-    needed = collections.Counter(storages.values())
-    if any(records[size] < count for size, count in needed.items()):
-        raise ValueError("a storage record is shorter than its storage (a damaged file)")
 
 
 def _shape_of(shapes: Mapping[str, tuple[int, ...]], target: Path) -> TowerShape | None:

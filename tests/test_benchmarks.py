@@ -56,7 +56,8 @@ def test_bench_scan_row(tmp_path):
     save_file(state, str(tmp_path / "tower.safetensors"))
     torch.save(state, tmp_path / "tower.pth")
     bench = load("bench_scan")
-    for name in ("tower.safetensors", "tower.pth"):
-        ms, _peak, shape = bench.measure(tmp_path / name, 1)
-        assert ms > 0
-        assert shape.layers == 2
+    ms, _peak, shape = bench.measure(tmp_path / "tower.safetensors", 1)
+    assert ms > 0
+    assert shape.layers == 2
+    assert bench.measure(tmp_path / "tower.pth", 1)[2] is None  # a pickle: not opened
+    assert bench.measure_scan(tmp_path, 1)[2] == (0, 1)  # 48 wide, not ViT-L; the pickle listed

@@ -8,6 +8,9 @@ those of the same tower loaded from a ``save_pretrained`` folder.
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,10 @@ import torch
 from safetensors.torch import save_file
 
 from flexdiffuse import ImageEncoder, ModelLoadError
+from flexdiffuse.checkpoints import convert_command, weights_only_is_safe
 from flexdiffuse.known_towers import VIT_BIGG, VIT_H, VIT_L
+from flexdiffuse.towers import find_tower_files
+from tests.pickles import bypass_weights_only, opened_files, pickles_in, plant
 from tests.test_encoder import gradient
 
 IMAGE = gradient(50, 40)
@@ -121,23 +127,83 @@ def test_safetensors_file_in_every_layout(tmp_path, reference, layout):
     assert encoder.width == 48
 
 
-def test_pickled_weights_load_with_weights_only(tmp_path, reference):
+def test_a_named_pickle_loads_with_weights_only_on_a_torch_without_a_published_bypass(
+    tmp_path, reference, monkeypatch
+):
+    monkeypatch.setattr(torch, "__version__", "2.10.0")
+    assert weights_only_is_safe()
     model, expected = reference
     path = tmp_path / "clip_h.pth"
     torch.save({"state_dict": to_open_clip(state_of(model))}, path)
     torch.testing.assert_close(ImageEncoder.from_pretrained(path)(IMAGE), expected)
 
 
-class Payload:
-    def __reduce__(self):
-        return (print, ("this would run when unpickled",))
-
-
-def test_a_pickle_that_runs_code_is_refused(tmp_path):
-    path = tmp_path / "evil.bin"
-    path.write_bytes(pickle.dumps({"visual.proj": Payload()}))
-    with pytest.raises(ModelLoadError, match=r"evil\.bin"):
+def test_a_named_pickle_that_would_run_code_is_refused_by_weights_only(tmp_path, reference):
+    """On this torch (no published bypass), the pickle is read with weights_only, which
+    refuses the payload's global: a real torch.save archive, not refused as malformed."""
+    assert weights_only_is_safe()
+    marker = tmp_path / "code-ran"
+    path = plant(tmp_path / "evil.pth", marker, state_of(reference[0]))
+    assert zipfile.is_zipfile(path)
+    with pytest.raises(ModelLoadError, match=r"evil\.pth") as caught:
         ImageEncoder.from_pretrained(path)
+    assert isinstance(caught.value.__cause__.__cause__, pickle.UnpicklingError)
+    message = str(caught.value)
+    # The payload, by its global; not torch's advice to load it with weights_only=False.
+    assert "'evil.pth' holds more than tensors (getattr), which torch's weights_only" in message
+    assert "weights_only=False" not in message
+    assert "\x1b" not in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("version", "bypasses"),
+    [
+        ("2.1.2", "CVE-2025-32434, CVE-2026-24747"),
+        ("2.3.1+cu121", "CVE-2025-32434, CVE-2026-24747"),
+        ("2.5.1", "CVE-2025-32434, CVE-2026-24747"),
+        ("2.9.1", "CVE-2026-24747"),
+        ("2.10.0a0+git", "CVE-2026-24747"),
+    ],
+)
+def test_a_named_pickle_is_not_opened_on_a_torch_with_a_published_bypass(
+    tmp_path, reference, monkeypatch, version, bypasses
+):
+    """torch 2.1.2 is A1111 1.10's, 2.3.1 Forge's; a pre-release of 2.10 counts as 2.9."""
+    marker = tmp_path / "code-ran"
+    path = plant(tmp_path / "clip_h.pth", marker, state_of(reference[0]))
+    monkeypatch.setattr(torch, "__version__", version)
+    reads = bypass_weights_only(monkeypatch)
+    with opened_files() as opened, pytest.raises(ModelLoadError) as caught:
+        ImageEncoder.from_pretrained(path)
+    assert not marker.exists()
+    assert reads == []
+    assert pickles_in(opened) == []
+    message = str(caught.value)
+    assert f"'{path}' is a pickle" in message
+    assert f"({version}) can run code hidden in the file even with weights_only ({bypasses};" in (
+        message
+    )
+    assert message.endswith(convert_command(path))
+
+
+def test_the_convert_command_writes_a_safetensors_file_the_scan_finds(tmp_path, reference):
+    model, expected = reference
+    folder = tmp_path / "clip vision"  # a space, as Windows folders have
+    folder.mkdir()
+    torch.save({"state_dict": to_open_clip(state_of(model))}, folder / "clip_h.pth")
+    command = convert_command(folder / "clip_h.pth")
+    assert command.startswith(f"{sys.executable} -c ")
+    subprocess.run(command, shell=True, check=True, capture_output=True)
+    assert find_tower_files([folder], 48) == [folder / "clip_h.safetensors"]
+    encoder = ImageEncoder.from_pretrained(folder / "clip_h.safetensors")
+    torch.testing.assert_close(encoder(IMAGE), expected)
+
+
+def test_the_documented_convert_command_is_the_one_flexdiffuse_gives():
+    code = convert_command(Path("clip_h.pth")).split(" -c ", 1)[1].rsplit(" ", 2)[0]
+    usage = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text()
+    assert f"python -c {code} models/clip_vision/clip_h.pth" in usage
 
 
 def test_a_file_without_a_vision_tower(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import subprocess
 
 import numpy as np
 import pytest
@@ -11,9 +12,11 @@ from PIL import Image, ImageOps
 
 from flexdiffuse import DEFAULT_MODEL_SD1, ImageEncoder, ModelLoadError
 from flexdiffuse import encoder as encoder_module
+from flexdiffuse.checkpoints import convert_command
 from flexdiffuse.encoder import TokenCache
 from flexdiffuse.images import image_digest, prepare_image, to_rgb
 from tests.conftest import TINY_IMAGE_SIZE, TINY_TOKENS, save_tiny_clip
+from tests.pickles import bypass_weights_only, opened_files, pickles_in, plant
 
 
 @pytest.fixture(scope="module")
@@ -213,10 +216,27 @@ def test_unknown_model_offline_names_the_id_and_the_fix(tmp_path):
     assert "local folder" in message
 
 
-def test_pickle_weights_are_refused(tmp_path):
+def test_a_named_folder_with_pickled_weights_is_refused_unopened(tmp_path, monkeypatch):
+    """transformers 4.30 would fall back to pytorch_model.bin: refused before it tries, even
+    on a torch without a published weights_only bypass; the message says how to convert."""
     folder = save_tiny_clip(tmp_path / "pickled", safetensors=False)
-    with pytest.raises(ModelLoadError, match=r"model\.safetensors"):
+    weights = folder / "pytorch_model.bin"
+    marker = tmp_path / "code-ran"
+    plant(weights, marker, torch.load(weights, weights_only=True))
+    reads = bypass_weights_only(monkeypatch)
+    with opened_files() as opened, pytest.raises(ModelLoadError, match=r"model\.safetensors"):
         ImageEncoder.from_pretrained(folder)
+    assert not marker.exists()
+    assert reads == []
+    assert pickles_in(opened) == []
+    monkeypatch.undo()  # torch's own loader again, for the user's conversion
+    save_tiny_clip(folder, safetensors=False)  # the tower itself, without the payload
+    with pytest.raises(ModelLoadError) as caught:
+        ImageEncoder.from_pretrained(folder)
+    command = convert_command(weights, folder / "model.safetensors")
+    assert str(caught.value).endswith(f"or convert the pickle once, if you trust it: {command}")
+    subprocess.run(command, shell=True, check=True, capture_output=True)
+    assert ImageEncoder.from_pretrained(folder).width == 24
 
 
 def test_folder_without_a_model_says_what_it_needs(tmp_path):

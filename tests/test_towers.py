@@ -2,14 +2,14 @@
 
 Every test writes tiny random towers to disk in the layouts users have (transformers',
 OpenCLIP's, a whole CLIPModel, a save_pretrained folder) next to files that must not be
-offered, and checks what the scanner reports without reading any weights.
+offered, and checks what the scanner reports without reading any weights, and without
+opening any pickle.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -21,12 +21,14 @@ from flexdiffuse.checkpoints import expected_shapes
 from flexdiffuse.known_towers import KNOWN_TOWERS, VIT_B, VIT_BIGG, VIT_H, VIT_L, identify
 from flexdiffuse.towers import (
     TowerShape,
+    find_pickles,
     find_tower_files,
     is_default_source,
     read_tower_shape,
     source_key,
     split_hub_source,
 )
+from tests.pickles import bypass_weights_only, opened_files, pickles_in, plant, plant_everywhere
 from tests.test_checkpoints import state_of, tiny_tower, to_open_clip
 
 TINY = TowerShape(hidden_width=128, token_width=48, layers=2, image_size=32)
@@ -63,27 +65,10 @@ class ShapeOnly:
         return self._part.get_shape()
 
 
-@pytest.fixture
-def torch_loads(monkeypatch):
-    """The calls the scanner made to torch's loader (each checked to be safe and mapped)."""
-    calls: list[dict] = []
-    original = torch.serialization.load
-
-    def mapped_only(file, *args, **kwargs):
-        assert kwargs.get("weights_only") is True, "a torch file read without weights_only"
-        assert kwargs.get("mmap") is True, "a torch file's storages read instead of mapped"
-        calls.append(kwargs)
-        return original(file, *args, **kwargs)
-
-    monkeypatch.setattr(torch.serialization, "load", mapped_only)
-    return calls
-
-
 @pytest.fixture(autouse=True)
-def no_weights_are_read(monkeypatch, torch_loads):
-    """Scanning reads headers only: loading weights or unpickling freely fails the test
-    (safetensors files are opened for their header and shapes, torch files are loaded with
-    ``weights_only`` and their storages memory-mapped, never read)."""
+def no_weights_are_read(monkeypatch):
+    """Scanning reads headers only: loading weights, torch's loader or unpickling fails the
+    test (safetensors files are opened for their header and shapes)."""
 
     def refuse(*args, **kwargs):
         raise AssertionError("the scanner read weights")
@@ -98,10 +83,10 @@ def no_weights_are_read(monkeypatch, torch_loads):
         safetensors, "safe_open", lambda *a, **kw: HeaderOnly(original_open(*a, **kw))
     )
     monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(torch.serialization, "load", refuse)
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
     towers._cached_header_shapes.cache_clear()
-    towers._cached_torch_file_shapes.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -210,105 +195,48 @@ def with_header(header: bytes) -> bytes:
     return len(header).to_bytes(8, "little") + header
 
 
-class Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
+def test_the_scan_never_opens_a_pickle(tmp_path, tower, monkeypatch):
+    """Not even on a torch whose weights_only check is bypassed: every pickle where the scan
+    looks, in every form (each suffix, a subfolder, a folder saved by transformers with
+    pickled weights), would create the marker if anything unpickled it."""
+    marker = tmp_path / "code-ran"
+    root = tmp_path / "clip_vision"
+    planted = plant_everywhere(root, marker)
+    file = save_tower(root / "tower.safetensors", state_of(tower))
+    reads = bypass_weights_only(monkeypatch)
+    with opened_files() as opened:
+        assert find_tower_files([root], 48) == [file]
+        assert sorted(find_pickles([root])) == sorted(planted)
+        assert [read_tower_shape(path) for path in planted] == [None] * len(planted)
+        assert read_tower_shape(root / "image_encoder") is None
+    assert not marker.exists()
+    assert reads == []
+    assert pickles_in(opened) == []
+    # The marker works: torch's loader, bypassed, runs the pickle's code.
+    torch.load(planted[0])
+    assert marker.exists()
 
-    def __reduce__(self):
-        return (os.makedirs, (str(self.marker),))
 
-
-def test_pickles_run_no_code(tmp_path, tower):
-    """Plain pickles are not read; torch files whose pickle names anything else are refused."""
-    marker = tmp_path / "unpickled"
-    evil = tmp_path / "clip_vision" / "tower.bin"
-    evil.parent.mkdir()
-    with open(evil, "wb") as stream:
-        pickle.Pickler(stream).dump({"visual.proj": Payload(marker)})
-    for name in ("tower.pth", "tower.pt", "tower.ckpt"):
-        (evil.parent / name).write_bytes(evil.read_bytes())
-    # The same payload inside a real torch.save archive, beside a whole tower's tensors.
-    state = {**state_of(tower), "payload": Payload(marker)}
-    torch.save(state, evil.parent / "zipped.pth")
-    torch.save({"state_dict": state}, evil.parent / "nested.pth")
-    assert read_tower_shape(evil) is None
-    assert read_tower_shape(evil.parent / "zipped.pth") is None
-    assert find_tower_files([evil.parent], 48) == []
+def test_pickles_are_listed_once_in_a_stable_order(tmp_path):
+    marker = tmp_path / "code-ran"
+    root = tmp_path / "clip_vision"
+    b = plant(root / "b.PTH", marker)
+    a = plant(root / "a.ckpt", marker)
+    link = tmp_path / "ControlNet-clip_vision"
+    link.symlink_to(root, target_is_directory=True)
+    (root / "notes.txt").write_text("not a model")
+    assert find_pickles([root, link, tmp_path / "missing"]) == [a, b]
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("layout", ["transformers", "whole-clip", "open-clip", "nested", "fp16"])
-def test_a_torch_file_in_every_layout(tmp_path, tower, torch_loads, layout):
-    state = state_of(tower)
-    if layout == "whole-clip":
-        state = whole_clip_state(state)
-    elif layout == "open-clip":
-        state = to_open_clip(state)
-    elif layout == "fp16":
-        state = {name: tensor.half() for name, tensor in state.items()}
-    saved: object = {"state_dict": state} if layout == "nested" else state
-    torch.save(saved, tmp_path / "clip_h.pth")  # what the ControlNet extension keeps
-    assert read_tower_shape(tmp_path / "clip_h.pth") == TINY
-    assert len(torch_loads) == 1
-
-
-def test_a_pickled_save_pretrained_folder_offers_its_file(tmp_path, torch_loads):
-    from tests.conftest import save_tiny_clip
-
-    root = tmp_path / "clip_vision"
-    folder = save_tiny_clip(root / "image_encoder", safetensors=False, projection_dim=40)
-    assert read_tower_shape(folder) is None  # not a model folder FlexDiffuse loads as one
-    assert find_tower_files([root], 40) == [folder / "pytorch_model.bin"]
-
-
-def test_torch_files_that_cannot_be_trusted(tmp_path, tower):
-    state = state_of(tower)
-    good = tmp_path / "good.pth"
-    torch.save(state, good)
-    data = good.read_bytes()
-    torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
-    (tmp_path / "truncated.pth").write_bytes(data[: len(data) // 2])
-    (tmp_path / "empty.pth").write_bytes(b"")
-    wrong = dict(state)
-    wrong["vision_model.post_layernorm.bias"] = torch.zeros(10)[:4]  # not the tower's size
-    torch.save(wrong, tmp_path / "wrong-size.pth")
-    torch.save([1, 2, 3], tmp_path / "list.pth")
-    torch.save({"a": torch.zeros(2)}, tmp_path / "not-a-tower.pth")
-    for name in ("legacy", "truncated", "empty", "wrong-size", "list", "not-a-tower"):
-        assert read_tower_shape(tmp_path / f"{name}.pth") is None, name
-    assert read_tower_shape(good) == TINY
-    # A storage record cut short (the archive's directory intact) is refused too.
-    with zipfile.ZipFile(good) as archive:
-        records = {info.filename: archive.read(info) for info in archive.infolist()}
-    largest = max((n for n in records if "/data/" in n), key=lambda n: len(records[n]))
-    records[largest] = records[largest][:8]
-    with zipfile.ZipFile(tmp_path / "short-record.pth", "w") as archive:
-        for name, content in records.items():
-            archive.writestr(name, content)
-    with pytest.raises(ValueError, match="shorter than its storage"):
-        towers._torch_file_shapes(str(tmp_path / "short-record.pth"))
-    assert read_tower_shape(tmp_path / "short-record.pth") is None
-
-
-def test_a_refused_torch_file_is_read_once(tmp_path, monkeypatch):
-    """Until it changes: a folder full of other models is not read again at every scan."""
-    reads = []
-    original = towers._torch_file_shapes
-
-    def counted(file):
-        reads.append(file)
-        return original(file)
-
-    monkeypatch.setattr(towers, "_torch_file_shapes", counted)
-    other = tmp_path / "annotator.pth"
-    torch.save({"net.weight": torch.zeros(3)}, other)
-    for _ in range(3):
-        assert find_tower_files([tmp_path], 48) == []
-    assert len(reads) == 1
-    torch.save({"net.weight": torch.zeros(4)}, other)
-    os.utime(other, ns=(1, 1))  # a rewritten file is read again
-    assert find_tower_files([tmp_path], 48) == []
-    assert len(reads) == 2
+def test_a_sharded_folder_whose_index_names_pickles_is_not_opened(tmp_path, tower):
+    folder = tmp_path / "sharded"
+    tower.save_pretrained(folder, safe_serialization=True, max_shard_size="200KB")
+    index = folder / "model.safetensors.index.json"
+    index.write_text(index.read_text().replace(".safetensors", ".bin"))
+    with opened_files() as opened:
+        assert read_tower_shape(folder) is None
+    assert pickles_in(opened) == []
 
 
 def test_missing_and_unreadable_paths(tmp_path, tower):
@@ -331,7 +259,7 @@ def test_find_tower_files_offers_only_what_fits(tmp_path, tower):
     save_tower(root / "B-other-width.safetensors", state_of(wide))
     save_tower(root / "c-open-clip.SAFETENSORS", to_open_clip(state_of(tower)))
     (root / "notes.txt").write_text("not a model")
-    torch.save(state_of(tower), root / "d.bin")  # read from its pickle, weights untouched
+    torch.save(state_of(tower), root / "d.bin")  # a pickle: listed by find_pickles, unopened
     torch.save(state_of(tower), root / "d2-legacy.pt", _use_new_zipfile_serialization=False)
     save_tower(root / "unet.safetensors", {"input_blocks.0.weight": torch.zeros(2)})
     (root / "partial.safetensors").write_bytes(a.read_bytes()[:1000])
@@ -343,7 +271,6 @@ def test_find_tower_files_offers_only_what_fits(tmp_path, tower):
     assert found == [
         a,
         root / "c-open-clip.SAFETENSORS",
-        root / "d.bin",
         root / "image_encoder",
         sub,
     ]

@@ -4,6 +4,13 @@ Each tower setting is a dropdown of the fitting tower files found on disk (see
 :func:`tower_folders`) that also takes any text: a Hugging Face id, a folder or a file. While a
 setting still names a default (:func:`~flexdiffuse.towers.is_default_source`), a fitting file
 found on disk is used instead of downloading (:func:`source_to_load`).
+
+Looking on disk (when the Settings page is built or refreshed, and at each job or preview
+whose tower setting names a default) reads safetensors headers and the ``config.json`` of
+folders saved by transformers only. Pickles found there are never opened: when no fitting
+file is found, the console names them with the command that converts one to safetensors. A
+pickle is read only when a setting (or an API request's override) names it, and only on a
+torch without a published ``weights_only`` bypass (:func:`~flexdiffuse.checkpoints.read_weights`).
 """
 
 from __future__ import annotations
@@ -12,10 +19,11 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from ..checkpoints import SAFE_TORCH, convert_command
 from ..download import is_cached
 from ..known_towers import KnownTower
 from ..params import INFOTEXT_PREFIX
-from ..towers import find_tower_files, is_default_source, split_hub_source
+from ..towers import find_pickles, find_tower_files, is_default_source, split_hub_source
 from .families import FAMILIES, TOWERS
 from .hosts import Host, SettingSpec
 
@@ -32,6 +40,8 @@ TOWER_FOLDERS = "flexdiffuse_tower_folders"
 FOLDER_SEPARATOR = ";"
 DOWNLOAD_FOLDER = "FlexDiffuse"
 """The folder of the webui's models folder that downloads go to (a Hugging Face cache)."""
+PICKLES_NAMED = 3
+"""How many unread pickles the console note names (Forge's preprocessor folder holds dozens)."""
 
 
 def setting_specs(
@@ -47,8 +57,10 @@ def setting_specs(
             tower.default_source,
             f"{tower.label} vision model, for {_families_of(tower)}",
             f"pick a file found on disk, or type a Hugging Face id, a folder saved by "
-            f"transformers or a .safetensors file. The default id downloads {tower.size} once "
-            f"into models/{DOWNLOAD_FOLDER}, unless a fitting file is found on disk",
+            f"transformers or a .safetensors file (a .pth/.bin pickle is read only if named "
+            f"here, on torch {SAFE_TORCH} or newer). The default id downloads {tower.size} "
+            f"once into models/{DOWNLOAD_FOLDER}, unless a fitting .safetensors file is found "
+            f"on disk",
             suggestions=_suggestions(tower),
             onchange=on_tower_change,
         )
@@ -102,8 +114,16 @@ def tower_folders(host: Host) -> list[Path]:
 
 
 def found_towers(host: Host, tower: KnownTower) -> list[Path]:
-    """The tower files and folders on disk whose image tokens fit ``tower``."""
-    return find_tower_files(tower_folders(host), tower.token_width)
+    """The tower files and folders on disk whose image tokens fit ``tower``.
+
+    Only safetensors files and folders saved by transformers are read. When none fits, the
+    pickles found are named on the console (once), with how to convert one.
+    """
+    folders = tower_folders(host)
+    found = find_tower_files(folders, tower.token_width)
+    if not found:
+        _note_pickles(find_pickles(folders))
+    return found
 
 
 def download_dir(host: Host) -> Path:
@@ -187,6 +207,19 @@ def _say_once(message: str) -> None:
     if message not in _said:
         _said.add(message)
         logger.warning(message)
+
+
+def _note_pickles(pickles: list[Path]) -> None:
+    """Say that ``pickles`` were not read, and how to convert one (a line, said once)."""
+    if not pickles:
+        return
+    names = ", ".join(str(path) for path in pickles[:PICKLES_NAMED])
+    more = f" and {len(pickles) - PICKLES_NAMED} more" if len(pickles) > PICKLES_NAMED else ""
+    _say_once(
+        f"FlexDiffuse: not opening the pickles found where CLIP vision models are kept "
+        f"({names}{more}): loading a pickle can run code hidden in it. To use one, convert it "
+        f"to .safetensors beside it once, if you trust the file: {convert_command(pickles[0])}"
+    )
 
 
 def _families_of(tower: KnownTower) -> str:

@@ -3,8 +3,12 @@
 Towers are kept by :func:`~flexdiffuse.towers.source_key`, so every spelling of one file or
 folder (``./x``, ``x/``, a symlink) loads one copy. Encodings are kept per tower, device and
 dtype even when the tower itself is unloaded, so generating again with the same image loads
-nothing. Nothing here imports A1111: the host passes the device, dtype and download folder,
-and how to show progress and tell a stop request (:class:`TowerProgress`).
+nothing. A tower's weights are loaded only here, by the loader, when a job or preview has an
+image new to that tower, from the source the settings resolved
+(:func:`~.settings.source_to_load`); a pickle only as
+:func:`~flexdiffuse.checkpoints.read_weights` allows. Nothing here imports A1111: the host
+passes the device, dtype and download folder, and how to show progress and tell a stop request
+(:class:`TowerProgress`).
 """
 
 from __future__ import annotations

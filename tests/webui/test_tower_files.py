@@ -17,15 +17,18 @@ import gradio as gr
 import pytest
 from modules import devices, paths, shared
 
+from flexdiffuse.checkpoints import convert_command
 from flexdiffuse.encoder import ImageEncoder
-from flexdiffuse.towers import is_default_source, source_key
+from flexdiffuse.towers import is_default_source, is_local_source, source_key
 from flexdiffuse.webui import script, settings
 from flexdiffuse.webui.errors import FlexDiffuseError
 from flexdiffuse.webui.families import VIT_BIGG, VIT_H, VIT_L
 from flexdiffuse.webui.hosts.a1111 import A1111Host
 from flexdiffuse.webui.vision_towers import VisionTowers
+from tests.pickles import bypass_weights_only, opened_files, pickles_in, plant, plant_everywhere
 from tests.test_hub_subfolder import hub_snapshot
 from tests.webui.conftest import gradient, move_webui, use_checkpoint
+from tests.webui.test_preview_panel import click_preview
 
 IMAGE = gradient()
 
@@ -99,6 +102,57 @@ def test_extra_folders_come_after_the_hosts(webui, tmp_path):
     assert folders[0] == models() / "clip_vision"
 
 
+@pytest.mark.every_host
+def test_no_pickle_where_towers_are_looked_for_is_opened(
+    install_webui, tiny_towers, tmp_path, monkeypatch, caplog
+):
+    """The Settings page, default jobs of every family and the preview, with code-running
+    pickles in every folder the host scans (and in extra folders), on a torch whose
+    weights_only check is bypassed: no pickle is opened, and the jobs are guided."""
+    by_default = {t.default_source: str(tiny_towers[t.name]) for t in (VIT_L, VIT_H, VIT_BIGG)}
+
+    def loader(source, *args, **kwargs):  # the defaults, as if downloaded
+        return ImageEncoder.from_pretrained(by_default.get(source, source), *args, **kwargs)
+
+    webui = install_webui(VisionTowers(loader))
+    use_defaults()
+    host = script.RUNTIME.host
+    controlnet = Path(paths.extensions_dir) / "sd-webui-controlnet" / "annotator" / "downloads"
+    (controlnet / "clip_vision").mkdir(parents=True)
+    shared.opts.data["control_net_modules_path"] = "cn-models"
+    comfy = tmp_path / "ComfyUI" / "models" / "clip_vision"
+    shared.opts.data[settings.TOWER_FOLDERS] = str(comfy)
+    folders = settings.tower_folders(host)
+    root = Path(paths.data_path)
+    assert {
+        models() / "clip_vision",
+        controlnet / "clip_vision",
+        root / "cn-models" / "clip_vision",
+        models() / "ControlNetPreprocessor",
+        comfy,
+    } <= set(folders)
+    marker = tmp_path / "code-ran"
+    for folder in folders:
+        plant_everywhere(folder, marker)
+    reads = bypass_weights_only(monkeypatch)
+    with opened_files() as opened, caplog.at_level(logging.WARNING):
+        for tower in (VIT_L, VIT_H, VIT_BIGG):  # the Settings page, built and refreshed
+            info = shared.opts.data_labels[tower.setting]
+            info.refresh()
+            assert info.component_args() == {"choices": [tower.default_source]}
+        for family in ("sd1", "sd2", "sdxl"):
+            use_checkpoint(family)
+            job = webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
+            assert "FlexDiffuse: True" in job.processed.infotexts[0], family
+        page = click_preview(webui, "a cat", webui.args(image=IMAGE))
+        assert "flexdiffuse-position" in page
+    assert not marker.exists()
+    assert reads == []
+    assert pickles_in(opened) == []
+    assert not any(is_local_source(key) for key in script.RUNTIME.towers.loaded())
+    assert any("not opening the pickles" in r.message for r in caplog.records)
+
+
 # ----------------------------------------------------------------- defaults and found files
 
 
@@ -125,8 +179,10 @@ def test_files_in_extension_and_extra_folders_are_found(loads, tiny_towers, tmp_
     assert settings.source_to_load(host, VIT_L) == VIT_L.default_source  # none found
 
 
-def test_the_controlnet_extensions_pickled_towers_are_found_and_loaded(loads, tiny_towers):
-    """ControlNet keeps its towers as torch files (clip_h.pth): read without running code."""
+def test_the_controlnet_extensions_pickled_towers_are_listed_not_used(loads, tiny_towers, caplog):
+    """ControlNet keeps its towers as pickles (clip_h.pth): a default setting does not use
+    them, the console says how to convert one, and a setting that names one loads it (this
+    torch has no published weights_only bypass)."""
     import torch
     from safetensors.torch import load_file
 
@@ -134,11 +190,42 @@ def test_the_controlnet_extensions_pickled_towers_are_found_and_loaded(loads, ti
     clip_h = models() / "clip_vision" / "clip_h.pth"
     clip_h.parent.mkdir(parents=True)
     torch.save(state, clip_h)
-    assert settings.source_to_load(script.RUNTIME.host, VIT_H) == str(clip_h)
+    host = script.RUNTIME.host
+    with caplog.at_level(logging.WARNING):
+        assert settings.source_to_load(host, VIT_H) == VIT_H.default_source
+        assert settings.source_to_load(host, VIT_H) == VIT_H.default_source
+    notes = [r.message for r in caplog.records if "not opening the pickles" in r.message]
+    assert notes == [
+        f"FlexDiffuse: not opening the pickles found where CLIP vision models are kept "
+        f"({clip_h}): loading a pickle can run code hidden in it. To use one, convert it to "
+        f".safetensors beside it once, if you trust the file: {convert_command(clip_h)}"
+    ]  # once, however often the folders are looked at
+    shared.opts.data[VIT_H.setting] = str(clip_h)
     use_checkpoint("sd2")
     job = loads.webui.txt2img(loads.webui.args(image=IMAGE), prompt="a cat", steps=1)
     assert len(job.cond_steps()) == 1
     assert loads.calls == [str(clip_h)]
+
+
+def test_a_named_pickle_on_a_torch_with_a_published_bypass_stops_the_job_unopened(
+    webui, tmp_path, monkeypatch
+):
+    """As A1111 1.10 (torch 2.1.2) does with a setting, or an API request's override, that
+    names a pickle: the job stops with the command that converts it."""
+    import torch
+
+    marker = tmp_path / "code-ran"
+    evil = plant(models() / "clip_vision" / "clip_l.pth", marker)
+    shared.opts.data[VIT_L.setting] = str(evil)
+    monkeypatch.setattr(torch, "__version__", "2.1.2")
+    reads = bypass_weights_only(monkeypatch)
+    with opened_files() as opened, pytest.raises(FlexDiffuseError) as caught:
+        webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
+    assert not marker.exists()
+    assert reads == []
+    assert pickles_in(opened) == []
+    assert f"'{evil}' is a pickle" in str(caught.value)
+    assert convert_command(evil) in str(caught.value)
 
 
 def test_a_setting_that_names_a_tower_is_kept_even_when_files_are_found(loads, tiny_towers):
