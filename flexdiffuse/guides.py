@@ -60,8 +60,8 @@ def check_pooled(
         return
     if not family.pooled:
         raise GuideError(
-            "Pooled image guidance works with SDXL checkpoints only (their pooled ViT-bigG "
-            f"vector); set it to 0 for this {family.name} checkpoint."
+            "Pooled image guidance moves the pooled ViT-bigG vector of SDXL checkpoints only "
+            f"(the refiner's too); set it to 0 for this {family.name} checkpoint."
         )
     if all(part.tower != VIT_BIGG for part in parts):
         raise GuideError(

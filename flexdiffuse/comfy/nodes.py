@@ -203,7 +203,6 @@ class FlexDiffusePreview(io.ComfyNode):
         inputs = _guide_inputs(kwargs, PREVIEW_SKIPS)
         steps = _steps(len(inputs.towers))
         width = guiding.conditioning_width(positive)
-        guiding.check_pooled(inputs.params, width)
         with guiding.engine_errors():
             towers = guiding.encode_towers(inputs, width, steps)
             concepts = guiding.encode_concepts(inputs) if towers else None
