@@ -67,6 +67,12 @@ FACTS = [
     ("comfy/clip_vision.py", "self.load_device = comfy.model_management.text_encoder_device()"),
     ("comfy/clip_vision.py", "comfy.model_management.load_model_gpu(self.patcher)"),
     ("comfy/clip_vision.py", "def encode_image(self, image, crop=True):"),
+    # The tower identified before encoding: its model type and config, and the identity
+    # ComfyUI puts in place of a missing visual projection (which the pack refuses).
+    ("comfy/clip_vision.py", 'self.model_type = config.get("model_type", "clip_vision_model")'),
+    ("comfy/clip_vision.py", "self.config = config.copy()"),
+    ("comfy/clip_model.py", "self.visual_projection = torch.nn.Identity()"),
+    ("comfy/clip_model.py", 'if "projection_dim" in config_dict:'),
     # The tokenizer behind CLIP.tokenizer.untokenize, and its end token that pads.
     ("comfy/sd1_clip.py", "self.inv_vocab = {v: k for k, v in vocab.items()}"),
     ("comfy/sd1_clip.py", "def untokenize(self, token_weight_pair):"),
