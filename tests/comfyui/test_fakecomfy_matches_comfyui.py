@@ -76,6 +76,9 @@ FACTS = [
     # The tokenizer behind CLIP.tokenizer.untokenize, and its end token that pads.
     ("comfy/sd1_clip.py", "self.inv_vocab = {v: k for k, v in vocab.items()}"),
     ("comfy/sd1_clip.py", "def untokenize(self, token_weight_pair):"),
+    # SDXL's ViT-bigG tokenizer pads with id 0 ("!"), not the end token.
+    ("comfy/sdxl_clip.py", "super().__init__(tokenizer_path, pad_with_end=False,"),
+    ("comfy/sd1_clip.py", "self.pad_token = 0"),
     # Loading: the V3 entry point only without NODE_CLASS_MAPPINGS, the module named by path.
     ("nodes.py", 'elif hasattr(module, "comfy_entrypoint"):'),
     ("nodes.py", 'sys_module_name = module_path.replace(".", "_x_")'),

@@ -15,7 +15,7 @@ import torch
 from comfy.clip_vision import ClipVisionModel
 from comfy.sd import CLIP
 
-from flexdiffuse.comfy import guiding
+from flexdiffuse.comfy import guiding, mapping
 from flexdiffuse.comfy.guiding import GuideError, GuideInputs, Steps, WeightedImages
 from flexdiffuse.params import JobParams
 from flexdiffuse.presets import job_params, preset_values
@@ -157,3 +157,30 @@ def test_a_reloaded_tower_reuses_the_encodings_of_the_same_pictures(clip_l):
     other = tiny_tower(768, seed=8)  # another tower of the same kind encodes anew
     guide(conditioning(clip_l), [other])
     assert other.encodings == 1
+
+
+def preview_table(clip, text, towers, **values):
+    """The Mapping Preview's token table of ``text`` (the node's own steps, on the core)."""
+    params = JobParams().replace(**values)
+    inputs = GuideInputs(params, tuple(towers), (WeightedImages(image_batch(), 1.0),), None, clip)
+    positive = conditioning(clip, text)
+    width = guiding.conditioning_width(positive)
+    encoded = guiding.encode_towers(inputs, width, Steps())
+    prompt = guiding.prompt_guide(params, encoded, None)
+    pure = guiding.is_empty_prompt(positive[0][0], guiding.empty_prompt_states(clip))
+    reports = mapping.explain_guide(positive[0][0][0], prompt, pure)[-1]
+    labels = mapping.token_labels(clip, text)
+    return mapping.render_table(reports, labels, len(prompt.parts[-1].image_tokens), 1)
+
+
+def test_the_preview_of_an_empty_prompt_shows_what_the_guide_node_does(vit_l, clip_l):
+    table = preview_table(clip_l, "", [vit_l])
+    assert "The prompt is empty: 76 of 76 prompt positions take the image." in table
+    assert "replaced by it (empty prompt)" in table
+    assert "toward it" not in table
+
+
+def test_the_sdxl_preview_folds_the_vit_bigg_tokenizers_padding(vit_l, vit_bigg, clip_xl):
+    table = preview_table(clip_xl, "a deer", [vit_l, vit_bigg])
+    assert " ! " not in table
+    assert "4-76  (padding:" in table
