@@ -22,7 +22,7 @@ from .prepare import build_guides
 from .preview import previewer
 from .runtime import Runtime
 from .ui import build_panel
-from .xyz import add_axis_options, overrides_of
+from .xyz import add_axis_options
 
 TITLE = "FlexDiffuse"
 
@@ -122,7 +122,7 @@ def nothing_to_guide(args: ScriptArgs, prompts: Sequence[str]) -> str | None:
 
 def _script_args(p: Any, args: Sequence[Any], runtime: Runtime) -> ScriptArgs | None:
     script_args = parse_script_args(args)
-    overrides = overrides_of(p)
+    overrides = runtime.host.surface(p).plot_values()
     if not script_args.enabled:
         if overrides:
             raise FlexDiffuseError(PLOTTED_BUT_OFF)
@@ -151,7 +151,7 @@ def on_before_ui() -> None:
     """Add the X/Y/Z plot axes, if the plot script is loaded."""
     for data in scripts.scripts_data:
         if data.script_class.__module__ == "xyz_grid.py":
-            add_axis_options(data.module, panel_args)
+            add_axis_options(data.module, panel_args, RUNTIME.host.surface)
 
 
 def on_infotext_pasted(infotext: str, params: dict[str, Any]) -> None:
