@@ -4,7 +4,9 @@ ComfyUI passes a conditioning as a list of ``[tokens [B, 77*k, width], dict]`` e
 dict holds the ``pooled_output`` vector), a CLIP vision model as its ``CLIP_VISION`` object and
 images as ``[B, H, W, C]`` tensors in 0..1. Everything here reads those objects by duck typing,
 so it runs on ComfyUI's own objects and on the test fakes alike; the nodes (``nodes.py``) add
-ComfyUI's progress bar and interrupt through the ``Steps`` they pass in.
+ComfyUI's progress bar and interrupt through the ``Steps`` they pass in. What both hosts do
+(the families, the guides, every refusal's wording) is the core's: ``families.py`` and
+``guides.py``, as in the webui; this module adapts ComfyUI's objects to it.
 """
 
 from __future__ import annotations
@@ -61,12 +63,6 @@ class WeightedImages:
 
     pixels: torch.Tensor
     weight: float
-
-
-def tower_label(width: int) -> str:
-    """The vision tower whose image tokens have ``width`` channels, as users know it."""
-    paired = paired_tower(width)
-    return paired.label if paired else f"a vision model of projection width {width}"
 
 
 COMFY_ADVICE = Advice(
