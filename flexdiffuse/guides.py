@@ -9,7 +9,7 @@ once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +17,7 @@ import torch
 from .engine import CHUNK, moves_tokens
 from .families import ConditioningPart, Family
 from .guidance import ConditioningGuide, PartGuide
-from .known_towers import VIT_BIGG, KnownTower
+from .known_towers import VIT_BIGG
 from .params import JobParams
 
 
@@ -27,13 +27,9 @@ class GuideError(ValueError):
 
 @dataclass(frozen=True)
 class Advice:
-    """How a host tells the user to fix what only its own controls fix.
+    """How a host tells the user to fix what only its own controls fix: ``add_bigg``, how an
+    SDXL job gets its ViT-bigG tower too (webui: a setting; ComfyUI: a second input)."""
 
-    ``load_tower(tower)`` ends "... load that tower" (webui: a setting; ComfyUI: a Load CLIP
-    Vision node); ``add_bigg`` how an SDXL job gets its ViT-bigG tower too.
-    """
-
-    load_tower: Callable[[KnownTower], str]
     add_bigg: str
 
 

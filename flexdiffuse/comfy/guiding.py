@@ -65,10 +65,7 @@ class WeightedImages:
     weight: float
 
 
-COMFY_ADVICE = Advice(
-    load_tower=lambda tower: f"load {tower.label} with a Load CLIP Vision node",
-    add_bigg="connect it to clip_vision_2",
-)
+COMFY_ADVICE = Advice(add_bigg="connect it to clip_vision_2")
 """What the nodes tell a user to do where the fix is one of ComfyUI's nodes."""
 
 

@@ -24,7 +24,7 @@ from . import settings
 from .args import ScriptArgs
 from .conds import token_states
 from .errors import FlexDiffuseError
-from .families import SDXL, VIT_L, ConditioningPart, Family, detect_family
+from .families import SDXL, SDXL_REFINER, ConditioningPart, Family, detect_family
 from .job import JobGuides
 from .runtime import Runtime
 from .vision_towers import TowerPlacement, TowerProgress
@@ -50,7 +50,6 @@ def _load_tower_advice(tower: KnownTower) -> str:
 
 
 WEBUI_ADVICE = Advice(
-    load_tower=_load_tower_advice,
     add_bigg="turn off 'SDXL: guide only the ViT-L part' in Settings > FlexDiffuse",
 )
 """What the webui tells a user to do where the fix is one of its settings."""
@@ -152,7 +151,7 @@ def guided_parts(runtime: Runtime, family: Family) -> tuple[ConditioningPart, ..
         return family.parts
     if family is SDXL:
         return family.parts[:1]
-    if family.part_of(VIT_L) is None:
+    if family is SDXL_REFINER:  # the setting leaves the refiner's only part out
         raise FlexDiffuseError(
             f"This {family.name} checkpoint is guided by {family.towers} alone, which 'SDXL: "
             "guide only the ViT-L part' leaves out. Turn that setting off in Settings > "
