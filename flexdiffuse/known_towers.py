@@ -13,7 +13,8 @@ Words used across the package:
   text space of the conditioning it guides; **hidden width**: its transformer's width.
 
 Adding a tower to guide another text encoder is one entry here and one
-:class:`~flexdiffuse.webui.families.ConditioningPart` that pairs it. Sources and sizes:
+:class:`~flexdiffuse.families.ConditioningPart` that pairs it (docs/development.md, "Adding a
+tower"). Sources and sizes:
 docs/tower-sources.md. Nothing here imports the webui.
 """
 

@@ -35,6 +35,8 @@ class PositionReport:
     whole: bool
     concept: bool
     floor: float
+    pure: bool = False
+    """The prompt is empty: the position is replaced by its image token (§6), no alignment."""
 
     @property
     def moved(self) -> bool:
@@ -75,8 +77,91 @@ def explain(
     ]
 
 
+def explain_pure(
+    text_cond: torch.Tensor, image_tokens: torch.Tensor, params: GuidanceParams
+) -> list[PositionReport]:
+    """The reports of an empty prompt ``[77*k, d]``: what the guide does to it (docs/algorithm.md
+    §6, :func:`~flexdiffuse.engine.pure_image_guidance`): position ``k`` of every chunk takes
+    image token ``k - 1`` whole (the class token, then the patches), unless the image strength
+    is 0 (§16)."""
+    chunks = text_cond.shape[-2] // CHUNK
+    replaced = params.strength != 0
+    return [
+        PositionReport(
+            chunk,
+            position,
+            position - 1 if replaced and position - 1 < len(image_tokens) else -1,
+            float("nan"),
+            1.0 if replaced else 0.0,
+            replaced,
+            False,
+            0.0,
+            pure=True,
+        )
+        for chunk in range(chunks)
+        for position in range(1, CHUNK)
+    ]
+
+
+def mark_padding(labels: list[str], end: str, pad: str) -> list[str]:
+    """A chunk's token labels with every position after its end token (position 0 is the
+    start token) labelled ``pad``: SD 1.x's tokenizer pads with the end token, SDXL's
+    ViT-bigG tokenizer with ``!``, and the preview folds both alike."""
+    if end not in labels[1:]:
+        return labels
+    stop = labels.index(end, 1) + 1
+    return labels[:stop] + [pad] * (len(labels) - stop)
+
+
+def chunk_rows(
+    reports: list[PositionReport], labels: list[list[str]] | None, pad: str
+) -> list[tuple[list[PositionReport], list[PositionReport]]]:
+    """Each chunk's reports as the preview table shows them: the prompt's own positions, and
+    the padding (labelled ``pad``) folded into one row."""
+    out = []
+    for chunk in sorted({report.chunk for report in reports}):
+        in_chunk = [report for report in reports if report.chunk == chunk]
+        padding = [report for report in in_chunk if token_label(labels, report) == pad]
+        out.append(([r for r in in_chunk if r not in padding], padding))
+    return out
+
+
+def token_label(labels: list[list[str]] | None, report: PositionReport) -> str | None:
+    """The label of a report's position (None: no labels for it)."""
+    if labels is None or report.chunk >= len(labels) or report.position >= len(labels[0]):
+        return None
+    return labels[report.chunk][report.position]
+
+
+def prompt_number(report: PositionReport) -> int:
+    """The position's number in the whole prompt, chunk headers counted."""
+    return report.chunk * CHUNK + report.position
+
+
+def image_place(report: PositionReport, per_image: int, grid: int) -> tuple[int, int, int] | None:
+    """(image, patch row, patch column) of the image token a position maps to; row and column
+    are -1 for the class token; None: no image token."""
+    if report.image_token < 0:
+        return None
+    image, index = divmod(report.image_token, per_image)
+    if index == 0:
+        return image, -1, -1
+    row, column = divmod(index - 1, grid)
+    return image, row, column
+
+
+def summary_text(reports: list[PositionReport]) -> str:
+    """The preview's first line: how many positions move, or that the image replaces them."""
+    moved = sum(report.moved for report in reports)
+    if reports and reports[0].pure:
+        return f"The prompt is empty: {moved} of {len(reports)} prompt positions take the image."
+    return f"{moved} of {len(reports)} prompt positions move toward the image."
+
+
 def effect_text(report: PositionReport) -> str:
     """What guidance does at one position, in words (the preview's "effect" column)."""
+    if report.pure:
+        return "replaced by it (empty prompt)" if report.whole else "unchanged"
     if report.concept:
         return "concept: takes it whole" if report.whole else f"concept: {report.weight:.0%}"
     if report.whole:

@@ -4,12 +4,16 @@ ComfyUI passes a conditioning as a list of ``[tokens [B, 77*k, width], dict]`` e
 dict holds the ``pooled_output`` vector), a CLIP vision model as its ``CLIP_VISION`` object and
 images as ``[B, H, W, C]`` tensors in 0..1. Everything here reads those objects by duck typing,
 so it runs on ComfyUI's own objects and on the test fakes alike; the nodes (``nodes.py``) add
-ComfyUI's progress bar and interrupt through the ``Steps`` they pass in.
+ComfyUI's progress bar and interrupt through the ``Steps`` they pass in. What both hosts do
+(the families, the guides, every refusal's wording) is the core's: ``families.py`` and
+``guides.py``, as in the webui; this module adapts ComfyUI's objects to it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,28 +23,28 @@ from typing import Any
 import torch
 
 from ..encoder import TokenCache
-from ..engine import CHUNK
-from ..guidance import ConditioningGuide, PartGuide
-from ..known_towers import paired_tower
+from ..families import ConditioningPart, Family, family_of_width, supported_families
+from ..guidance import ConditioningGuide
+from ..guides import (
+    Advice,
+    EncodedPart,
+    GuideError,
+    check_concepts,
+    check_pooled,
+    is_empty_prompt,
+    negative_guide,
+    nothing_to_guide,
+    prompt_guide,
+)
+from ..known_towers import KnownTower, paired_tower
 from ..params import JobParams
 
-LAYOUTS: dict[int, tuple[int, ...]] = {
-    768: (768,),  # SD 1.x: CLIP ViT-L/14
-    1024: (1024,),  # SD 2.x: OpenCLIP ViT-H/14
-    1280: (1280,),  # SDXL refiner: OpenCLIP ViT-bigG/14
-    2048: (768, 1280),  # SDXL: ViT-L/14 states, then ViT-bigG/14 states
-}
-"""Conditioning width -> the token widths of its CLIP text encoders, in channel order. Each
-part is guided by the vision tower trained with that text encoder (docs/algorithm.md §13)."""
+__all__ = ["GuideError", "GuideInputs", "Steps", "WeightedImages", "guide_conditionings"]
 
-MODEL_NAMES = {768: "SD 1.x", 1024: "SD 2.x", 1280: "an SDXL refiner", 2048: "SDXL"}
+logger = logging.getLogger(__name__)
 
 Conditioning = list[list[Any]]
 """ComfyUI's CONDITIONING: ``[[tokens, {"pooled_output": ..., ...}], ...]``."""
-
-
-class GuideError(ValueError):
-    """Input FlexDiffuse cannot guide; the message says what to connect instead."""
 
 
 @dataclass(frozen=True)
@@ -61,35 +65,95 @@ class WeightedImages:
     weight: float
 
 
-def tower_label(width: int) -> str:
-    """The vision tower whose image tokens have ``width`` channels, as users know it."""
-    paired = paired_tower(width)
-    return paired.label if paired else f"a vision model of projection width {width}"
+COMFY_ADVICE = Advice(add_bigg="connect it to clip_vision_2")
+"""What the nodes tell a user to do where the fix is one of ComfyUI's nodes."""
 
 
-_CACHES: weakref.WeakKeyDictionary[Any, TokenCache] = weakref.WeakKeyDictionary()
-"""Each loaded CLIP vision model's encodings by image content: changing a slider re-runs the
-node, and the image need not go through the tower again. Goes with the model."""
+@dataclass(frozen=True)
+class Tower:
+    """A connected CLIP_VISION identified before any encoding: the known tower it is, and
+    ``identity``, a digest of its configuration and projection that stays the same when
+    ComfyUI loads the same file again."""
+
+    model: Any
+    known: KnownTower
+    identity: str
 
 
-def image_tokens(clip_vision: Any, pixels: torch.Tensor) -> list[torch.Tensor]:
+_IDENTITIES: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+_CACHE = TokenCache()
+"""Encodings by tower identity and picture content: changing a slider, bypassing the node
+for a run (ComfyUI then drops and later reloads the CLIP_VISION) cost no encoding."""
+
+
+def identify_tower(clip_vision: Any, number: int) -> Tower:
+    """The known tower a CLIP_VISION input is, from its model type and visual projection.
+
+    ComfyUI replaces a missing visual projection by an identity, so the width of encoded
+    tokens says nothing: the projection's own width names the text space it maps into.
+
+    Raises:
+        GuideError: not a CLIP vision model (SigLIP, DINO), one without its visual projection,
+            or one whose projection pairs with no text encoder FlexDiffuse knows.
+    """
+    name = f"CLIP vision model {number}" if number > 1 else "The CLIP vision model"
+    load = "Load CLIP ViT-L/14 (SD 1.x, SDXL), OpenCLIP ViT-H/14 (SD 2.x) or ViT-bigG/14 (SDXL)"
+    model_type = getattr(clip_vision, "model_type", "clip_vision_model")
+    if model_type != "clip_vision_model":
+        raise GuideError(
+            f"{name} is a {model_type.replace('_', ' ')}, not a CLIP vision model: its image "
+            f"tokens share no text encoder's space. {load} with a Load CLIP Vision node."
+        )
+    model = getattr(clip_vision, "model", None)
+    projection = getattr(getattr(model, "visual_projection", None), "weight", None)
+    if not isinstance(projection, torch.Tensor):
+        raise GuideError(
+            f"{name} has no visual projection (ComfyUI loads such a file without one), so its "
+            f"image tokens are not in a text encoder's space. {load} from a file that keeps "
+            "its visual projection (IP-Adapter's image_encoder files do)."
+        )
+    known = paired_tower(int(projection.shape[0]))
+    if known is None:
+        raise GuideError(
+            f"{name} projects into width {projection.shape[0]}, the space of no text encoder "
+            f"FlexDiffuse guides. {load} with a Load CLIP Vision node."
+        )
+    identity = _IDENTITIES.get(clip_vision)
+    if identity is None:
+        identity = _IDENTITIES[clip_vision] = _tower_digest(clip_vision, projection)
+    return Tower(clip_vision, known, identity)
+
+
+def _tower_digest(clip_vision: Any, projection: torch.Tensor) -> str:
+    """A few MB hashed once per loaded object: its config and its projection's weights."""
+    digest = hashlib.blake2b(digest_size=16)
+    config = getattr(clip_vision, "config", None)
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    data = projection.detach().to("cpu", torch.float32).contiguous().numpy()
+    digest.update(data.tobytes())
+    return digest.hexdigest()
+
+
+def image_tokens(tower: Tower | Any, pixels: torch.Tensor) -> list[torch.Tensor]:
     """FlexDiffuse's image tokens ``[n, d]`` of each picture of an IMAGE batch.
 
     ComfyUI's ``encode_image`` loads the tower with its model management, preprocesses
     (centre crop, bicubic resize, CLIP's normalisation) and returns the last hidden state
     before the post-layernorm; the tokens are that state through the tower's post-layernorm
     and visual projection (docs/algorithm.md, "Image tokens"), in float32. Encodings are
-    cached per model and picture content.
+    cached by the tower's identity and the picture's content.
     """
+    if not isinstance(tower, Tower):
+        tower = identify_tower(tower, 1)
     check_images(pixels, "image")
-    cache = _CACHES.setdefault(clip_vision, TokenCache())
     out = []
     for picture in pixels:
-        key = _digest(picture)
-        tokens = cache.get(key)
+        key = f"{tower.identity}:{_digest(picture)}"
+        tokens = _CACHE.get(key)
         if tokens is None:
-            tokens = _encode(clip_vision, picture.unsqueeze(0))[0]
-            cache.put(key, tokens)
+            tokens = _encode(tower.model, picture.unsqueeze(0))[0]
+            _CACHE.put(key, tokens)
         out.append(tokens)
     return out
 
@@ -125,49 +189,57 @@ def check_images(pixels: Any, name: str) -> None:
         )
 
 
-def conditioning_width(conditioning: Any) -> int:
+def conditioning_width(conditioning: Any, name: str = "positive") -> int:
     """The width of a CONDITIONING's token states, checked to be one FlexDiffuse can guide."""
+    return conditioning_family(conditioning, name).width
+
+
+def conditioning_family(conditioning: Any, name: str = "positive") -> Family:
+    """The family of the checkpoint a CONDITIONING (input ``name``) comes from, by its width.
+
+    Raises:
+        GuideError: an empty conditioning, or one of no text encoder FlexDiffuse can guide.
+    """
     if not isinstance(conditioning, list) or not conditioning:
         raise GuideError(
-            "FlexDiffuse needs a CONDITIONING from a CLIP Text Encode node; got an empty one."
+            f"FlexDiffuse's {name} input needs a CONDITIONING from a CLIP Text Encode node; "
+            "got an empty one."
         )
     widths = {entry[0].shape[-1] for entry in conditioning}
     width = widths.pop()
-    if widths or width not in LAYOUTS:
-        known = ", ".join(f"{MODEL_NAMES[w]} ({w})" for w in LAYOUTS)
+    family = family_of_width(width)
+    if widths or family is None:
         raise GuideError(
-            f"This conditioning has token width {width}, which comes from no CLIP text encoder "
-            f"FlexDiffuse can guide (widths: {known}). Connect the conditioning of an SD 1.x, "
-            "SD 2.x or SDXL checkpoint's CLIP Text Encode."
+            f"FlexDiffuse's {name} conditioning has token width {width}, which comes from no "
+            f"CLIP text encoder FlexDiffuse can guide (widths: {supported_families()}). "
+            "Connect the conditioning of an SD 1.x, SD 2.x or SDXL checkpoint's CLIP Text "
+            "Encode."
         )
-    return width
+    return family
 
 
-def tower_parts(width: int, tower_widths: Sequence[int]) -> list[int]:
-    """The channel start of the conditioning part each tower guides, in the towers' order.
+def tower_parts(family: Family, towers: Sequence[Tower]) -> list[ConditioningPart]:
+    """The conditioning part each tower guides, in the towers' order (before any encoding).
 
     Raises:
         GuideError: a tower fits no part of the conditioning, or two towers fit the same part.
     """
-    starts, start = {}, 0
-    for part_width in LAYOUTS[width]:
-        starts[part_width] = start
-        start += part_width
-    wanted = " and ".join(tower_label(w) for w in LAYOUTS[width])
-    chosen = []
-    for number, tower_width in enumerate(tower_widths, 1):
-        if tower_width not in starts:
+    chosen: list[ConditioningPart] = []
+    for number, tower in enumerate(towers, 1):
+        part = family.part_of(tower.known)
+        if part is None:
             raise GuideError(
-                f"CLIP vision model {number} gives image tokens of width {tower_width} "
-                f"({tower_label(tower_width)}), which fit no part of this {MODEL_NAMES[width]} "
-                f"conditioning (width {width}). Load {wanted} with a Load CLIP Vision node."
+                f"CLIP vision model {number} is {tower.known.label}, which fits no part of "
+                f"this {family.name} conditioning (width {family.width}). Load "
+                f"{family.towers} with a Load CLIP Vision node."
             )
-        if starts[tower_width] in chosen:
+        if part in chosen:
+            others = [p.tower.label for p in family.parts if p != part]
+            advice = f" and {' and '.join(others)} as the other" if others else ""
             raise GuideError(
-                f"Both CLIP vision models are {tower_label(tower_width)}: connect "
-                f"{tower_label(tower_width)} once, and for SDXL the other tower ({wanted})."
+                f"Both CLIP vision models are {tower.known.label}: connect it once{advice}."
             )
-        chosen.append(starts[tower_width])
+        chosen.append(part)
     return chosen
 
 
@@ -188,23 +260,20 @@ class GuideInputs:
     clip: Any = None
 
 
-@dataclass(frozen=True)
-class EncodedTower:
-    """One tower's tokens of every image: the prompt's (each with its weight), the negative's."""
-
-    start: int
-    tokens: list[torch.Tensor]
-    weights: list[float]
-    negative: torch.Tensor | None
-
-
-def encode_towers(inputs: GuideInputs, width: int, steps: Steps) -> list[EncodedTower]:
-    """Every tower's image tokens, each tower placed on its part of a ``width`` conditioning."""
+def encode_towers(inputs: GuideInputs, width: int, steps: Steps) -> list[EncodedPart]:
+    """Every tower's image tokens, each tower identified and placed on its part of a
+    ``width`` conditioning before anything is encoded."""
+    family = family_of_width(width)
+    assert family is not None  # conditioning_family checked it
+    towers = [identify_tower(tower, number) for number, tower in enumerate(inputs.towers, 1)]
+    parts = tower_parts(family, towers)
     images = [group for group in inputs.images if group.weight > 0]
+    if images:
+        check_pooled(inputs.params, family, parts, COMFY_ADVICE)
     if not images and inputs.negative is None:
         return []  # every image at weight 0: nothing guides, nothing to load
     encoded = []
-    for tower in inputs.towers:
+    for tower, part in zip(towers, parts, strict=True):
         steps.check_interrupt()
         tokens, weights = [], []
         for group in images:
@@ -214,84 +283,9 @@ def encode_towers(inputs: GuideInputs, width: int, steps: Steps) -> list[Encoded
         negative = None
         if inputs.negative is not None:
             negative = torch.cat(image_tokens(tower, inputs.negative.pixels))
-        encoded.append(EncodedTower(0, tokens, weights, negative))
+        encoded.append(EncodedPart(part, tokens, weights, negative))
         steps.advance()
-    token_widths = [_token_width(tower) for tower in encoded]
-    starts = tower_parts(width, token_widths)
-    return [
-        EncodedTower(start, t.tokens, t.weights, t.negative)
-        for start, t in zip(starts, encoded, strict=True)
-    ]
-
-
-def _token_width(tower: EncodedTower) -> int:
-    source = tower.tokens[0] if tower.tokens else tower.negative
-    assert source is not None
-    return int(source.shape[-1])
-
-
-def prompt_guide(
-    params: JobParams, towers: list[EncodedTower], concepts: torch.Tensor | None
-) -> ConditioningGuide | None:
-    """The guide of the prompt by its images (None: no image of weight above 0)."""
-    if not towers or not towers[0].tokens:
-        return None
-    parts = []
-    for tower in towers:
-        token_weights = None
-        if any(weight != 1 for weight in tower.weights):  # all 1 is the algorithm's exact path
-            token_weights = torch.cat(
-                [torch.full((len(t),), w) for t, w in zip(tower.tokens, tower.weights, strict=True)]
-            )
-        concept = None
-        if concepts is not None:
-            concept = concepts[:, tower.start : tower.start + tower.tokens[0].shape[-1]]
-        parts.append(PartGuide(tower.start, torch.cat(tower.tokens), concept, token_weights))
-    return ConditioningGuide(
-        params.guidance, tuple(parts), pooled_image(params, towers), params.pooled
-    )
-
-
-def negative_guide(params: JobParams, towers: list[EncodedTower]) -> ConditioningGuide | None:
-    """The guide of the negative prompt by the negative image (None: no negative image)."""
-    if not towers or towers[0].negative is None or params.negative_weight == 0:
-        return None
-    parts = []
-    for tower in towers:
-        assert tower.negative is not None
-        token_weights = None
-        if params.negative_weight != 1:
-            token_weights = torch.full((len(tower.negative),), params.negative_weight)
-        parts.append(PartGuide(tower.start, tower.negative, None, token_weights))
-    return ConditioningGuide(params.guidance, tuple(parts))
-
-
-BIGG_WIDTH = 1280
-
-
-def pooled_image(params: JobParams, towers: list[EncodedTower]) -> torch.Tensor | None:
-    """The images' pooled ViT-bigG embedding (their projected class tokens, weighted)."""
-    if not params.pooled:
-        return None
-    bigg = [tower for tower in towers if tower.tokens and tower.tokens[0].shape[-1] == BIGG_WIDTH]
-    if not bigg:
-        raise GuideError(
-            "Pooled image guidance moves SDXL's pooled ViT-bigG embedding, so it needs the "
-            f"{tower_label(BIGG_WIDTH)} vision model: connect it as a CLIP vision model, or set "
-            "pooled to 0."
-        )
-    classes = torch.stack([tokens[0] for tokens in bigg[0].tokens])
-    mix = torch.tensor(bigg[0].weights, dtype=classes.dtype).unsqueeze(-1)
-    return (classes * mix).sum(0) / mix.sum()
-
-
-def check_pooled(params: JobParams, width: int) -> None:
-    """Pooled guidance only where there is a pooled ViT-bigG vector: SDXL."""
-    if params.pooled and LAYOUTS[width][-1] != BIGG_WIDTH:
-        raise GuideError(
-            f"Pooled image guidance works with SDXL only; set pooled to 0 for this "
-            f"{MODEL_NAMES[width]} conditioning."
-        )
+    return encoded
 
 
 def encode_text(clip: Any, text: str) -> torch.Tensor:
@@ -310,25 +304,12 @@ def encode_concepts(inputs: GuideInputs) -> torch.Tensor | None:
             "The mapping concepts are encoded with the graph's CLIP: connect the checkpoint "
             "loader's CLIP output to FlexDiffuse's clip input, or clear the concepts."
         )
-    states = encode_text(inputs.clip, text)
-    if states.shape[0] > CHUNK:
-        raise GuideError(
-            f"The mapping concepts prompt is {states.shape[0] // CHUNK} chunks long; it must fit "
-            "in one (75 tokens). Name only the image concepts to map, e.g. 'dog, sunset'."
-        )
-    return states
+    return check_concepts(encode_text(inputs.clip, text))
 
 
 def empty_prompt_states(clip: Any) -> torch.Tensor | None:
     """The graph CLIP's states of the empty prompt (None without a CLIP)."""
     return None if clip is None else encode_text(clip, "")
-
-
-def is_empty_prompt(tokens: torch.Tensor, empty: torch.Tensor | None) -> bool:
-    """Whether a conditioning entry's states ``[B, T, width]`` are the empty prompt's."""
-    if empty is None or tokens.shape[-2:] != empty.shape:
-        return False
-    return bool(torch.equal(tokens, empty.to(tokens).expand_as(tokens)))
 
 
 def apply_guide(
@@ -367,17 +348,24 @@ def guide_conditionings(
         GuideError: anything FlexDiffuse cannot guide, saying what to connect instead.
     """
     width = conditioning_width(positive)
-    check_pooled(inputs.params, width)
     if negative is not None and inputs.negative is not None:
-        if conditioning_width(negative) != width:
-            raise GuideError("The positive and negative conditionings come from different models.")
+        if conditioning_width(negative, "negative") != width:
+            raise GuideError(
+                "FlexDiffuse's positive and negative conditionings come from different "
+                "models: connect the negative prompt's CLIP Text Encode of the same checkpoint."
+            )
     elif inputs.negative is not None:
-        raise GuideError("A negative image guides the negative conditioning: connect it.")
+        raise GuideError(
+            "A negative image guides the negative conditioning: connect FlexDiffuse's "
+            "negative input."
+        )
     with engine_errors():
         towers = encode_towers(inputs, width, steps)
-        concepts = encode_concepts(inputs) if towers and towers[0].tokens else None
+        concepts = encode_concepts(inputs) if towers and towers[0].images else None
+        empty = empty_prompt_states(inputs.clip)
+        check_guides_something(inputs, positive, empty)
         prompt = prompt_guide(inputs.params, towers, concepts)
-        guided = apply_guide(positive, prompt, steps, empty_prompt_states(inputs.clip))
+        guided = apply_guide(positive, prompt, steps, empty)
         guided_negative = negative
         if negative is not None:
             guided_negative = apply_guide(negative, negative_guide(inputs.params, towers), steps)
@@ -402,8 +390,29 @@ def work_units(inputs: GuideInputs, positive: Conditioning, negative: Conditioni
     return len(inputs.towers) + len(positive) + negatives
 
 
+def check_guides_something(
+    inputs: GuideInputs, positive: Conditioning, empty: torch.Tensor | None
+) -> None:
+    """Refuse settings that move no token (the core's rule, as the webui notes it); an image
+    weight or a strength of 0 is ComfyUI's off switch: the conditioning passes, logged."""
+    images = any(group.weight > 0 for group in inputs.images)
+    negative = inputs.negative is not None and inputs.params.negative_weight > 0
+    empty_prompt = any(is_empty_prompt(tokens, empty) for tokens, _ in positive)
+    note = nothing_to_guide(
+        inputs.params, images=images, negative=negative, empty_prompt=empty_prompt
+    )
+    if note is None:
+        return
+    if not (images or negative) or inputs.params.guidance.strength == 0:
+        logger.info(note)
+        return
+    raise GuideError(f"{note} Name the concepts to map, pick another preset or bypass the node.")
+
+
 def params_from_values(values: dict[str, Any], preset_values: dict[str, Any]) -> JobParams:
-    """The job's parameters from the node's widget values, a preset's values over them.
+    """The job's parameters from the node's widget values, a preset's values over them (the
+    node's present behaviour; :func:`flexdiffuse.presets.job_params` is the rule of the API
+    and of new nodes: named values over the preset).
 
     Raises:
         GuideError: a value out of its range, naming the parameter.

@@ -14,14 +14,29 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..engine import CHUNK
 from ..guidance import ConditioningGuide
-from ..preview import PositionReport, effect_text, explain, heat_overlay, patch_heat
+from ..preview import (
+    PositionReport,
+    chunk_rows,
+    effect_text,
+    explain,
+    explain_pure,
+    heat_overlay,
+    image_place,
+    mark_padding,
+    patch_heat,
+    prompt_number,
+    summary_text,
+    token_label,
+)
 
 DISPLAY_SIZE = 224
 
-PAD_LABEL = "<|endoftext|>"
-"""CLIP's end-of-text token, which also pads every chunk: the table folds those rows."""
+END_LABEL = "<|endoftext|>"
+"""CLIP's end-of-text token; every position after it is padding, whatever the tokenizer pads
+with (SD 1.x: the end token again, SDXL's ViT-bigG: ``!``): the table folds those rows."""
+
+PAD_LABEL = "(padding)"
 
 
 def pictures(pixels: list[torch.Tensor]) -> list[Image.Image]:
@@ -45,15 +60,31 @@ def token_labels(clip: Any, prompt: str) -> list[list[str]] | None:
         tokens = clip.tokenize(prompt)
         chunks = next(iter(tokens.values()))
         return [
-            [word.replace("</w>", "") for _, word in clip.tokenizer.untokenize(chunk)]
+            mark_padding(
+                [word.replace("</w>", "") for _, word in clip.tokenizer.untokenize(chunk)],
+                END_LABEL,
+                PAD_LABEL,
+            )
             for chunk in chunks
         ]
     except (AttributeError, KeyError, StopIteration, TypeError):
         return None
 
 
-def explain_guide(states: torch.Tensor, guide: ConditioningGuide) -> list[list[PositionReport]]:
-    """The reports of one prompt's states ``[77*k, width]``, one list per guided part."""
+def explain_guide(
+    states: torch.Tensor, guide: ConditioningGuide, pure: bool = False
+) -> list[list[PositionReport]]:
+    """The reports of one prompt's states ``[77*k, width]``, one list per guided part; ``pure``:
+    the prompt is empty, and the guide node replaces it by the image."""
+    if pure:
+        return [
+            explain_pure(
+                states[..., part.channel_start : part.channel_stop],
+                part.image_tokens,
+                guide.params,
+            )
+            for part in guide.parts
+        ]
     return [
         explain(
             states[..., part.channel_start : part.channel_stop],
@@ -89,43 +120,30 @@ def render_table(
     """The token table as text: one row per prompt position, each chunk's padding folded."""
     per_image = token_count // max(1, image_count)
     grid = math.isqrt(per_image - 1)
-    moved = sum(report.moved for report in reports)
     lines = [title] if title else []
-    lines.append(f"{moved} of {len(reports)} prompt positions move toward the image.")
+    lines.append(summary_text(reports))
     lines.append(
         f"{'#':>4}  {'token':<16} {'alignment':>9}  {'image token':<22} {'weight':>6}  effect"
     )
-    for chunk in sorted({report.chunk for report in reports}):
-        in_chunk = [report for report in reports if report.chunk == chunk]
-        padding = [r for r in in_chunk if _label(labels, r) == PAD_LABEL]
-        for report in in_chunk:
-            if report in padding:
-                continue
-            lines.append(_row(report, _label(labels, report) or "", per_image, grid))
+    for shown, padding in chunk_rows(reports, labels, PAD_LABEL):
+        for report in shown:
+            lines.append(_row(report, token_label(labels, report) or "", per_image, grid))
         if padding:
-            first, last = (chunk * CHUNK + r.position for r in (padding[0], padding[-1]))
+            first, last = (prompt_number(r) for r in (padding[0], padding[-1]))
             count = sum(r.moved for r in padding)
             lines.append(f"{first}-{last}  (padding: {count} of {len(padding)} move)")
     return "\n".join(lines)
 
 
-def _label(labels: list[list[str]] | None, report: PositionReport) -> str | None:
-    if labels is None or report.chunk >= len(labels) or report.position >= len(labels[0]):
-        return None
-    return labels[report.chunk][report.position]
-
-
 def _row(report: PositionReport, label: str, per_image: int, grid: int) -> str:
-    number = report.chunk * CHUNK + report.position
+    number = prompt_number(report)
     where, alignment = "-", "-"
-    if report.image_token >= 0:
-        image, index = divmod(report.image_token, per_image)
-        if index == 0:
-            where = f"image {image + 1}, class"
-        else:
-            row, column = divmod(index - 1, grid)
-            where = f"image {image + 1}, patch {row + 1},{column + 1}"
-        alignment = f"{report.alignment:.2f}"
+    place = image_place(report, per_image, grid)
+    if place is not None:
+        image, row, column = place
+        where = f"image {image + 1}, " + ("class" if row < 0 else f"patch {row + 1},{column + 1}")
+        if not report.pure:
+            alignment = f"{report.alignment:.2f}"
     return (
         f"{number:>4}  {label[:16]:<16} {alignment:>9}  {where:<22} {report.weight:+6.2f}  "
         f"{effect_text(report)}"

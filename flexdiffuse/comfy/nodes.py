@@ -203,7 +203,6 @@ class FlexDiffusePreview(io.ComfyNode):
         inputs = _guide_inputs(kwargs, PREVIEW_SKIPS)
         steps = _steps(len(inputs.towers))
         width = guiding.conditioning_width(positive)
-        guiding.check_pooled(inputs.params, width)
         with guiding.engine_errors():
             towers = guiding.encode_towers(inputs, width, steps)
             concepts = guiding.encode_concepts(inputs) if towers else None
@@ -215,7 +214,8 @@ class FlexDiffusePreview(io.ComfyNode):
         pixels = [p for group in inputs.images if group.weight > 0 for p in group.pixels]
         shown = mapping.pictures(pixels)
         pictures, tables = [], []
-        for number, reports in enumerate(mapping.explain_guide(states, guide)):
+        pure = guiding.is_empty_prompt(positive[0][0], guiding.empty_prompt_states(inputs.clip))
+        for number, reports in enumerate(mapping.explain_guide(states, guide, pure)):
             part = guide.parts[number]
             count = len(part.image_tokens)
             title = (
@@ -225,7 +225,7 @@ class FlexDiffusePreview(io.ComfyNode):
             tables.append(mapping.render_table(reports, labels, count, len(shown), title))
         batch = torch.stack([torch.from_numpy(_array(p)) for p in pictures])
         table = "\n\n".join(tables)
-        if guiding.is_empty_prompt(positive[0][0], guiding.empty_prompt_states(inputs.clip)):
+        if pure:
             table = f"{PURE_IMAGE_WARNING}\n\n{table}"
         shown_ui = ui.PreviewImage(batch, cls=cls).as_dict() | ui.PreviewText(table).as_dict()
         return io.NodeOutput(batch, table, ui=shown_ui)

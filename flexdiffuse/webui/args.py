@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..images import KEEP_SIDE, GuidanceImage
 from ..params import PARAM_SPECS, JobParams, read_bool
-from ..presets import preset_values
+from ..presets import job_params
 from .errors import FlexDiffuseError, as_sentence
 
 GUIDANCE_INPUTS: tuple[str, ...] = ("image", "image_2", "image_3", "image_4")
@@ -137,8 +137,9 @@ def parse_script_args(args: Sequence[Any]) -> ScriptArgs:
         image = read_image(values.pop(name, None), name)
         if image is not None:
             images[name] = image
-    base = read_preset(values.pop(PRESET_NAME, None))
-    return ScriptArgs(True, images, make_params(values, base=base))
+    preset = values.pop(PRESET_NAME, None)
+    read_preset(preset)
+    return ScriptArgs(True, images, make_params(values, preset=preset))
 
 
 def read_preset(name: Any) -> JobParams:
@@ -147,18 +148,21 @@ def read_preset(name: Any) -> JobParams:
     Raises:
         FlexDiffuseError: an unknown preset, naming the presets there are.
     """
-    if name is None or (isinstance(name, str) and not name.strip()):
-        return JobParams()
     try:
-        return JobParams().replace(**preset_values(name))
+        return job_params({}, name)
     except ValueError as error:
         raise FlexDiffuseError(f"FlexDiffuse: {error}") from None
 
 
-def make_params(values: Mapping[str, Any], base: JobParams | None = None) -> JobParams:
-    """``base`` (default: the defaults) with ``values`` applied, or a clear error."""
+def make_params(
+    values: Mapping[str, Any], base: JobParams | None = None, preset: str | None = None
+) -> JobParams:
+    """``values`` over ``base``, or over preset ``preset`` (the core's rule,
+    :func:`flexdiffuse.presets.job_params`: named values win), or a clear error."""
     try:
-        return (base or JobParams()).replace(**values)
+        if base is not None:
+            return base.replace(**values)
+        return job_params(values, preset)
     except ValueError as error:
         raise FlexDiffuseError(f"{error} Set it in the FlexDiffuse panel or the request.") from None
 

@@ -103,29 +103,40 @@ class GuidedRowCache:
     """Guided batches for the steps of one sampling pass, each built once.
 
     ``guide`` guides a stack of conditionings (``[rows, 77*k, d]``, or SDXL's dict of
-    stacks); the flag says their prompts are empty (pure image guidance). Conditionings are
-    guided once each, those of one shape together in one call, and remembered by the identity
-    of A1111's tensors (kept alive here, so identities are not reused); guided batches are
-    remembered by the identities of their rows.
+    stacks); the flag says their prompts are empty (pure image guidance), as ``is_empty``
+    tells of each conditioning. Conditionings are guided once each, those of one shape together
+    in one call, and remembered by the identity of A1111's tensors (kept alive here, so
+    identities are not reused); guided batches are remembered by the identities of their rows.
     """
 
-    def __init__(self, guide: GuideStack) -> None:
+    def __init__(self, guide: GuideStack, is_empty: Callable[[Cond], bool] | None = None) -> None:
         self._guide = guide
+        self._is_empty = is_empty or (lambda cond: False)
+        self._empty: dict[int, bool] = {}
         self._rows: dict[tuple[int, bool], tuple[Cond, Cond]] = {}
         self._batches: dict[tuple[tuple[int, bool], ...], Cond] = {}
+        self.took_image = False
+        """Whether an empty prompt took the image (pure image guidance) in this pass."""
 
-    def prepare(self, rows: Iterable[tuple[int, Cond]], empty_prompts: Sequence[bool]) -> None:
+    def prepare(self, rows: Iterable[tuple[int, Cond]]) -> None:
         """Guide every conditioning of ``rows`` not guided yet (errors surface here)."""
-        self._guide_new((cond, _is_empty(empty_prompts, item)) for item, cond in rows)
+        self._guide_new(self._flagged(rows))
 
-    def batch(self, rows: Iterable[tuple[int, Cond]], empty_prompts: Sequence[bool]) -> Cond:
+    def batch(self, rows: Iterable[tuple[int, Cond]]) -> Cond:
         """The guided batch for ``rows`` (see :func:`cond_rows`), built once per distinct rows."""
-        selected = [(cond, _is_empty(empty_prompts, item)) for item, cond in rows]
+        selected = list(self._flagged(rows))
         key = tuple((id(cond), empty) for cond, empty in selected)
         if key not in self._batches:
             self._guide_new(selected)
             self._batches[key] = stack_rows([self._rows[row][1] for row in key])
         return self._batches[key]
+
+    def _flagged(self, rows: Iterable[tuple[int, Cond]]) -> Iterator[tuple[Cond, bool]]:
+        for _, cond in rows:
+            empty = self._empty.get(id(cond))
+            if empty is None:
+                empty = self._empty[id(cond)] = self._is_empty(cond)
+            yield cond, empty
 
     def _guide_new(self, conds: Iterable[tuple[Cond, bool]]) -> None:
         pending: dict[tuple[Any, bool], dict[int, Cond]] = {}
@@ -135,6 +146,7 @@ class GuidedRowCache:
         for (_, empty), group in pending.items():
             stack = list(group.values())
             guided = self._guide(stack_rows(stack), empty)
+            self.took_image = self.took_image or empty
             for index, cond in enumerate(stack):
                 self._rows[(id(cond), empty)] = (cond, _row(guided, index))
 
@@ -142,6 +154,7 @@ class GuidedRowCache:
         """Forget everything (a new batch of prompts comes with new conditionings)."""
         self._rows.clear()
         self._batches.clear()
+        self._empty.clear()
 
 
 def _shape(cond: Cond) -> Any:
@@ -154,7 +167,3 @@ def _row(stacked: Cond, index: int) -> Cond:
     if isinstance(stacked, dict):
         return {key: value[index] for key, value in stacked.items()}
     return stacked[index]
-
-
-def _is_empty(empty_prompts: Sequence[bool], item: int) -> bool:
-    return item < len(empty_prompts) and empty_prompts[item]

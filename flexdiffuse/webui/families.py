@@ -1,55 +1,48 @@
-"""Model families: which CLIP vision tower guides which slice of a checkpoint's conditioning.
+"""The family of the webui's loaded checkpoint, in the core's table (``flexdiffuse/families.py``).
 
-Each text encoder pairs with the vision tower trained with it, whose projected image tokens
-share its space (docs/algorithm.md, "Image tokens"). Nothing here imports the webui: the
-loaded model is read through the family flags the webui sets on it (``is_sd1``, ``is_sd2``,
-``is_sdxl``, ``is_sd3``).
+Nothing here imports the webui: the loaded model is read through the family flags the webui
+sets on it (``is_sd1``, ``is_sd2``, ``is_sdxl``, ``is_sd3``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from ..families import (
+    FAMILIES,
+    SD1,
+    SD2,
+    SDXL,
+    SDXL_REFINER,
+    TOWERS,
+    ConditioningPart,
+    Family,
+)
 from ..known_towers import VIT_BIGG, VIT_H, VIT_L, KnownTower
 from .errors import FlexDiffuseError
 
-
-@dataclass(frozen=True)
-class ConditioningPart:
-    """The channels of the conditioning one text encoder fills, and the tower paired with it."""
-
-    channel_start: int
-    tower: KnownTower
-
-    @property
-    def channel_stop(self) -> int:
-        """One past the last channel of the part."""
-        return self.channel_start + self.tower.token_width
-
-
-@dataclass(frozen=True)
-class Family:
-    """A checkpoint family: its conditioning width and the parts its text encoders fill."""
-
-    name: str
-    width: int
-    parts: tuple[ConditioningPart, ...]
+__all__ = [
+    "FAMILIES",
+    "SD1",
+    "SD2",
+    "SDXL",
+    "SDXL_REFINER",
+    "TOWERS",
+    "VIT_BIGG",
+    "VIT_H",
+    "VIT_L",
+    "ConditioningPart",
+    "Family",
+    "KnownTower",
+    "detect_family",
+]
 
 
-SD1 = Family("SD 1.x", 768, (ConditioningPart(0, VIT_L),))
-SD2 = Family("SD 2.x", 1024, (ConditioningPart(0, VIT_H),))
-SDXL = Family("SDXL", 2048, (ConditioningPart(0, VIT_L), ConditioningPart(768, VIT_BIGG)))
-FAMILIES: tuple[Family, ...] = (SD1, SD2, SDXL)
+def detect_family(model: Any, width: int | None = None) -> Family:
+    """The family of the webui's loaded ``model`` (the core's table, ``flexdiffuse/families.py``).
 
-TOWERS: tuple[KnownTower, ...] = tuple(
-    dict.fromkeys(part.tower for family in FAMILIES for part in family.parts)
-)
-"""The towers the families pair with, in the order the Settings page shows their settings."""
-
-
-def detect_family(model: Any) -> Family:
-    """The family of the webui's loaded ``model``.
+    ``width``, the width of its conditioning, tells the SDXL refiner (which the webui flags
+    as SDXL) from SDXL.
 
     Raises:
         FlexDiffuseError: no model is loaded, or its family has no CLIP vision pairing.
@@ -62,7 +55,7 @@ def detect_family(model: Any) -> Family:
     if name is not None:  # a Forge engine of a family without a CLIP pairing
         raise _unsupported(name)
     if getattr(model, "is_sdxl", False):  # SSD-1B too: it keeps SDXL's text encoders
-        return SDXL
+        return SDXL_REFINER if width == SDXL_REFINER.width else SDXL
     if getattr(model, "is_sd2", False):
         return SD2
     if getattr(model, "is_sd1", False):

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import torch
+
 from ..engine import PURE_IMAGE_WARNING
 from ..guidance import ConditioningGuide
+from ..guides import is_empty_prompt
 from .args import ScriptArgs
-from .conds import Cond, GuidedRowCache, cond_rows, cond_width
+from .conds import Cond, GuidedRowCache, cond_rows, cond_width, token_states
 from .errors import FlexDiffuseError, mark_job_error
 from .hosts import Host, JobSurface, PassConds, SamplingStep
 from .infotext import ENABLED_KEY, NOTE_KEY
@@ -46,10 +49,13 @@ NO_NEGATIVE_PROMPT = (
 
 @dataclass(frozen=True)
 class JobGuides:
-    """How a job guides its prompts and its negative prompts (None: left as they are)."""
+    """How a job guides its prompts and its negative prompts (None: left as they are), and
+    the checkpoint's encoded empty prompt, which tells an empty prompt by its states (None:
+    no prompt is taken as empty)."""
 
     prompt: ConditioningGuide | None
     negative: ConditioningGuide | None
+    empty_prompt: torch.Tensor | None = None
 
 
 BuildGuides = Callable[[int], JobGuides]
@@ -94,20 +100,25 @@ class BuiltGuides:
         prompt, negative = guides.prompt, guides.negative
         prompts = negatives = None
         if prompt is not None:
-            prompts = GuidedRowCache(lambda cond, empty: _guide_cond(prompt, cond, empty))
+            empty = guides.empty_prompt
+
+            def is_empty(cond: Cond) -> bool:
+                return is_empty_prompt(token_states(cond), empty)
+
+            prompts = GuidedRowCache(lambda cond, pure: _guide_cond(prompt, cond, pure), is_empty)
         if negative is not None:
             # An empty negative prompt is guided like any other: it has no image to take over.
             negatives = GuidedRowCache(lambda cond, _: _guide_cond(negative, cond, False))
         return cls(guides, model, prompts, negatives)
 
-    def prepare(self, conds: PassConds, empty: Sequence[bool]) -> None:
+    def prepare(self, conds: PassConds) -> None:
         """Guide every conditioning of a new batch or pass (errors surface here)."""
         if self.prompts is not None:
             self.prompts.clear()
-            self.prompts.prepare(cond_rows(conds.prompts, None), empty)
+            self.prompts.prepare(cond_rows(conds.prompts, None))
         if self.negatives is not None and conds.negatives is not None:
             self.negatives.clear()
-            self.negatives.prepare(cond_rows(conds.negatives, None), ())
+            self.negatives.prepare(cond_rows(conds.negatives, None))
         self.seen = conds
 
     def holds(self, conds: PassConds) -> bool:
@@ -119,13 +130,10 @@ class BuiltGuides:
 
 @dataclass
 class JobNotes:
-    """What a job told the user already (each note once per job), and which prompts of the
-    current pass are empty (read once per prompt list, not every step)."""
+    """What a job told the user already (each note once per job)."""
 
     given: set[str] = field(default_factory=set)
     warned_pure: bool = False
-    prompts: Sequence[str] | None = None
-    empty: list[bool] = field(default_factory=list)
 
 
 class _AttachedJob(ABC):
@@ -266,7 +274,8 @@ class GuidedJob(_AttachedJob):
     def _prepare(self, conds: PassConds, surface: JobSurface) -> None:
         built = self._ensure_guides(conds, surface)
         if built is not None:
-            built.prepare(conds, self._empty_prompts(surface))
+            built.prepare(conds)
+            self._warn_pure(built, surface)
 
     def _guide_step(self, step: SamplingStep) -> None:
         surface, conds = step.job, step.conds()
@@ -274,20 +283,21 @@ class GuidedJob(_AttachedJob):
         if built is None:
             return
         if not built.holds(conds):  # a new batch or pass
-            built.prepare(conds, self._empty_prompts(surface))
+            built.prepare(conds)
         override = self._host.conditioning_override()
         if override is not None:
             self._note(surface, override)
         guided_any = False
         if built.prompts is not None:
             rows = cond_rows(conds.prompts, step.index)
-            step.replace(built.prompts.batch(rows, self._empty_prompts(surface)), None)
+            step.replace(built.prompts.batch(rows), None)
+            self._warn_pure(built, surface)
             guided_any = True
         if built.negatives is not None and (conds.negatives is None or not step.negative_rows):
             self._note(surface, NO_NEGATIVE_PROMPT)  # Forge at CFG scale 1: no negative rows
         elif built.negatives is not None and conds.negatives is not None:
             rows = cond_rows(conds.negatives, step.index)
-            step.replace(None, built.negatives.batch(rows, ()))
+            step.replace(None, built.negatives.batch(rows))
             guided_any = True
         if guided_any:
             self.guided_steps += 1
@@ -337,17 +347,13 @@ class GuidedJob(_AttachedJob):
         progress = step.index / step.total if step.total else 0.0
         return start <= progress <= end
 
-    def _empty_prompts(self, surface: JobSurface) -> list[bool]:
-        """Which prompts of this pass are empty; read once per prompt list, not every step."""
-        notes, prompts = self._notes, surface.prompts()
-        if notes.prompts is prompts:
-            return notes.empty
-        notes.prompts, notes.empty = prompts, [not prompt.strip() for prompt in prompts]
-        if any(notes.empty) and not notes.warned_pure:
-            notes.warned_pure = True  # the engine logs it; this shows it under the images
-            surface.comment(PURE_IMAGE_WARNING)
-            surface.infotext.setdefault(NOTE_KEY, PURE_IMAGE_WARNING)
-        return notes.empty
+    def _warn_pure(self, built: BuiltGuides, surface: JobSurface) -> None:
+        """Say once per job that an empty prompt took the image (the engine logs it)."""
+        if built.prompts is None or not built.prompts.took_image or self._notes.warned_pure:
+            return
+        self._notes.warned_pure = True
+        surface.comment(PURE_IMAGE_WARNING)
+        surface.infotext.setdefault(NOTE_KEY, PURE_IMAGE_WARNING)
 
 
 Job = GuidedJob | FailedJob

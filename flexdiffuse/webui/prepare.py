@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
 from ..encoder import ModelLoadError
-from ..engine import CHUNK
-from ..guidance import ConditioningGuide, PartGuide
+from ..guides import (
+    Advice,
+    EncodedPart,
+    GuideError,
+    check_concepts,
+    check_pooled,
+    negative_guide,
+    prompt_guide,
+)
 from ..images import GuidanceImage
+from ..known_towers import KnownTower
 from . import settings
-from .args import NEGATIVE_INPUT, ScriptArgs
+from .args import ScriptArgs
 from .conds import token_states
 from .errors import FlexDiffuseError
-from .families import SDXL, VIT_BIGG, ConditioningPart, Family, detect_family
+from .families import SDXL, SDXL_REFINER, ConditioningPart, Family, detect_family
 from .job import JobGuides
 from .runtime import Runtime
 from .vision_towers import TowerPlacement, TowerProgress
@@ -23,11 +33,26 @@ from .vision_towers import TowerPlacement, TowerProgress
 @dataclass(frozen=True)
 class CheckpointInputs:
     """What a job's guides take from the loaded checkpoint: its family, the parts to guide,
-    and the encoded mapping-concepts prompt (None: no concepts)."""
+    the encoded mapping-concepts prompt (None: no concepts) and the encoded empty prompt (to
+    recognise an empty prompt by its states, ``guides.is_empty_prompt``)."""
 
     family: Family
     parts: tuple[ConditioningPart, ...]
     concepts: torch.Tensor | None
+    empty_prompt: torch.Tensor | None = None
+
+
+def _load_tower_advice(tower: KnownTower) -> str:
+    return (
+        f"In Settings > FlexDiffuse, set the {tower.label} model to such a model (default: "
+        f"{tower.default_source})"
+    )
+
+
+WEBUI_ADVICE = Advice(
+    add_bigg="turn off 'SDXL: guide only the ViT-L part' in Settings > FlexDiffuse",
+)
+"""What the webui tells a user to do where the fix is one of its settings."""
 
 
 def build_guides(args: ScriptArgs, width: int, runtime: Runtime) -> JobGuides:
@@ -53,14 +78,25 @@ def checkpoint_inputs(args: ScriptArgs, width: int, runtime: Runtime) -> Checkpo
     host = runtime.host
     if host.unsupported:
         raise FlexDiffuseError(host.unsupported)
-    family = detect_family(host.sd_model())
+    family = detect_family(host.sd_model(), width)
     _check_width(width, family)
     parts = guided_parts(runtime, family)
-    _check_pooled(args, family, parts)
-    concepts = None
-    if args.guidance_images():
-        concepts = _encode_concepts(runtime, args.params.concepts)
-    return CheckpointInputs(family, parts, concepts)
+    concepts = empty = None
+    with _as_job_errors():
+        if args.guidance_images():
+            check_pooled(args.params, family, parts, WEBUI_ADVICE)
+            concepts = _encode_concepts(runtime, args.params.concepts)
+            empty = token_states(host.encode_prompt(""))
+    return CheckpointInputs(family, parts, concepts, empty)
+
+
+@contextmanager
+def _as_job_errors() -> Iterator[None]:
+    """The core's refusals as the webui's job error."""
+    try:
+        yield
+    except GuideError as error:
+        raise FlexDiffuseError(str(error)) from None
 
 
 def encode_guides(args: ScriptArgs, inputs: CheckpointInputs, runtime: Runtime) -> JobGuides:
@@ -91,44 +127,37 @@ def encode_guides(args: ScriptArgs, inputs: CheckpointInputs, runtime: Runtime) 
         for part in parts
         if everything
     }
-    prompt = negative = None
-    if images:
-        weights = [weight for _, weight in images]
-        guides = tuple(
-            _part_guide(part, encoded[part][: len(images)], weights, inputs.concepts)
-            for part in parts
+    weights = [weight for _, weight in images]
+    rows = [
+        EncodedPart(
+            part,
+            encoded[part][: len(images)],
+            weights,
+            encoded[part][-1] if negative_image is not None else None,
         )
-        pooled_image = _pooled_image(args, guides, parts, weights)
-        prompt = ConditioningGuide(params.guidance, guides, pooled_image, params.pooled)
-    if negative_image is not None:
-        weights = [args.weight(NEGATIVE_INPUT)]
-        guides = tuple(_part_guide(part, encoded[part][-1:], weights, None) for part in parts)
-        negative = ConditioningGuide(params.guidance, guides)
+        for part in encoded
+    ]
+    with _as_job_errors():
+        prompt = prompt_guide(params, rows, inputs.concepts)
+        negative = negative_guide(params, rows)
     if not placement.keep_loaded or placement.park is not None:
         host.free_memory()
-    return JobGuides(prompt, negative)
+    return JobGuides(prompt, negative, inputs.empty_prompt)
 
 
 def guided_parts(runtime: Runtime, family: Family) -> tuple[ConditioningPart, ...]:
     """The parts of ``family``'s conditioning that the settings ask to guide."""
-    if family is SDXL and settings.sdxl_vit_l_only(runtime.host):
+    if not settings.sdxl_vit_l_only(runtime.host):
+        return family.parts
+    if family is SDXL:
         return family.parts[:1]
+    if family is SDXL_REFINER:  # the setting leaves the refiner's only part out
+        raise FlexDiffuseError(
+            f"This {family.name} checkpoint is guided by {family.towers} alone, which 'SDXL: "
+            "guide only the ViT-L part' leaves out. Turn that setting off in Settings > "
+            "FlexDiffuse to guide it, or disable FlexDiffuse for this checkpoint."
+        )
     return family.parts
-
-
-def _check_pooled(args: ScriptArgs, family: Family, parts: tuple[ConditioningPart, ...]) -> None:
-    if not args.params.pooled or not args.guidance_images():
-        return
-    if family is not SDXL:
-        raise FlexDiffuseError(
-            f"Pooled image guidance works with SDXL checkpoints only; set it to 0 for this "
-            f"{family.name} checkpoint."
-        )
-    if all(part.tower is not VIT_BIGG for part in parts):
-        raise FlexDiffuseError(
-            "Pooled image guidance needs the ViT-bigG vision model: turn off 'SDXL: guide only "
-            "the ViT-L part' in Settings > FlexDiffuse, or set pooled image guidance to 0."
-        )
 
 
 def _encode(
@@ -157,43 +186,9 @@ def _encode(
         raise FlexDiffuseError(
             f"The CLIP vision model '{source}' gives image tokens of width {width}, but "
             f"{family.name} needs a {tower.label} vision model (width "
-            f"{tower.token_width}). In Settings > FlexDiffuse, set the {tower.label} model "
-            f"to such a model (default: {tower.default_source})."
+            f"{tower.token_width}). {_load_tower_advice(tower)}."
         )
     return encoded
-
-
-def _part_guide(
-    part: ConditioningPart,
-    encoded: list[torch.Tensor],
-    weights: list[float],
-    concepts: torch.Tensor | None,
-) -> PartGuide:
-    """The part's guide by the images ``encoded``, each token weighted by its image."""
-    token_weights = None
-    if any(weight != 1 for weight in weights):  # all 1 is the algorithm's exact path
-        token_weights = torch.cat(
-            [torch.full((len(t),), w) for t, w in zip(encoded, weights, strict=True)]
-        )
-    start, stop = part.channel_start, part.channel_stop
-    concept = concepts[:, start:stop] if concepts is not None else None
-    return PartGuide(start, torch.cat(encoded), concept, token_weights)
-
-
-def _pooled_image(
-    args: ScriptArgs,
-    guides: tuple[PartGuide, ...],
-    parts: tuple[ConditioningPart, ...],
-    weights: list[float],
-) -> torch.Tensor | None:
-    """The images' pooled bigG embedding (projected class token), weighted, for SDXL."""
-    if not args.params.pooled:
-        return None
-    guide = next(g for g, part in zip(guides, parts, strict=True) if part.tower is VIT_BIGG)
-    counts = [len(guide.image_tokens) // len(weights)] * len(weights)
-    classes = torch.stack([tokens[0] for tokens in guide.image_tokens.split(counts)])
-    mix = torch.tensor(weights, dtype=classes.dtype, device=classes.device).unsqueeze(-1)
-    return (classes * mix).sum(0) / mix.sum()
 
 
 def _check_width(width: int, family: Family) -> None:
@@ -208,10 +203,4 @@ def _check_width(width: int, family: Family) -> None:
 def _encode_concepts(runtime: Runtime, text: str) -> torch.Tensor | None:
     if not text.strip():
         return None
-    tokens = token_states(runtime.host.encode_prompt(text))
-    if tokens.shape[0] > CHUNK:
-        raise FlexDiffuseError(
-            f"The mapping concepts prompt is {tokens.shape[0] // CHUNK} chunks long; it must fit "
-            "in one (75 tokens). Name only the image concepts to map, e.g. 'dog, sunset'."
-        )
-    return tokens
+    return check_concepts(token_states(runtime.host.encode_prompt(text)))

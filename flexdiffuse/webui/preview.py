@@ -19,9 +19,22 @@ from typing import Any
 import torch
 
 from ..engine import PURE_IMAGE_WARNING
+from ..guides import is_empty_prompt
 from ..images import GuidanceImage, prepare_image
 from ..params import GuidanceParams
-from ..preview import PositionReport, effect_text, explain, heat_overlay, patch_heat
+from ..preview import (
+    PositionReport,
+    chunk_rows,
+    effect_text,
+    explain,
+    explain_pure,
+    heat_overlay,
+    image_place,
+    patch_heat,
+    prompt_number,
+    summary_text,
+    token_label,
+)
 from .args import NEGATIVE_INPUT, ScriptArgs, parse_script_args
 from .conds import token_states
 from .errors import FlexDiffuseError
@@ -81,18 +94,20 @@ def preview_html(runtime: Runtime, prompt: str, args: ScriptArgs) -> str:
             "Nothing to preview: the prompt is guided only by guidance images of weight above "
             "0 (a negative image guides the negative prompt)."
         )
-    if not prompt.strip():
-        return notice(PURE_IMAGE_WARNING)
+    # What the guide does to an empty prompt: the image replaces it (the core's one rule).
+    pure = is_empty_prompt(tokens, inputs.empty_prompt)
     images = [image for image, _ in args.guidance_images()]
-    sections = []
+    sections = (
+        [f'<p class="flexdiffuse-error">{html.escape(PURE_IMAGE_WARNING)}</p>'] if pure else []
+    )
     for number, part in enumerate(guide.parts):
-        reports = explain(
-            tokens[..., part.channel_start : part.channel_stop],
-            part.image_tokens,
-            guide.params,
-            part.concept_cond,
-            part.token_weights,
-        )
+        states = tokens[..., part.channel_start : part.channel_stop]
+        if pure:
+            reports = explain_pure(states, part.image_tokens, guide.params)
+        else:
+            reports = explain(
+                states, part.image_tokens, guide.params, part.concept_cond, part.token_weights
+            )
         title = f"Vision tower {number + 1} of {len(guide.parts)}" if number else ""
         note = settings_note(guide.params, reports)
         count = len(part.image_tokens)
@@ -159,19 +174,15 @@ def render_mapping(
     per_image = token_count // max(1, len(images))
     grid = math.isqrt(per_image - 1)
     rows, tokens = [], []
-    for chunk in sorted({report.chunk for report in reports}):
-        in_chunk = [report for report in reports if report.chunk == chunk]
-        padding = [report for report in in_chunk if _label(labels, report) == PAD]
-        shown = [report for report in in_chunk if report not in padding]
+    for shown, padding in chunk_rows(reports, labels, PAD):
         rows += [_row(report, labels, per_image, grid) for report in shown]
         tokens += shown
         if padding:
             rows.append(_padding_row(padding))
-    moved = sum(report.moved for report in reports)
     heading = f"<h4>{html.escape(title)}</h4>" if title else ""
     summary = (
-        f"{moved} of {len(reports)} prompt positions move toward the image. Lit patches: "
-        "what the prompt's own tokens (the rows before the padding) take."
+        f"{summary_text(reports)} Lit patches: what the prompt's own tokens (the rows before "
+        "the padding) take."
     )
     if note:
         summary = f"{summary} {note}"
@@ -190,7 +201,7 @@ def render_mapping(
 
 def _padding_row(padding: list[PositionReport]) -> str:
     """One row for a chunk's padding: the encoder's states there carry the prompt too."""
-    first, last = (report.chunk * 77 + report.position for report in (padding[0], padding[-1]))
+    first, last = (prompt_number(report) for report in (padding[0], padding[-1]))
     moved = [report for report in padding if report.moved]
     mean = sum(report.weight for report in moved) / len(moved) if moved else 0.0
     effect = f"{len(moved)} of {len(padding)} move (mean weight {mean:+.2f})"
@@ -200,29 +211,24 @@ def _padding_row(padding: list[PositionReport]) -> str:
     )
 
 
-def _label(labels: list[list[str]] | None, report: PositionReport) -> str | None:
-    if labels is None or report.chunk >= len(labels):
-        return None
-    return labels[report.chunk][report.position]
-
-
 def _row(report: PositionReport, labels: list[list[str]] | None, per_image: int, grid: int) -> str:
-    label = _label(labels, report)
-    number = report.chunk * 77 + report.position
+    label = token_label(labels, report)
+    number = prompt_number(report)
     token = html.escape(label if label is not None else "")
     where, data = "\u2014", ""
-    if report.image_token >= 0:
-        image, index = divmod(report.image_token, per_image)
+    place = image_place(report, per_image, grid)
+    if place is not None:
+        image, row, column = place
         data = f' data-flexdiffuse-image="{image}"'
-        if index == 0:
+        if row < 0:
             where = f"image {image + 1}, class"
         else:
-            row, column = divmod(index - 1, grid)
             where = f"image {image + 1}, patch {row + 1},{column + 1}"
             data += f' data-flexdiffuse-row="{row}" data-flexdiffuse-col="{column}"'
             data += f' data-flexdiffuse-grid="{grid}"'
     bar = f'<span class="flexdiffuse-bar" style="width:{report.alignment * 4:.2f}em"></span>'
-    alignment = f"{bar}{report.alignment:.2f}" if report.image_token >= 0 else "\u2014"
+    shown = report.image_token >= 0 and not report.pure
+    alignment = f"{bar}{report.alignment:.2f}" if shown else "\u2014"
     moved = " flexdiffuse-moved" if report.moved else ""
     return (
         f'<tr class="flexdiffuse-position{moved}"{data}><td>{number}</td><td>{token}</td>'

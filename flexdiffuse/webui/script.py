@@ -12,7 +12,7 @@ from typing import Any
 
 from modules import script_callbacks, scripts
 
-from ..engine import moves_tokens
+from .. import guides
 from . import hosts, settings
 from .args import ScriptArgs, make_params, parse_script_args
 from .errors import NO_GUIDANCE_IMAGE, PLOTTED_BUT_OFF, FlexDiffuseError
@@ -22,7 +22,7 @@ from .prepare import build_guides
 from .preview import previewer
 from .runtime import Runtime
 from .ui import build_panel
-from .xyz import add_axis_options, overrides_of
+from .xyz import add_axis_options
 
 TITLE = "FlexDiffuse"
 
@@ -107,32 +107,22 @@ def start_job(p: Any, args: Sequence[Any], runtime: Runtime) -> Job | None:
 
 def nothing_to_guide(args: ScriptArgs, prompts: Sequence[str]) -> str | None:
     """Why ``args`` move no token of a job of ``prompts`` at all, or None when they guide
-    something.
-
-    One rule for every way in (panel, API, X/Y/Z): no image that guides (every weight 0), an
-    image strength of 0, or weights and a cap that move no token with no concepts prompt, no
-    empty prompt (which the image replaces whatever the weights) and no pooled guidance
-    (SDXL's pooled vector moves whatever the weights). Such a job runs unguided, says so, and
-    its infotext records the settings with ``FlexDiffuse: False``.
+    something (the core's rule, :func:`flexdiffuse.guides.nothing_to_guide`, for every way
+    in: panel, API, X/Y/Z). Before anything is encoded a prompt is taken as empty by its text.
+    Such a job runs unguided, says so, and its infotext records the settings with
+    ``FlexDiffuse: False``.
     """
-    if not args.guidance_images() and args.negative_image is None:
-        return "FlexDiffuse guided nothing: every given image has weight 0."
-    if args.params.guidance.strength == 0:
-        return "FlexDiffuse guided nothing: Image strength is 0."
-    empty_prompt = args.guidance_images() and any(not str(x).strip() for x in prompts)
-    concepts = bool(args.guidance_images() and args.params.concepts.strip())
-    pooled = bool(args.guidance_images() and args.params.pooled > 0)
-    if not moves_tokens(args.params.guidance, concepts=concepts) and not (empty_prompt or pooled):
-        return (
-            "FlexDiffuse guided nothing: Linear, Clustered and Threshold with Max image "
-            "guidance move no token, and neither mapping concepts nor pooled guidance are set."
-        )
-    return None
+    return guides.nothing_to_guide(
+        args.params,
+        images=bool(args.guidance_images()),
+        negative=args.negative_image is not None,
+        empty_prompt=any(not str(prompt).strip() for prompt in prompts),
+    )
 
 
 def _script_args(p: Any, args: Sequence[Any], runtime: Runtime) -> ScriptArgs | None:
     script_args = parse_script_args(args)
-    overrides = overrides_of(p)
+    overrides = runtime.host.surface(p).plot_values()
     if not script_args.enabled:
         if overrides:
             raise FlexDiffuseError(PLOTTED_BUT_OFF)
@@ -161,7 +151,7 @@ def on_before_ui() -> None:
     """Add the X/Y/Z plot axes, if the plot script is loaded."""
     for data in scripts.scripts_data:
         if data.script_class.__module__ == "xyz_grid.py":
-            add_axis_options(data.module, panel_args)
+            add_axis_options(data.module, panel_args, RUNTIME.host.surface)
 
 
 def on_infotext_pasted(infotext: str, params: dict[str, Any]) -> None:

@@ -242,7 +242,15 @@ class _Builder:
                 **common,
             )
         elif spec.kind == "bool":
+            # Gradio draws a checkbox's info above the box, away from the words it explains:
+            # the hint goes right after it instead, as its own line.
+            hint = common.pop("info")
             control = gr.Checkbox(value=default, **common)
+            gr.Markdown(
+                hint,
+                elem_id=self.elem_id(f"{spec.name}_hint"),
+                elem_classes=["flexdiffuse-hint"],
+            )
         else:
             control = gr.Textbox(value=default, lines=1, placeholder=spec.placeholder, **common)
         self.controls[spec.name] = control

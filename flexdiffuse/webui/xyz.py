@@ -1,6 +1,7 @@
 """FlexDiffuse's axes in the webui's built-in X/Y/Z plot, one per parameter.
 
-An axis value is stored on the cell's processing object; the script reads it in ``process``
+An axis value is stored on the cell's job surface (``JobSurface.set_plot_value``: A1111 keeps it
+on the cell's processing object); the script reads it in ``process``
 and it overrides the panel's value for that cell only. Before the grid starts, each axis
 checks its values, and everything that would fail every cell (FlexDiffuse off, no image, a
 step window a combination of values empties) is refused with the message on screen: the plot
@@ -16,46 +17,38 @@ from typing import Any
 from ..params import PARAM_SPECS, ParamSpec, check_value
 from .args import ScriptArgs, make_params
 from .errors import NO_GUIDANCE_IMAGE, PLOTTED_BUT_OFF, FlexDiffuseError
-
-OVERRIDES_ATTRIBUTE = "flexdiffuse_overrides"
-"""Name of the attribute of ``p`` that holds the X/Y/Z values of its cell."""
-
-AXES_ATTRIBUTE = "flexdiffuse_axes"
-"""Name of the attribute of the plot's ``p`` that holds every FlexDiffuse axis's values."""
+from .hosts import JobSurface
 
 AXIS_PREFIX = "[FlexDiffuse] "
 
 PanelArgs = Callable[[Any], ScriptArgs]
 """Reads the FlexDiffuse panel's arguments of a processing object (raises when unreadable)."""
 
-
-def overrides_of(p: Any) -> dict[str, Any]:
-    """The parameter values the X/Y/Z plot set for ``p``'s cell, by field name."""
-    return dict(getattr(p, OVERRIDES_ATTRIBUTE, {}))
-
-
-def set_override(p: Any, name: str, value: Any) -> None:
-    """Override parameter ``name`` for ``p``'s cell."""
-    # A new dict each time: the plot makes each cell from a shallow copy of one ``p``.
-    setattr(p, OVERRIDES_ATTRIBUTE, {**overrides_of(p), name: value})
+SurfaceOf = Callable[[Any], JobSurface]
+"""The host's job surface of a processing object (``Host.surface``): the plot's values live
+there, so this module reads and writes nothing of the webui's objects."""
 
 
-def axis_options(xyz_grid: Any, panel_args: PanelArgs) -> list[Any]:
+def axis_options(xyz_grid: Any, panel_args: PanelArgs, surface_of: SurfaceOf) -> list[Any]:
     """An ``AxisOption`` of the loaded ``xyz_grid`` module for every parameter."""
-    return [_axis_option(xyz_grid.AxisOption, spec, panel_args) for spec in PARAM_SPECS]
+    return [_axis_option(xyz_grid.AxisOption, spec, panel_args, surface_of) for spec in PARAM_SPECS]
 
 
-def add_axis_options(xyz_grid: Any, panel_args: PanelArgs) -> None:
+def add_axis_options(xyz_grid: Any, panel_args: PanelArgs, surface_of: SurfaceOf) -> None:
     """Append the FlexDiffuse axes to the plot's options, once (the UI can be reloaded)."""
     present = {option.label for option in xyz_grid.axis_options}
     xyz_grid.axis_options.extend(
-        option for option in axis_options(xyz_grid, panel_args) if option.label not in present
+        option
+        for option in axis_options(xyz_grid, panel_args, surface_of)
+        if option.label not in present
     )
 
 
-def _axis_option(axis_option: Any, spec: ParamSpec, panel_args: PanelArgs) -> Any:
+def _axis_option(
+    axis_option: Any, spec: ParamSpec, panel_args: PanelArgs, surface_of: SurfaceOf
+) -> Any:
     label = AXIS_PREFIX + spec.label
-    apply, confirm = _applier(spec), _confirmer(spec, panel_args)
+    apply, confirm = _applier(spec, surface_of), _confirmer(spec, panel_args, surface_of)
     if spec.kind == "float":
         return axis_option(label, float, apply, confirm=confirm)
     if spec.kind == "choice":
@@ -67,22 +60,25 @@ def _axis_option(axis_option: Any, spec: ParamSpec, panel_args: PanelArgs) -> An
     return axis_option(label, str, apply, confirm=confirm)
 
 
-def _applier(spec: ParamSpec) -> Callable[[Any, Any, Any], None]:
+def _applier(spec: ParamSpec, surface_of: SurfaceOf) -> Callable[[Any, Any, Any], None]:
     def apply(p: Any, value: Any, values: Any) -> None:
-        set_override(p, spec.name, value)
+        surface_of(p).set_plot_value(spec.name, value)
 
     return apply
 
 
-def _confirmer(spec: ParamSpec, panel_args: PanelArgs) -> Callable[[Any, Any], None]:
+def _confirmer(
+    spec: ParamSpec, panel_args: PanelArgs, surface_of: SurfaceOf
+) -> Callable[[Any, Any], None]:
     def confirm(p: Any, values: Any) -> None:
         for value in values:
             try:
                 check_value(spec.name, value)
             except ValueError as error:
                 raise FlexDiffuseError(f"X/Y/Z plot: {error}") from None
-        axes = {**getattr(p, AXES_ATTRIBUTE, {}), spec.name: list(values)}
-        setattr(p, AXES_ATTRIBUTE, axes)
+        surface = surface_of(p)
+        axes = {**surface.plot_axes(), spec.name: list(values)}
+        surface.set_plot_axes(axes)
         preflight(panel_args(p), axes)
 
     return confirm

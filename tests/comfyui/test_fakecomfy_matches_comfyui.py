@@ -67,9 +67,18 @@ FACTS = [
     ("comfy/clip_vision.py", "self.load_device = comfy.model_management.text_encoder_device()"),
     ("comfy/clip_vision.py", "comfy.model_management.load_model_gpu(self.patcher)"),
     ("comfy/clip_vision.py", "def encode_image(self, image, crop=True):"),
+    # The tower identified before encoding: its model type and config, and the identity
+    # ComfyUI puts in place of a missing visual projection (which the pack refuses).
+    ("comfy/clip_vision.py", 'self.model_type = config.get("model_type", "clip_vision_model")'),
+    ("comfy/clip_vision.py", "self.config = config.copy()"),
+    ("comfy/clip_model.py", "self.visual_projection = torch.nn.Identity()"),
+    ("comfy/clip_model.py", 'if "projection_dim" in config_dict:'),
     # The tokenizer behind CLIP.tokenizer.untokenize, and its end token that pads.
     ("comfy/sd1_clip.py", "self.inv_vocab = {v: k for k, v in vocab.items()}"),
     ("comfy/sd1_clip.py", "def untokenize(self, token_weight_pair):"),
+    # SDXL's ViT-bigG tokenizer pads with id 0 ("!"), not the end token.
+    ("comfy/sdxl_clip.py", "super().__init__(tokenizer_path, pad_with_end=False,"),
+    ("comfy/sd1_clip.py", "self.pad_token = 0"),
     # Loading: the V3 entry point only without NODE_CLASS_MAPPINGS, the module named by path.
     ("nodes.py", 'elif hasattr(module, "comfy_entrypoint"):'),
     ("nodes.py", 'sys_module_name = module_path.replace(".", "_x_")'),

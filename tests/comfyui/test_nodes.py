@@ -276,7 +276,7 @@ def test_a_conditioning_from_no_clip_text_encoder_is_refused(vit_l):
 
 def test_a_tower_that_fits_no_part_is_refused(vit_h, clip_l):
     positive = conditioning(clip_l)
-    with pytest.raises(guiding.GuideError, match=r"fit no part.*Load CLIP Vision"):
+    with pytest.raises(guiding.GuideError, match=r"fits no part.*Load CLIP ViT-L/14"):
         run_guide(positive, positive, vit_h, image_batch())
 
 
@@ -294,7 +294,7 @@ def test_concepts_without_the_clip_input_are_refused(vit_l, clip_l):
 
 def test_pooled_guidance_on_sd15_is_refused(vit_l, clip_l):
     positive = conditioning(clip_l)
-    with pytest.raises(guiding.GuideError, match="SDXL only"):
+    with pytest.raises(guiding.GuideError, match="SDXL checkpoints only"):
         run_guide(positive, positive, vit_l, image_batch(), pooled=0.5)
 
 

@@ -71,7 +71,7 @@ def test_a_bad_input_shows_the_nodes_error_and_the_next_run_is_normal(comfy, bas
     run = comfy.run(set_guide(basic, pooled=0.5))  # pooled guidance is SDXL's
     assert run.status == "error"
     assert run.error["node_type"] == "FlexDiffuseGuide"
-    assert "SDXL only" in run.error["exception_message"]
+    assert "SDXL checkpoints only" in run.error["exception_message"]
     assert np.array_equal(pixels(comfy, basic), pixels(comfy, basic))
 
 

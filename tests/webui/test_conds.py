@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from modules import prompt_parser
 from sdmodel import FakeSdModel
 
+from flexdiffuse.guides import is_empty_prompt
 from flexdiffuse.webui.conds import GuidedRowCache, cond_rows, schedule_index, stack_rows
 from flexdiffuse.webui.hosts.a1111 import negative_schedules, prompt_schedules
 
@@ -63,17 +64,18 @@ def test_guided_batches_guide_each_conditioning_once_and_reuse_batches():
 
     prompts = ["", "x", "y", "z " * 80]
     multicond = prompt_parser.get_multicond_learned_conditioning(MODEL, prompts, 3)
-    batches = GuidedRowCache(guide)
-    batches.prepare(cond_rows(prompt_schedules(multicond), None), [True, False, False, False])
+    empty = prompt_parser.get_learned_conditioning(MODEL, [""], 3)[0][0].cond
+    batches = GuidedRowCache(guide, lambda cond: is_empty_prompt(cond, empty))
+    batches.prepare(cond_rows(prompt_schedules(multicond), None))
     # One call per shape and kind: the empty prompt, "x" and "y" together, the long prompt.
     assert sorted(calls) == [(1, False), (1, True), (2, False)]
-    first = batches.batch(cond_rows(prompt_schedules(multicond), 0), [True, False, False, False])
-    again = batches.batch(cond_rows(prompt_schedules(multicond), 2), [True, False, False, False])
+    first = batches.batch(cond_rows(prompt_schedules(multicond), 0))
+    again = batches.batch(cond_rows(prompt_schedules(multicond), 2))
     assert again is first
     assert len(calls) == 3
     _, original = prompt_parser.reconstruct_multicond_batch(multicond, 0)
     offsets = torch.tensor([100.0, 1.0, 1.0, 1.0]).view(4, 1, 1)
     assert first[:, :77].equal(original[:, :77] + offsets)
     batches.clear()
-    batches.batch(cond_rows(prompt_schedules(multicond), 0), [True, False, False, False])
+    batches.batch(cond_rows(prompt_schedules(multicond), 0))
     assert len(calls) == 6

@@ -106,13 +106,6 @@ def test_unsupported_model_family(webui):
         webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
 
 
-def test_sdxl_refiner_width_is_named(webui):
-    refiner = FakeSdModel("sdxl", width=1280)
-    shared.sd_model = refiner
-    with pytest.raises(FlexDiffuseError, match="conditions on width 1280"):
-        webui.txt2img(webui.args(image=IMAGE), prompt="a cat", steps=1)
-
-
 def test_a_model_that_cannot_be_downloaded(install_webui):
     offline = functools.partial(ImageEncoder.from_pretrained, local_files_only=True)
     webui = install_webui(VisionTowers(offline))

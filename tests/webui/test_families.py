@@ -107,7 +107,7 @@ def test_pooled_guidance_alone_guides_and_is_recorded(webui):
 
 @pytest.mark.parametrize(
     ("family", "vit_l_only", "match"),
-    [("sd1", False, "SDXL checkpoints only"), ("sdxl", True, "needs the ViT-bigG")],
+    [("sd1", False, "SDXL checkpoints only"), ("sdxl", True, "needs the OpenCLIP ViT-bigG")],
 )
 def test_pooled_guidance_where_it_cannot_apply(webui, family, vit_l_only, match):
     shared.sd_model = FakeSdModel(family)

@@ -45,7 +45,17 @@ HOST_OBJECT_ATTRIBUTES = {
 }
 """Attributes of the webui's own objects that only the host adapters may read."""
 
-JOB_CODE = ("job.py", "conds.py", "prepare.py")
+JOB_CODE = ("job.py", "conds.py", "prepare.py", "xyz.py")
+
+
+def test_the_plot_axes_keep_their_values_on_the_job_surface_only():
+    tree = ast.parse((WEBUI / "xyz.py").read_text(encoding="utf-8"))
+    called = {
+        node.func.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    }
+    assert not called & {"getattr", "setattr", "vars"}, "xyz.py reads or writes p itself"
 
 
 def members(protocol: type) -> set[str]:

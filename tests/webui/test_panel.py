@@ -37,12 +37,20 @@ def test_both_tabs_get_every_control_with_unique_ids(webui):
     assert len(ids) == len(set(ids))
 
 
+def hint_after(webui, control) -> str | None:
+    """The text of the Markdown drawn right after ``control`` in the page (None: none)."""
+    blocks = list(webui.blocks.blocks.values())
+    following = blocks[blocks.index(control) + 1]
+    return following.value if isinstance(following, gr.Markdown) else None
+
+
 @pytest.mark.parametrize("spec", PARAM_SPECS, ids=lambda s: s.name)
 def test_controls_follow_the_specs(webui, spec):
     control = webui.controls[False][ARG_NAMES.index(spec.name)]
     default = spec.default
     assert control.label == spec.label
-    assert control.info == (PRIORITY_HINT if spec.name == "order" else spec.info)
+    if spec.kind != "bool":
+        assert control.info == (PRIORITY_HINT if spec.name == "order" else spec.info)
     if spec.kind == "float":
         assert isinstance(control, gr.Slider)
         assert (control.minimum, control.maximum, control.value) == (
@@ -59,6 +67,8 @@ def test_controls_follow_the_specs(webui, spec):
     elif spec.kind == "bool":
         assert isinstance(control, gr.Checkbox)
         assert control.value is default
+        assert not control.info  # gradio would draw it above the box
+        assert hint_after(webui, control) == spec.info
     else:
         assert isinstance(control, gr.Textbox)
         assert control.value == default

@@ -83,7 +83,6 @@ def test_several_images_and_sdxl_towers(webui):
         ("a cat", {"image": None}, "Drop a guidance image"),
         ("a cat", {"image": IMAGE, "linear": 5}, "must be a number from -1 to 1"),
         ("a cat", {"image": IMAGE, "concepts": " ".join(["x"] * 80)}, "must fit in one"),
-        ("", {"image": IMAGE}, "pure image guidance"),
         ("a cat", {"negative_image": IMAGE}, "Nothing to preview"),
         ("a cat", {"image": IMAGE, "image_weight": 0}, "Nothing to preview"),
     ],
@@ -92,6 +91,15 @@ def test_preview_explains_what_it_cannot_show(webui, prompt, args, message):
     page = click_preview(webui, prompt, webui.args(**args))
     assert message in page
     assert "<table" not in page
+
+
+@pytest.mark.parametrize("prompt", ["", "   "])
+def test_the_preview_of_an_empty_prompt_shows_the_image_replacing_it(webui, prompt):
+    page = click_preview(webui, prompt, webui.args(image=IMAGE))
+    assert "pure image guidance" in page
+    assert "The prompt is empty: 76 of 76 prompt positions take the image." in page
+    assert "<td>image 1, class</td><td>+1.00</td><td>replaced by it (empty prompt)</td>" in page
+    assert "toward it" not in page
 
 
 def test_an_unsupported_checkpoint_is_explained(webui):

@@ -113,8 +113,8 @@ def test_without_the_wrapper_an_error_stops_sampling_and_unclaims_the_image(webu
     assert "FlexDiffuse stopped" in infotext
 
 
-@pytest.mark.parametrize("vit_l_only", [False, True])
-def test_a_refiner_switch_stops_guidance_with_a_note(webui, vit_l_only):
+def refiner_job(webui, vit_l_only):
+    """The base SDXL's steps and the refiner's, unguided and guided."""
     use_checkpoint("sdxl")
     shared.opts.data[settings.SDXL_VIT_L_ONLY] = vit_l_only
     refiner = FakeSdModel("sdxl", width=1280)
@@ -123,13 +123,26 @@ def test_a_refiner_switch_stops_guidance_with_a_note(webui, vit_l_only):
     use_checkpoint("sdxl")
     base = shared.sd_model
     guided = webui.txt2img(webui.args(image=IMAGE), refiner_model=refiner, **job)
+    assert shared.sd_model is refiner is not base
     before, after = plain.cond_steps(), guided.cond_steps()
     assert not torch.equal(before[0]["crossattn"], after[0]["crossattn"])  # base: guided
-    for a, b in zip(before[2:], after[2:], strict=True):  # refiner: left alone
+    return before[2:], after[2:], guided
+
+
+def test_the_refiner_is_guided_by_the_vit_bigg_tower(webui):
+    before, after, guided = refiner_job(webui, vit_l_only=False)
+    for a, b in zip(before, after, strict=True):
+        assert not torch.equal(a["crossattn"], b["crossattn"])
+    assert "stopped" not in guided.processed.comments
+
+
+def test_the_refiner_with_vit_l_only_stops_guidance_with_a_note(webui):
+    before, after, guided = refiner_job(webui, vit_l_only=True)
+    for a, b in zip(before, after, strict=True):  # refiner: left alone
         assert torch.equal(a["crossattn"], b["crossattn"])
-    assert shared.sd_model is refiner is not base
     note = "FlexDiffuse stopped guiding part-way"
     assert note in guided.processed.comments
+    assert "guide only the ViT-L part" in guided.processed.comments
     assert f"{NOTE_KEY}: " in guided.processed.infotexts[0]
 
 

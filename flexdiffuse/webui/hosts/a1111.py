@@ -307,6 +307,26 @@ class A1111Surface:
         negatives = self._negatives(uncond) if uncond is not None else None
         return PassConds(self._prompts(cond), negatives)
 
+    # The X/Y/Z plot hands each cell a shallow copy of one ``p``: a new dict each time.
+    def plot_values(self) -> dict[str, Any]:
+        return dict(getattr(self.p, PLOT_VALUES, {}))
+
+    def set_plot_value(self, name: str, value: Any) -> None:
+        setattr(self.p, PLOT_VALUES, {**self.plot_values(), name: value})
+
+    def plot_axes(self) -> dict[str, list[Any]]:
+        return dict(getattr(self.p, PLOT_AXES, {}))
+
+    def set_plot_axes(self, axes: dict[str, list[Any]]) -> None:
+        setattr(self.p, PLOT_AXES, dict(axes))
+
+
+PLOT_VALUES = "flexdiffuse_overrides"
+"""The attribute of a plot cell's ``p`` that holds the X/Y/Z values of its cell."""
+
+PLOT_AXES = "flexdiffuse_axes"
+"""The attribute of the plot's ``p`` that holds every FlexDiffuse axis's values."""
+
 
 class A1111Step:
     """A1111's ``CFGDenoiserParams`` as a :class:`~.base.SamplingStep`."""

@@ -102,6 +102,18 @@ class JobSurface(Protocol):
     def conds(self) -> PassConds:
         """The conditionings the host encoded for the batch about to be sampled."""
 
+    def plot_values(self) -> dict[str, Any]:
+        """The parameter values the X/Y/Z plot set for this job's cell, by field name."""
+
+    def set_plot_value(self, name: str, value: Any) -> None:
+        """Set parameter ``name`` for this job's cell only (an X/Y/Z axis value)."""
+
+    def plot_axes(self) -> dict[str, list[Any]]:
+        """Every FlexDiffuse axis's values of the plot this job starts (its checks)."""
+
+    def set_plot_axes(self, axes: dict[str, list[Any]]) -> None:
+        """Record the plot's FlexDiffuse axes (see :meth:`plot_axes`)."""
+
 
 class SamplingStep(Protocol):
     """One sampling step, as the job sees it in the host's step callback."""

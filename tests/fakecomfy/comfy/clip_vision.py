@@ -22,6 +22,8 @@ class ClipVisionModel:
 
     def __init__(self, model):
         self.model = model.eval()
+        self.config = model.config.to_dict()
+        self.model_type = self.config.get("model_type", "clip_vision_model")
         self.image_size = model.config.image_size
         self.load_device = model_management.text_encoder_device()
         self.patcher = object()

@@ -1,7 +1,8 @@
 """Fake ``comfy.sd.CLIP``: a deterministic toy text encoder with ComfyUI's interface.
 
-Words get ids from a growing vocabulary; a chunk is ``[start, words..., end, padding end]``
-(77 ids, padded with the end token as SD's CLIP is) and encodes to a seeded embedding of
+Words get ids from a growing vocabulary; a chunk is ``[start, words..., end, padding]``
+(77 ids, padded with the end token as SD's CLIP is, or with id 0, ``!``, as SDXL's ViT-bigG
+tokenizer is: ``key="g"``) and encodes to a seeded embedding of
 each id plus its position, ``width`` wide.
 """
 
@@ -12,7 +13,7 @@ START, END = 49406, 49407
 
 class Tokenizer:
     def __init__(self):
-        self.vocab = {"<|startoftext|>": START, "<|endoftext|>": END}
+        self.vocab = {"!": 0, "<|startoftext|>": START, "<|endoftext|>": END}
 
     def ids(self, text):
         words = text.replace(",", " , ").split()
@@ -32,7 +33,8 @@ class CLIP:
     def tokenize(self, text, return_word_ids=False, **kwargs):
         ids = self.tokenizer.ids(text)
         chunks = [ids[i : i + 75] for i in range(0, max(len(ids), 1), 75)]
-        batches = [[START, *c, END] + [END] * (75 - len(c)) for c in chunks]
+        pad = 0 if self.key == "g" else END  # SDXL's bigG tokenizer: pad_with_end=False
+        batches = [[START, *c, END] + [pad] * (75 - len(c)) for c in chunks]
         return {self.key: [[(i, 1.0) for i in batch] for batch in batches]}
 
     def encode_from_tokens(self, tokens, return_pooled=False, return_dict=False):
