@@ -51,6 +51,7 @@ SECTION_TITLES = {
     14: "Exact comparisons",
     15: "Automatic threshold floor",
     16: "Image strength",
+    17: "A recipe per image",
 }
 """The title each section number stands for: code citing a number means this section, so a
 renumbered or retitled section must be caught here."""
