@@ -81,7 +81,7 @@ def oracle_blend(a: list[float], b: list[float]) -> list[float]:
 
 def oracle_clustered(c: float, s: list[float]) -> list[float] | None:
     """Spec 3 clustered weights, or None when there is no peak."""
-    theta = math.fsum(s) / K
+    theta = mean32(s)
     candidates = [
         k for k in range(1, K - 1) if s[k] >= theta and s[k - 1] <= s[k] and s[k] >= s[k + 1]
     ]
@@ -108,8 +108,18 @@ def oracle_clustered(c: float, s: list[float]) -> list[float] | None:
 def oracle_floor(s: list[float], params: GuidanceParams) -> float:
     """Spec 3 and 15: the threshold floor, or the automatic one, the mean of the 76 scores."""
     if params.auto_floor:
-        return math.fsum(s) / K
+        return mean32(s)
     return params.threshold_floor
+
+
+def mean32(s: list[float]) -> float:
+    """Spec 3 and 15: the mean of the 76 scores in float32 arithmetic, as the spec says.
+
+    In float64 the mean of one denormal score and 75 zeros is a positive number below every
+    float32, where float32 gives 0: the two means would put the floor on different sides of
+    the zeros.
+    """
+    return float(torch.tensor(s, dtype=torch.float32).mean())
 
 
 def oracle_weights(s: list[float], params: GuidanceParams) -> list[float]:
