@@ -17,10 +17,12 @@ import itertools
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from flexdiffuse import GuidanceParams
 from flexdiffuse.alignment import alignment
+from flexdiffuse.weights import guidance_weights, mean_score
 
 CHUNK = 77
 K = CHUNK - 1
@@ -112,6 +114,35 @@ def oracle_floor(s: list[float], params: GuidanceParams) -> float:
     return params.threshold_floor
 
 
+def weights32(s: list[float], params: GuidanceParams) -> list[float]:
+    """Spec 3's weights as the engine's float32 arithmetic gives them, checked against
+    :func:`oracle_weights` (within float32 rounding).
+
+    The tween's whole-token test (spec 4) is a discontinuity for negative weights (push away,
+    or take whole), so one float32 ulp of a weight decides it; like the alignment, the
+    discrete step takes the engine's own numbers, after they are checked to be the spec's.
+    """
+    score = torch.tensor(s, dtype=torch.float32)
+    floor = mean_score(score) if params.auto_floor else params.threshold_floor
+    engine = guidance_weights(
+        score,
+        linear=params.linear,
+        clustered=params.clustered,
+        threshold_mult=params.threshold_mult,
+        threshold_floor=floor,
+    ).tolist()
+    spec = oracle_weights(s, params)
+    for k, (mine, theirs) in enumerate(zip(spec, engine, strict=True)):
+        if abs(mine - theirs) > 1e-5:
+            raise AssertionError(f"weight {k}: the spec gives {mine}, the engine {theirs}")
+    return engine
+
+
+def f32(x: float) -> float:
+    """``x`` rounded to the nearest float32, as the engine's float32 arithmetic rounds."""
+    return float(np.float32(x))
+
+
 def mean32(s: list[float]) -> float:
     """Spec 3 and 15: the mean of the 76 scores in float32 arithmetic, as the spec says.
 
@@ -166,19 +197,22 @@ def oracle_moves(
     text = text.float()
     image = image.float()
     index, score = oracle_assign(align, params.reuse, params.order)
-    w = oracle_weights(score, params)
+    w = weights32(score, params)
     moves: list[Move | None] = [None] * (CHUNK - 1)
     for p in range(1, CHUNK):
         k = p - 1
         if index[k] is None:
             continue
-        iw = min(w[k], params.max_guidance) * params.strength
+        # Spec 16: iw is float32 arithmetic, in this order; the whole-token test compares it
+        # with 1 - s in float32 too (a negative iw flips from "push away" to "take whole"
+        # there, so float64 would disagree with the spec at the boundary).
+        iw = f32(min(f32(w[k]), f32(params.max_guidance)) * f32(params.strength))
         if token_weights is not None:
-            iw *= token_weights[index[k]]
+            iw = f32(iw * f32(token_weights[index[k]]))
         target = image[index[k]]
         if iw == 0:
             continue
-        if abs(iw) >= 1 - score[k]:
+        if abs(iw) >= float(np.float32(1) - np.float32(score[k])):
             moves[k] = Move(index[k], score[k], target, False)
         else:
             moves[k] = Move(index[k], score[k], text[p] + (target - text[p]) * iw, False)
