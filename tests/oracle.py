@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from flexdiffuse import GuidanceParams
 from flexdiffuse.alignment import alignment
+from flexdiffuse.weights import guidance_weights, mean_score
 
 CHUNK = 77
 K = CHUNK - 1
@@ -80,7 +83,7 @@ def oracle_blend(a: list[float], b: list[float]) -> list[float]:
 
 def oracle_clustered(c: float, s: list[float]) -> list[float] | None:
     """Spec 3 clustered weights, or None when there is no peak."""
-    theta = math.fsum(s) / K
+    theta = mean32(s)
     candidates = [
         k for k in range(1, K - 1) if s[k] >= theta and s[k - 1] <= s[k] and s[k] >= s[k + 1]
     ]
@@ -107,8 +110,47 @@ def oracle_clustered(c: float, s: list[float]) -> list[float] | None:
 def oracle_floor(s: list[float], params: GuidanceParams) -> float:
     """Spec 3 and 15: the threshold floor, or the automatic one, the mean of the 76 scores."""
     if params.auto_floor:
-        return math.fsum(s) / K
+        return mean32(s)
     return params.threshold_floor
+
+
+def weights32(s: list[float], params: GuidanceParams) -> list[float]:
+    """Spec 3's weights as the engine's float32 arithmetic gives them, checked against
+    :func:`oracle_weights` (within float32 rounding).
+
+    The tween's whole-token test (spec 4) is a discontinuity for negative weights (push away,
+    or take whole), so one float32 ulp of a weight decides it; like the alignment, the
+    discrete step takes the engine's own numbers, after they are checked to be the spec's.
+    """
+    score = torch.tensor(s, dtype=torch.float32)
+    floor = mean_score(score) if params.auto_floor else params.threshold_floor
+    engine = guidance_weights(
+        score,
+        linear=params.linear,
+        clustered=params.clustered,
+        threshold_mult=params.threshold_mult,
+        threshold_floor=floor,
+    ).tolist()
+    spec = oracle_weights(s, params)
+    for k, (mine, theirs) in enumerate(zip(spec, engine, strict=True)):
+        if abs(mine - theirs) > 1e-5:
+            raise AssertionError(f"weight {k}: the spec gives {mine}, the engine {theirs}")
+    return engine
+
+
+def f32(x: float) -> float:
+    """``x`` rounded to the nearest float32, as the engine's float32 arithmetic rounds."""
+    return float(np.float32(x))
+
+
+def mean32(s: list[float]) -> float:
+    """Spec 3 and 15: the mean of the 76 scores in float32 arithmetic, as the spec says.
+
+    In float64 the mean of one denormal score and 75 zeros is a positive number below every
+    float32, where float32 gives 0: the two means would put the floor on different sides of
+    the zeros.
+    """
+    return float(torch.tensor(s, dtype=torch.float32).mean())
 
 
 def oracle_weights(s: list[float], params: GuidanceParams) -> list[float]:
@@ -125,15 +167,26 @@ def oracle_weights(s: list[float], params: GuidanceParams) -> list[float]:
     return w
 
 
-def oracle_chunk(
+class Move(NamedTuple):
+    """How one editable position moves: toward image token ``index`` (its alignment
+    ``score``), to the vector ``result``; ``concept``: a mapping concept decided it."""
+
+    index: int
+    score: float
+    result: torch.Tensor
+    concept: bool
+
+
+def oracle_moves(
     text: torch.Tensor,
     image: torch.Tensor,
     params: GuidanceParams,
     align: list[list[float]],
     concepts: tuple[list[list[float]], list[list[float]]] | None,
     token_weights: list[float] | None = None,
-) -> torch.Tensor:
-    """Spec 2-5 for one chunk ``[77, d]`` given its alignment; returns float32.
+) -> list[Move | None]:
+    """Spec 2-5 for one chunk ``[77, d]`` given its alignment: each editable position's move
+    (None: it keeps its text), in float32.
 
     ``concepts`` holds the concept->image and text->concept alignments, or None.
     ``token_weights`` (FlexDiffuse's extension for several images, beyond the original
@@ -144,22 +197,25 @@ def oracle_chunk(
     text = text.float()
     image = image.float()
     index, score = oracle_assign(align, params.reuse, params.order)
-    w = oracle_weights(score, params)
-    out = text.clone()
+    w = weights32(score, params)
+    moves: list[Move | None] = [None] * (CHUNK - 1)
     for p in range(1, CHUNK):
         k = p - 1
         if index[k] is None:
             continue
-        iw = min(w[k], params.max_guidance) * params.strength
+        # Spec 16: iw is float32 arithmetic, in this order; the whole-token test compares it
+        # with 1 - s in float32 too (a negative iw flips from "push away" to "take whole"
+        # there, so float64 would disagree with the spec at the boundary).
+        iw = f32(min(f32(w[k]), f32(params.max_guidance)) * f32(params.strength))
         if token_weights is not None:
-            iw *= token_weights[index[k]]
+            iw = f32(iw * f32(token_weights[index[k]]))
         target = image[index[k]]
         if iw == 0:
             continue
-        if abs(iw) >= 1 - score[k]:
-            out[p] = target
+        if abs(iw) >= float(np.float32(1) - np.float32(score[k])):
+            moves[k] = Move(index[k], score[k], target, False)
         else:
-            out[p] = text[p] + (target - text[p]) * iw
+            moves[k] = Move(index[k], score[k], text[p] + (target - text[p]) * iw, False)
     if concepts is not None:
         concept_to_image, text_to_concept = concepts
         concept_image, _ = oracle_assign(concept_to_image, False, "text")
@@ -172,11 +228,33 @@ def oracle_chunk(
                     continue
                 t = 1.0 if token_weights is None else token_weights[taken]
                 mix = min(params.strength * t, 1.0)
-                if mix >= 1:
-                    out[p] = image[taken]
-                else:
-                    out[p] = text[p] + (image[taken] - text[p]) * mix
+                if mix == 0:
+                    moves[p - 1] = None
+                    continue
+                result = image[taken] if mix >= 1 else text[p] + (image[taken] - text[p]) * mix
+                moves[p - 1] = Move(taken, align[taken][p - 1], result, True)
+    return moves
+
+
+def apply_moves(text: torch.Tensor, moves: list[Move | None]) -> torch.Tensor:
+    """The chunk ``[77, d]`` in float32 with each position's move applied."""
+    out = text.float().clone()
+    for k, move in enumerate(moves):
+        if move is not None:
+            out[k + 1] = move.result
     return out
+
+
+def oracle_chunk(
+    text: torch.Tensor,
+    image: torch.Tensor,
+    params: GuidanceParams,
+    align: list[list[float]],
+    concepts: tuple[list[list[float]], list[list[float]]] | None,
+    token_weights: list[float] | None = None,
+) -> torch.Tensor:
+    """Spec 2-5 for one chunk ``[77, d]`` given its alignment; returns float32."""
+    return apply_moves(text, oracle_moves(text, image, params, align, concepts, token_weights))
 
 
 def oracle_guide(
@@ -211,4 +289,37 @@ def oracle_guide(
     for c, chunk in enumerate(chunks):
         pair = (concept_to_image, text_to_concept[c]) if concepts is not None else None
         out.append(oracle_chunk(chunk, image, params, align[c], pair, weights))
+    return torch.stack(out).to(text_cond.dtype).reshape(text_cond.shape)
+
+
+def oracle_guide_groups(
+    text_cond: torch.Tensor,
+    groups: list[tuple[torch.Tensor, GuidanceParams, torch.Tensor | None]],
+    concepts: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Spec 17 on ``[..., 77*k, d]``: image groups ``(tokens, recipe, token weights)``, each
+    planned on its own (spec 1-5), one group's move per position: among the groups whose
+    concepts decided it, else among those that move it, the best-aligned; the earlier group
+    on equal scores."""
+    chunks = text_cond.reshape(-1, CHUNK, text_cond.shape[-1])
+    out = []
+    for chunk in chunks:
+        per_group = []
+        for image, params, weights in groups:
+            align = alignment(chunk, image).tolist()
+            pair = None
+            if concepts is not None:
+                pair = (alignment(concepts, image).tolist(), alignment(chunk, concepts).tolist())
+            token_weights = None if weights is None else weights.tolist()
+            per_group.append(oracle_moves(chunk, image, params, align, pair, token_weights))
+        chosen: list[Move | None] = []
+        for k in range(CHUNK - 1):
+            candidates = [moves[k] for moves in per_group if moves[k] is not None]
+            decided = [move for move in candidates if move.concept]
+            best = None
+            for move in decided or candidates:
+                if best is None or move.score > best.score:
+                    best = move
+            chosen.append(best)
+        out.append(apply_moves(chunk, chosen))
     return torch.stack(out).to(text_cond.dtype).reshape(text_cond.shape)

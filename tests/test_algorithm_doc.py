@@ -51,6 +51,8 @@ SECTION_TITLES = {
     14: "Exact comparisons",
     15: "Automatic threshold floor",
     16: "Image strength",
+    17: "A recipe per image",
+    18: "A reference mask",
 }
 """The title each section number stands for: code citing a number means this section, so a
 renumbered or retitled section must be caught here."""
