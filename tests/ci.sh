@@ -20,7 +20,8 @@
 #      forge    live-forge    (WebUI Forge main: Forge 2)
 #      reforge  live-reforge  (reForge: old Forge)
 #      comfyui  live-comfyui  (ComfyUI v0.33.0 and the node pack: tests/live_comfy; its models
-#               are hard links to the a1111 folder's when that is built)
+#               are hard links to the a1111 folder's when that is built; ComfyUI_IPAdapter_plus
+#               from the kit and random IP-Adapter files beside it)
 #    Each webui runs tests/live with SD 1.5 loaded; all but forge then start again
 #    with the SDXL checkpoint for the tests marked `sdxl` or `every_family`
 #    (FLEXDIFFUSE_LIVE_PASSES, default "sd15 sdxl", picks passes). Hosts named in
@@ -270,6 +271,14 @@ webui_host() {  # webui_host HOST GIB SDXL-GIB: build, then the suite with SD 1.
     fi
 }
 
+ipadapter_setup() {  # ipadapter_setup DIR: ComfyUI_IPAdapter_plus (a test component only) and
+    # random IP-Adapter SD 1.5 and ViT-H/14 files in DIR/ipadapter-models (built once, 1.3 GB),
+    # linked into its models/, for tests/live_comfy/test_ipadapter_live.py; start keeps both
+    "$KIT/unpack" ipadapter-plus-9d076a3 "$1/comfyui/custom_nodes/ComfyUI_IPAdapter_plus" &&
+        .venv/bin/python -m tests.live_comfy.random_ipadapter "$1/ipadapter-models" --vit-h \
+            --link "$1/comfyui/models"
+}
+
 comfyui_host() {  # the node pack in a real ComfyUI: build, tests/live_comfy
     local dir from=()
     dir="$(host_dir comfyui)"
@@ -281,6 +290,7 @@ comfyui_host() {  # the node pack in a real ComfyUI: build, tests/live_comfy
     [[ -e "$(host_dir a1111)/checkpoints/rand-sd15.safetensors" ]] &&
         from=(--models-from "$(host_dir a1111)")  # else live-comfyui builds its own models
     build_host comfyui "$dir" "${from[@]}" || return 1
+    timed live-comfyui-ipadapter ipadapter_setup "$dir"
     live_suite comfyui comfyui "$dir" 9 "" tests/live_comfy --comfyui-url {url} --comfyui-dir {dir}
 }
 
