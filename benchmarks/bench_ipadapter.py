@@ -51,11 +51,18 @@ from tests.live_comfy.client import ComfyClient  # noqa: E402
 from tests.live_comfy.ipadapter_graphs import (  # noqa: E402
     METHODS,
     TOWERS_OF,
+    complete,
     method_graph,
     set_inputs,
     with_towers_loaded,
 )
-from tests.live_comfy.make_examples import IPADAPTER_SD15, SD15, VIT_H, VIT_L  # noqa: E402
+from tests.live_comfy.make_examples import (  # noqa: E402
+    IPADAPTER_SD15,
+    SD15,
+    VIT_H,
+    VIT_L,
+    with_ipadapter,
+)
 from tests.live_comfy.random_ipadapter import VARIANTS, VIT_H_FILE  # noqa: E402
 
 KIT = ROOT.parent / "shared" / "hosts"
@@ -104,6 +111,10 @@ class Server:
         self.pid = server_process(int((self.folder / "server.pid").read_text()))
         return time.monotonic() - began
 
+    def graphs(self, size: int) -> dict[str, dict[str, Any]]:
+        assert self.client is not None
+        return graphs(self.client.get_json("/object_info"), size)
+
     def stop(self) -> None:
         subprocess.run([str(self.script), "stop", str(self.folder)], capture_output=True)
 
@@ -116,7 +127,10 @@ def server_process(leader: int) -> int:
             group = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2])
         except (OSError, ValueError, IndexError):
             continue
-        if any(part.endswith(b"main.py") for part in cmdline) and group == leader:
+        if any(part.endswith(b"main.py") for part in cmdline) and leader in (
+            group,
+            int(entry.name),
+        ):
             return int(entry.name)
     raise SystemExit(f"no ComfyUI main.py in process group {leader}")
 
@@ -199,15 +213,14 @@ def setup(folder: Path, models: Path) -> None:
     )
 
 
-def graphs(size: int) -> dict[str, dict[str, Any]]:
-    out = {}
-    for method in METHODS:
-        graph = method_graph(method, size)
-        for node in graph.values():
-            for key, value in node["inputs"].items():
-                if isinstance(value, str) and value in HOST_MODELS:
-                    node["inputs"][key] = HOST_MODELS[value]
-        out[method] = graph
+def graphs(object_info: dict[str, Any], size: int) -> dict[str, dict[str, Any]]:
+    """Each job's API graph at ``size`` pixels on the host's model files."""
+    both = complete(with_ipadapter(size), object_info)
+    for node in both.values():
+        for key, value in node["inputs"].items():
+            if isinstance(value, str) and value in HOST_MODELS:
+                node["inputs"][key] = HOST_MODELS[value]
+    out = {method: method_graph(method, both) for method in METHODS}
     out[ENCODE] = with_towers_loaded(out["plain"], ("vit-l", "vit-h"))
     return out
 
@@ -224,8 +237,9 @@ def per_step(jobs: list[Job], steps: int) -> tuple[float, float, float]:
     return step, (long_.cpu - short.cpu) / steps, short.wall - steps * step
 
 
-def warm(server: Server, jobs: dict[str, dict[str, Any]], steps: int, repeat: int) -> list[str]:
+def warm(server: Server, size: int, steps: int, repeat: int) -> list[str]:
     server.start()
+    jobs = server.graphs(size)
     run_job(server, jobs["plain"], "plain", steps)  # the checkpoint loads
     alone = []
     for _ in range(repeat):
@@ -288,7 +302,7 @@ def row(
     )
 
 
-def cold(server: Server, jobs: dict[str, dict[str, Any]], steps: int) -> list[str]:
+def cold(server: Server, size: int, steps: int) -> list[str]:
     tree = server.folder / "comfyui" / "models"
     rows = [
         f"Cold: a fresh server per method, its first image and then a new image at {2 * steps} "
@@ -300,6 +314,7 @@ def cold(server: Server, jobs: dict[str, dict[str, Any]], steps: int) -> list[st
     ]
     for method in METHODS:
         started = server.start()
+        jobs = server.graphs(size)
         first = run_job(server, jobs[method], method, 2 * steps)
         again = run_job(server, jobs[method], method, 2 * steps)
         memory = counters(server.pid)
@@ -339,7 +354,6 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_setup:
         setup(args.comfyui_dir, models)
     server = Server(KIT / "live-comfyui", args.comfyui_dir, free_port())
-    jobs = graphs(args.size)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
@@ -347,9 +361,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for part in args.part:
             if part == "cold":
-                rows = cold(server, jobs, args.steps)
+                rows = cold(server, args.size, args.steps)
             else:
-                rows = warm(server, jobs, args.steps, args.repeat)
+                rows = warm(server, args.size, args.steps, args.repeat)
             print("\n".join(["", *rows]), flush=True)
     finally:
         server.stop()

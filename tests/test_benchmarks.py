@@ -60,3 +60,11 @@ def test_bench_scan_row(tmp_path):
         ms, _peak, shape = bench.measure(tmp_path / name, 1)
         assert ms > 0
         assert shape.layers == 2
+
+
+def test_bench_ipadapter_row_from_n_and_2n_step_jobs():
+    bench = load("bench_ipadapter")
+    plain = [bench.Job("plain", 4, 10.0, 8.0, 0, 1.0), bench.Job("plain", 8, 14.0, 12.0, 0, 1.0)]
+    both = [bench.Job("both", 4, 12.0, 9.0, 0, 1.0), bench.Job("both", 8, 18.0, 14.0, 0, 1.0)]
+    row = bench.row("both", [both], 4, [plain], 1.0)
+    assert row == "| both | 1.50 / 1.50 | 1.25 | 6.0 | 0 | 1.50 / 1.50 | 1.50 / 1.50 |"

@@ -14,7 +14,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tests.live_comfy.make_examples import IPADAPTER_SD15, VIT_H, VIT_L, with_ipadapter
+from tests.live_comfy.make_examples import (
+    IPADAPTER_SD15,
+    VIT_H,
+    VIT_L,
+    page_workflow,
+    with_ipadapter,
+)
+from tests.live_comfy.workflows import api_prompt
 
 IPADAPTER_NODES = ("IPAdapterModelLoader", "IPAdapterAdvanced")
 __all__ = ["IPADAPTER_SD15", "VIT_H", "with_ipadapter"]
@@ -32,10 +39,15 @@ GUIDE, SAMPLER = "6", "8"
 TOWER_NODES = {"vit-l": "4", "vit-h": "21"}
 
 
-def method_graph(method: str, size: int = 512, steps: int = 20) -> dict[str, Any]:
-    """``with_ipadapter`` with either part taken out (its node removed, its inputs rewired)."""
-    graph = with_ipadapter(size)
-    graph[SAMPLER]["inputs"]["steps"] = steps
+def complete(graph: dict[str, Any], object_info: dict[str, Any]) -> dict[str, Any]:
+    """``graph`` with every widget the server's nodes have, at its default where not set."""
+    return api_prompt(page_workflow(graph, object_info, ""), object_info)
+
+
+def method_graph(method: str, both: dict[str, Any]) -> dict[str, Any]:
+    """The graph with both (``with_ipadapter``, complete) with either part taken out: its nodes
+    removed, the sampler's inputs rewired around them."""
+    graph = copy.deepcopy(both)
     if method in ("plain", "ipadapter"):
         del graph[GUIDE], graph[TOWER_NODES["vit-l"]]
         graph[SAMPLER]["inputs"].update(positive=["2", 0], negative=["3", 0])

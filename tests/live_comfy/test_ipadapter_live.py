@@ -10,7 +10,6 @@ ComfyUI and builds and links those files; elsewhere the tests skip, saying what 
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from typing import Any
@@ -22,6 +21,7 @@ from tests.live_comfy.ipadapter_graphs import (
     IPADAPTER_NODES,
     IPADAPTER_SD15,
     VIT_H,
+    complete,
     method_graph,
     set_inputs,
     with_ipadapter,
@@ -61,35 +61,36 @@ def ipa_names(object_info, names) -> dict[str, str]:
     return {**names, IPADAPTER_SD15: adapter, VIT_H: vit_h}
 
 
-def job(method: str, names: dict[str, str]) -> dict[str, Any]:
-    return small(with_models(method_graph(method), names))
+@pytest.fixture(scope="module")
+def both(object_info, ipa_names) -> dict[str, Any]:
+    """The graph with both, every widget set, at 64x64 and 2 steps, on the server's models."""
+    return small(with_models(complete(with_ipadapter(), object_info), ipa_names))
 
 
 def differ(a: np.ndarray, b: np.ndarray) -> bool:
     return float(np.abs(a - b).mean()) > 0.5
 
 
-def test_both_give_pixels_of_their_own_and_repeat_them_exactly(comfy, ipa_names):
-    plain, flexdiffuse, ipadapter, both = (
-        pixels(comfy, job(m, ipa_names)) for m in ("plain", "flexdiffuse", "ipadapter", "both")
+def test_both_give_pixels_of_their_own_and_repeat_them_exactly(comfy, both):
+    plain, flexdiffuse, ipadapter, together = (
+        pixels(comfy, method_graph(m, both)) for m in ("plain", "flexdiffuse", "ipadapter", "both")
     )
     assert differ(flexdiffuse, plain)
     assert differ(ipadapter, plain)
-    assert differ(both, flexdiffuse)
-    assert differ(both, ipadapter)
-    other_seed = set_inputs(job("both", ipa_names), "KSampler", seed=7)
-    pixels(comfy, other_seed)  # the sampler runs again in between
-    assert np.array_equal(pixels(comfy, job("both", ipa_names)), both)
+    assert differ(together, flexdiffuse)
+    assert differ(together, ipadapter)
+    pixels(comfy, set_inputs(both, "KSampler", seed=7))  # the sampler runs again in between
+    assert np.array_equal(pixels(comfy, both), together)
 
 
-def test_ipadapter_at_weight_zero_gives_flexdiffuses_pixels(comfy, ipa_names):
-    off = set_inputs(job("both", ipa_names), "IPAdapterAdvanced", weight=0.0)
-    assert np.array_equal(pixels(comfy, off), pixels(comfy, job("flexdiffuse", ipa_names)))
+def test_ipadapter_at_weight_zero_gives_flexdiffuses_pixels(comfy, both):
+    off = set_inputs(both, "IPAdapterAdvanced", weight=0.0)
+    assert np.array_equal(pixels(comfy, off), pixels(comfy, method_graph("flexdiffuse", both)))
 
 
-def test_flexdiffuse_at_strength_zero_gives_ipadapters_pixels(comfy, ipa_names):
-    off = set_inputs(job("both", ipa_names), "FlexDiffuseGuide", strength=0.0)
-    assert np.array_equal(pixels(comfy, off), pixels(comfy, job("ipadapter", ipa_names)))
+def test_flexdiffuse_at_strength_zero_gives_ipadapters_pixels(comfy, both):
+    off = set_inputs(both, "FlexDiffuseGuide", strength=0.0)
+    assert np.array_equal(pixels(comfy, off), pixels(comfy, method_graph("ipadapter", both)))
 
 
 def test_the_example_workflow_runs(comfy, object_info, ipa_names):
@@ -102,7 +103,7 @@ def test_without_the_pack_the_graph_is_refused_naming_the_missing_node(comfy, na
     """ComfyUI checks every node's type before it queues: a graph whose IP-Adapter nodes are
     not installed gets HTTP 400 naming one, and nothing runs. (The pack's names are changed
     here to ones no pack has, so this holds with the pack installed too.)"""
-    graph = copy.deepcopy(small(with_models(with_ipadapter(), names)))
+    graph = small(with_models(with_ipadapter(), names))
     for node in graph.values():
         if node["class_type"] in IPADAPTER_NODES:
             node["class_type"] += "NotInstalled"
