@@ -182,6 +182,13 @@ def run_job(server: Server, graph: dict[str, Any], method: str, steps: int) -> J
         raise SystemExit(f"{method} at {steps} steps failed: {run.error}")
     stamps = {kind: data["timestamp"] for kind, data in run.entry["status"]["messages"]}
     wall = (stamps["execution_success"] - stamps["execution_start"]) / 1000
+    cpu, faults = after.cpu - before.cpu, after.majflt - before.majflt
+    print(  # each job as it ends, so a run cut short still shows what it measured
+        f"# {method}, {steps} steps: {wall:.1f} s, CPU {cpu:.1f} s, {faults} major faults, "
+        f"load {load_average():.1f}",
+        file=sys.stderr,
+        flush=True,
+    )
     return Job(
         method, steps, wall, after.cpu - before.cpu, after.majflt - before.majflt, load_average()
     )
