@@ -22,7 +22,8 @@
 #      comfyui  live-comfyui  (ComfyUI v0.33.0 and the node pack: tests/live_comfy; its models,
 #               SDXL and ViT-bigG included, are hard links to the a1111 folder's when that is
 #               built; tests/live_comfy/comfy_nodes/kit_models lets it load the shallow SDXL
-#               and ViT-bigG; a random ViT-H/14 is built into it once)
+#               and ViT-bigG; a random ViT-H/14 is built into it once; ComfyUI_IPAdapter_plus
+#               from the kit and random IP-Adapter files beside it)
 #    Each webui runs tests/live with SD 1.5 loaded; all but forge then start again
 #    with the SDXL checkpoint for the tests marked `sdxl` or `every_family`
 #    (FLEXDIFFUSE_LIVE_PASSES, default "sd15 sdxl", picks passes). Hosts named in
@@ -274,6 +275,18 @@ webui_host() {  # webui_host HOST GIB SDXL-GIB: build, then the suite with SD 1.
     fi
 }
 
+ipadapter_setup() {  # ipadapter_setup DIR: ComfyUI_IPAdapter_plus (a test component only) and
+    # random IP-Adapter SD 1.5 and ViT-H/14 files in DIR/ipadapter-models (built once, 1.3 GB),
+    # linked into its models/, for tests/live_comfy/test_ipadapter_live.py; start keeps both
+    # The ViT-H is the one the step before built (the same seeded build_vit_h), hard-linked.
+    local vit_h="$1/comfyui/models/clip_vision/rand-clip-vit-h-14.safetensors"
+    local ours="$1/ipadapter-models/clip_vision/rand-CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
+    mkdir -p "${ours%/*}" && { [[ -e "$ours" || ! -f "$vit_h" ]] || ln "$vit_h" "$ours"; } &&
+        "$KIT/unpack" ipadapter-plus-9d076a3 "$1/comfyui/custom_nodes/ComfyUI_IPAdapter_plus" &&
+        .venv/bin/python -m tests.live_comfy.random_ipadapter "$1/ipadapter-models" --vit-h \
+            --link "$1/comfyui/models"
+}
+
 comfyui_host() {  # the node pack in a real ComfyUI: build, tests/live_comfy
     local dir from=()
     dir="$(host_dir comfyui)"
@@ -302,6 +315,7 @@ comfyui_host() {  # the node pack in a real ComfyUI: build, tests/live_comfy
     timed live-comfyui-vit-h .venv/bin/python -m tests.live_comfy.random_towers "$models/clip_vision" &&
         options+=(--comfyui-vit-h rand-clip-vit-h-14.safetensors)
     local SERVER_ARGS=(-- --extra-model-paths-config "$ROOT/tests/live_comfy/extra_model_paths.yaml")
+    timed live-comfyui-ipadapter ipadapter_setup "$dir"
     live_suite comfyui comfyui "$dir" "$gib" "" tests/live_comfy "${options[@]}"
 }
 

@@ -61,3 +61,11 @@ def test_bench_scan_row(tmp_path):
     assert shape.layers == 2
     assert bench.measure(tmp_path / "tower.pth", 1)[2] is None  # a pickle: not opened
     assert bench.measure_scan(tmp_path, 1)[2] == (0, 1)  # 48 wide, not ViT-L; the pickle listed
+
+
+def test_bench_ipadapter_row_from_n_and_2n_step_jobs():
+    bench = load("bench_ipadapter")
+    plain = [bench.Job("plain", 4, 10.0, 8.0, 0, 1.0), bench.Job("plain", 8, 14.0, 12.0, 0, 1.0)]
+    both = [bench.Job("both", 4, 12.0, 9.0, 0, 1.0), bench.Job("both", 8, 18.0, 14.0, 0, 1.0)]
+    row = bench.row("both", [both], 4, [plain], 1.0)
+    assert row == "| both | 1.50 / 1.50 | 1.25 | 6.0 | 0 | 1.50 / 1.50 | 1.50 / 1.50 |"

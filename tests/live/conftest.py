@@ -73,8 +73,9 @@ class WebuiClient:
             **fields,
         }
         payload["override_settings"] = {**self.settings, **fields.get("override_settings", {})}
-        if guidance is not None:
-            payload["alwayson_scripts"] = {"flexdiffuse": {"args": guidance}}
+        if guidance is not None:  # beside any other script's given in fields
+            scripts = {**fields.get("alwayson_scripts", {}), "flexdiffuse": {"args": guidance}}
+            payload["alwayson_scripts"] = scripts
         return self.post(f"/sdapi/v1/{kind}", payload)
 
     def _send(self, request: urllib.request.Request) -> Response:

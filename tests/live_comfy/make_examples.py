@@ -24,6 +24,8 @@ SD15 = "v1-5-pruned-emaonly.safetensors"
 SDXL = "sd_xl_base_1.0.safetensors"
 VIT_L = "clip-vit-large-patch14.safetensors"
 VIT_BIGG = "CLIP-ViT-bigG-14-laion2B-39B-b160k.safetensors"
+IPADAPTER_SD15 = "ip-adapter_sd15.safetensors"  # ComfyUI_IPAdapter_plus's README names these
+VIT_H = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
 IMAGE = "example.png"
 
 
@@ -121,6 +123,35 @@ def step_window() -> dict[str, Any]:
     return graph
 
 
+def with_ipadapter(size: int = 512) -> dict[str, Any]:
+    """FlexDiffuse guides the prompt by the image; IP-Adapter (ComfyUI_IPAdapter_plus's
+    IPAdapterAdvanced, with its own ViT-H/14) adds the image to the model's attention."""
+    graph = _base(SD15, PROMPT, NEGATIVE, size)
+    graph["6"] = _guide(preset="Original defaults")
+    graph["20"] = {
+        "class_type": "IPAdapterModelLoader",
+        "inputs": {"ipadapter_file": IPADAPTER_SD15},
+    }
+    graph["21"] = {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": VIT_H}}
+    graph["22"] = {
+        "class_type": "IPAdapterAdvanced",
+        "inputs": {
+            "model": ["1", 0],
+            "ipadapter": ["20", 0],
+            "image": ["5", 0],
+            "clip_vision": ["21", 0],
+            "weight": 1.0,
+            "weight_type": "linear",
+            "combine_embeds": "concat",
+            "start_at": 0.0,
+            "end_at": 1.0,
+            "embeds_scaling": "V only",
+        },
+    }
+    graph["8"]["inputs"]["model"] = ["22", 0]
+    return graph
+
+
 def preview() -> dict[str, Any]:
     graph = _base(SD15, PROMPT, NEGATIVE, 512)
     keep = {k: graph[k] for k in ("1", "2", "4", "5")}
@@ -151,6 +182,11 @@ EXAMPLES = {
     "flexdiffuse-sd15-step-window": (
         step_window,
         "The image guides the first 60% of the steps only (ConditioningSetTimestepRange).",
+    ),
+    "flexdiffuse-with-ipadapter": (
+        with_ipadapter,
+        "Beside IP-Adapter: FlexDiffuse guides the prompt, IP-Adapter the attention (needs the "
+        "ComfyUI_IPAdapter_plus node pack, an IP-Adapter SD 1.5 model and its ViT-H/14).",
     ),
     "flexdiffuse-mapping-preview": (
         preview,

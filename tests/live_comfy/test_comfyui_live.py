@@ -19,6 +19,7 @@ from tests.live_comfy.jobs import ROOT, example, pixels, set_guide, unguided
 EXAMPLES = sorted(
     p for p in (ROOT / "example_workflows").glob("*.json") if "sdxl" not in p.stem
 )  # test_sdxl_live.py runs the SDXL example: one SDXL load, after the SD 1.5 jobs
+PACK_EXAMPLES = {"flexdiffuse-with-ipadapter"}  # another pack's nodes: test_ipadapter_live.py
 NODES = ("FlexDiffuseGuide", "FlexDiffusePreview")
 
 
@@ -84,7 +85,9 @@ def test_an_unknown_preset_is_refused_before_queueing(comfy, basic):
 # ------------------------------------------------------------------ the example workflows
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", [p for p in EXAMPLES if p.stem not in PACK_EXAMPLES], ids=lambda p: p.stem
+)
 def test_each_sd15_example_workflow_runs(comfy, object_info, names, path):
     prompt = example(path.stem, object_info, names)
     run = comfy.run(prompt)
