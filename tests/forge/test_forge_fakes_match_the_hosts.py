@@ -4,7 +4,7 @@ The real trees come from the host kit beside the checkout (``../shared/hosts``: 
 ``main`` dfdcbab, Forge Classic 1f95d71, reForge ``main`` 3b56b26), unpacked once per
 session and parsed with ``ast`` or read as text, never imported. Without the kit the tests
 are skipped, except under CI (``CI=true``), where a missing kit fails them. Forge Neo and
-ersatzForge are not in the kit: what was read of them is in README.md's "Hosts" section.
+ersatzForge are not in the kit: what was read of them is in docs/hosts.md.
 """
 
 from __future__ import annotations
