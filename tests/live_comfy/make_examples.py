@@ -74,6 +74,9 @@ ADVANCED = "FlexDiffuseImageGuidanceAdvanced"
 PREVIEW = "FlexDiffuseMappingPreview"
 GUIDES = (SIMPLE, ADVANCED, "FlexDiffuseGuide")
 """The guide nodes (the last one deprecated: workflows saved with the first release)."""
+DEPRECATED = ("FlexDiffuseGuide", "FlexDiffusePreview")
+NODES = (SIMPLE, ADVANCED, PREVIEW, f"{PREVIEW}Advanced", *DEPRECATED)
+"""Every node of the pack, as /object_info lists them."""
 
 
 def _guide(node: str = SIMPLE, **inputs: Any) -> dict[str, Any]:

@@ -19,21 +19,20 @@ import torch
 from PIL import Image
 
 from tests.live_comfy.client import ComfyClient
-from tests.live_comfy.make_examples import GUIDES, SD15, SDXL, VIT_BIGG, VIT_L
+from tests.live_comfy.make_examples import (
+    DEPRECATED,
+    GUIDES,
+    NODES,
+    SD15,
+    SDXL,
+    VIT_BIGG,
+    VIT_L,
+)
 from tests.live_comfy.workflows import api_prompt
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "example_workflows").glob("*.json"))
 SAVED = ROOT / "tests" / "comfyui" / "saved_workflows"
-NODES = (
-    "FlexDiffuseImageGuidance",
-    "FlexDiffuseImageGuidanceAdvanced",
-    "FlexDiffuseMappingPreview",
-    "FlexDiffuseMappingPreviewAdvanced",
-    "FlexDiffuseGuide",
-    "FlexDiffusePreview",
-)
-DEPRECATED = ("FlexDiffuseGuide", "FlexDiffusePreview")
 
 
 def small(prompt: dict[str, Any]) -> dict[str, Any]:
