@@ -604,8 +604,17 @@ def test_a_workflow_saved_with_the_first_release_runs_as_it_did(vit_l, clip_l, p
         assert torch.allclose(guided[0][0], expected, atol=1e-5)
     else:
         values |= {"clip": clip_l}
-        out = nodes.FlexDiffusePreview.execute(positive, vit_l, image, **values)
-        assert "prompt positions move toward the image" in out.args[1]
+        _, table = nodes.FlexDiffusePreview.execute(positive, vit_l, image, **values).args
+        advanced = {  # the same values, shown as the Advanced node's widgets
+            spec.name: spec.choices[value] if spec.choices else value
+            for spec in PARAM_SPECS
+            if spec.name not in PREVIEW_SKIPS
+            for value in [expected_params.get(spec.name)]
+        }
+        advanced |= {"clip": clip_l, "prompt": values["prompt"]}
+        _, same = nodes.MappingPreviewAdvanced.execute(positive, vit_l, image, **advanced).args
+        assert "prompt positions move toward the image" in table
+        assert table == same
 
 
 PRESETS_BY_LABEL = {p.label: p for p in PRESETS}
