@@ -34,8 +34,8 @@ SIMPLE_SPECS = ("strength", "concepts")
 """The simple nodes' parameters besides the images' weights: what no preset sets."""
 
 EXPERT_SPECS = ("threshold_floor", "auto_floor", "order", "reuse", "concept_threshold")
-"""The Advanced nodes' widgets ComfyUI shows only with its advanced inputs: the floor and the
-mapping's rules, which the presets' recipes leave as they are but one."""
+"""The Advanced nodes' widgets ComfyUI shows only with its advanced inputs ("Show advanced
+inputs"): the threshold's floor and the mapping's rules, fine tuning after the weights."""
 
 NO_PRESET = "none"
 """The deprecated nodes' 'no preset' choice (their widgets' values count)."""

@@ -198,12 +198,6 @@ def job_params(preset: str | None, named: dict[str, Any]) -> JobParams:
         raise GuideError(f"FlexDiffuse: {error}") from error
 
 
-def simple_named(values: dict[str, Any]) -> dict[str, Any]:
-    """What a simple node names: its parameters among its arguments (strength, concepts, the
-    images' weights), none of which a preset sets."""
-    return spec_values(values)
-
-
 def _steps(total: int) -> Steps:
     bar = comfy.utils.ProgressBar(total)
     return Steps(
@@ -331,7 +325,7 @@ class ImageGuidance(io.ComfyNode):
         clip: io.Clip.Type | None = None,
     ) -> io.NodeOutput:
         arguments = locals()
-        params = job_params(preset, simple_named(arguments))
+        params = job_params(preset, spec_values(arguments))
         return guide(positive, negative, arguments, params)
 
 
@@ -421,7 +415,7 @@ class MappingPreview(io.ComfyNode):
         prompt: str = "",
     ) -> io.NodeOutput:
         arguments = locals()
-        params = job_params(preset, simple_named(arguments))
+        params = job_params(preset, spec_values(arguments))
         return preview(cls, positive, arguments, params, prompt)
 
 
