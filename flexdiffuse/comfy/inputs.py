@@ -51,7 +51,9 @@ PRESET_TOOLTIP = (
 def preset_input() -> io.Combo.Input:
     """The simple nodes' preset dropdown, the presets by label, the original's first."""
     labels = [preset.label for preset in PRESETS]
-    return io.Combo.Input("preset", options=labels, default=labels[0], tooltip=PRESET_TOOLTIP)
+    return io.Combo.Input(
+        "preset", options=labels, default=labels[0], display_name="Preset", tooltip=PRESET_TOOLTIP
+    )
 
 
 LEGACY_PRESET_TOOLTIP = (

@@ -68,8 +68,9 @@ def search_and_nodes(page, out: Path, check) -> None:
         page.keyboard.type(word, delay=60)
         page.wait_for_timeout(2500)
         page.screenshot(path=str(out / f"search-{word}.png"))
-        listed = page.get_by_text("FlexDiffuse Image Guidance").count()
-        check(listed > 0, f"searching '{word}' lists FlexDiffuse Image Guidance ({listed})")
+        rows = page.locator("[role=dialog] li, [role=option]").all_inner_texts()
+        rank = next((n for n, row in enumerate(rows, 1) if "FlexDiffuse" in row), None)
+        check(rank is not None, f"search '{word}' lists FlexDiffuse: result {rank} of {len(rows)}")
         page.keyboard.press("Escape")
         page.wait_for_timeout(800)
     page.evaluate(
