@@ -8,7 +8,9 @@
 #                                 (FLEXDIFFUSE_LIVE=0 does the same)
 #   bash tests/ci.sh --live-only  the venv, then only the live part (to work on tests/live)
 #
-# 1. .venv (created when missing) with requirements-test.txt (pinned); ruff check; ruff format --check.
+# 1. .venv (created when missing) with requirements-test.txt (pinned); ruff check; ruff format --check;
+#    `comfy node validate` (comfy-cli, pinned in tests/requirements-comfy-cli.txt, in its own
+#    venv build/comfy-cli-venv; no network once installed, telemetry off).
 # 2. pytest: the engine, the glue in the fake hosts, and the fakes' signatures against the
 #    hosts' sources unpacked from ../shared/hosts (they fail under CI=true when the kit is
 #    missing); tests/live is collected (its imports checked) and skipped.
@@ -95,9 +97,29 @@ if [[ ! -x .venv/bin/python ]]; then
     timed venv python3 -m venv .venv || finish
 fi
 timed pip .venv/bin/pip install -q -r requirements-test.txt || finish
+comfy_validate() {  # the Comfy Registry's publishing checks; its warnings fail here
+    local venv=build/comfy-cli-venv home out rc
+    if [[ ! -x "$venv/bin/comfy" ]]; then
+        python3 -m venv "$venv" && "$venv/bin/pip" install -q -r tests/requirements-comfy-cli.txt \
+            || { rm -rf "$venv"; return 1; }
+    fi
+    # A fresh HOME and DO_NOT_TRACK: no config written, no consent prompt, nothing sent.
+    home="$(mktemp -d)"
+    out="$(HOME="$home" DO_NOT_TRACK=1 "$venv/bin/comfy" --skip-prompt node validate 2>&1)"
+    rc=$?
+    rm -rf "$home"
+    printf '%s\n' "$out"
+    (( rc == 0 )) || return "$rc"
+    if grep -qiE 'warning|error' <<<"$out"; then
+        say "comfy node validate warned: pyproject.toml's [project] or [tool.comfy] needs fixing"
+        return 1
+    fi
+}
+
 if (( OFFLINE )); then
     timed ruff-check .venv/bin/ruff check .
     timed ruff-format .venv/bin/ruff format --check .
+    timed comfy-validate comfy_validate
 fi
 
 # ------------------------------------------------------------------ 2. offline suite

@@ -407,17 +407,3 @@ def check_guides_something(
         logger.info(note)
         return
     raise GuideError(f"{note} Name the concepts to map, pick another preset or bypass the node.")
-
-
-def params_from_values(values: dict[str, Any], preset_values: dict[str, Any]) -> JobParams:
-    """The job's parameters from the node's widget values, a preset's values over them (the
-    node's present behaviour; :func:`flexdiffuse.presets.job_params` is the rule of the API
-    and of new nodes: named values over the preset).
-
-    Raises:
-        GuideError: a value out of its range, naming the parameter.
-    """
-    try:
-        return JobParams().replace(**{**values, **preset_values})
-    except ValueError as error:
-        raise GuideError(f"FlexDiffuse: {error}") from error

@@ -5,16 +5,20 @@ inputs: a widget's name is the parameter's name (what the API prompt and saved i
 its label, range, default and tooltip are the spec's. The page's workflow stores widget values
 by position (required inputs, then optional ones): a parameter added later must come after
 the others, or workflows saved before would load shifted.
+
+Each node shows one set of values that all count: the simple nodes a preset and the values
+no preset sets (strength, the images' weights, the concepts), the Advanced nodes every
+parameter and no preset (ComfyUI's KSampler / KSampler Advanced pattern).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 
-from ..params import PARAM_SPECS, ParamSpec
-from ..presets import PRESETS
+from ..params import PARAM_SPECS, SPECS_BY_NAME, ParamSpec
+from ..presets import PRESET_FIELDS, PRESETS
 
 STEP_WINDOW = ("start", "end")
 """Parameters no node has: ComfyUI's ConditioningSetTimestepRange sets when a conditioning
@@ -26,31 +30,58 @@ IMAGE_SLOTS = ("image", "image_2", "image_3", "image_4")
 NEGATIVE_SPECS = ("negative_weight",)
 PREVIEW_SKIPS = (*STEP_WINDOW, *NEGATIVE_SPECS)
 
+SIMPLE_SPECS = ("strength", "concepts")
+"""The simple nodes' parameters besides the images' weights: what no preset sets."""
+
+EXPERT_SPECS = ("threshold_floor", "auto_floor", "order", "reuse", "concept_threshold")
+"""The Advanced nodes' widgets ComfyUI shows only with its advanced inputs ("Show advanced
+inputs"): the threshold's floor and the mapping's rules, fine tuning after the weights."""
+
 NO_PRESET = "none"
+"""The deprecated nodes' 'no preset' choice (their widgets' values count)."""
+
 PRESET_TOOLTIP = (
+    "A recipe from the method's write-up: it sets how prompt tokens are weighted (threshold, "
+    "clustered, linear, max guidance) and mapped. Strength and the images' weights scale it. "
+    "'FlexDiffuse Image Guidance (Advanced)' shows every value instead. README.md says what "
+    "each preset is for."
+)
+
+
+def preset_input() -> io.Combo.Input:
+    """The simple nodes' preset dropdown, the presets by label, the original's first."""
+    labels = [preset.label for preset in PRESETS]
+    return io.Combo.Input(
+        "preset", options=labels, default=labels[0], display_name="Preset", tooltip=PRESET_TOOLTIP
+    )
+
+
+LEGACY_PRESET_TOOLTIP = (
     "A recipe from the method's write-up. It sets threshold, floor, automatic floor, clustered, "
     "linear, max guidance, priority and reuse, and the widgets below for those are then "
     "ignored; 'none' uses the widgets. README.md says what each is for."
 )
 
 
-def preset_input() -> io.Combo.Input:
-    """The preset dropdown: 'none' (the widgets' values) or one of the presets by label."""
+def legacy_preset_input() -> io.Combo.Input:
+    """The deprecated nodes' preset dropdown: 'none' (the widgets' values) or a preset."""
     return io.Combo.Input(
         "preset",
         options=[NO_PRESET, *(preset.label for preset in PRESETS)],
         default=NO_PRESET,
-        tooltip=PRESET_TOOLTIP,
+        tooltip=LEGACY_PRESET_TOOLTIP,
     )
 
 
-def spec_input(spec: ParamSpec, *, optional: bool = False) -> io.Input:
-    """The widget of one parameter."""
+def spec_input(spec: ParamSpec, *, optional: bool = False, advanced: bool = False) -> io.Input:
+    """The widget of one parameter (``advanced``: shown with ComfyUI's advanced inputs)."""
     common: dict[str, Any] = {
         "display_name": spec.label,
         "optional": optional,
         "tooltip": spec.info,
     }
+    if advanced:
+        common["advanced"] = True
     if spec.kind == "float":
         return io.Float.Input(
             spec.name,
@@ -74,16 +105,23 @@ def spec_input(spec: ParamSpec, *, optional: bool = False) -> io.Input:
     )
 
 
-def method_inputs(skip: tuple[str, ...]) -> list[io.Input]:
-    """The widgets of every parameter but the images' weights and ``skip``, in spec order."""
+def method_inputs(skip: tuple[str, ...], *, expert: bool = False) -> list[io.Input]:
+    """The widgets of every parameter but the images' weights and ``skip``, in spec order
+    (``expert``: :data:`EXPERT_SPECS` marked advanced)."""
     return [
-        spec_input(spec)
+        spec_input(spec, advanced=expert and spec.name in EXPERT_SPECS)
         for spec in PARAM_SPECS
         if spec.name not in skip and not spec.name.startswith("image")
     ]
 
 
-def spec_values(kwargs: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
+def simple_inputs() -> list[io.Input]:
+    """The simple nodes' widgets besides the images' weights: the preset, then what no preset
+    sets."""
+    return [preset_input(), *(spec_input(SPECS_BY_NAME[name]) for name in SIMPLE_SPECS)]
+
+
+def spec_values(kwargs: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """The parameters among a node's arguments (absent optional widgets: their defaults)."""
     return {
         spec.name: kwargs[spec.name]
@@ -92,6 +130,16 @@ def spec_values(kwargs: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]
     }
 
 
+def deprecated_values(kwargs: dict[str, Any], skip: tuple[str, ...]) -> tuple[str | None, dict]:
+    """The deprecated nodes' preset and named values: with a preset chosen, the widgets of the
+    values it sets were ignored, so they are not named."""
+    preset = kwargs.get("preset")
+    values = spec_values(kwargs, skip)
+    if preset in (None, NO_PRESET):
+        return None, values
+    return preset, {k: v for k, v in values.items() if k not in PRESET_FIELDS}
+
+
 def weight_spec(slot: str) -> ParamSpec:
     """The weight parameter of an image slot."""
-    return next(spec for spec in PARAM_SPECS if spec.name == f"{slot}_weight")
+    return SPECS_BY_NAME[f"{slot}_weight"]

@@ -1,9 +1,19 @@
-"""FlexDiffuse's ComfyUI nodes (the V3 schema of ``comfy_api.latest``).
+"""FlexDiffuse's ComfyUI nodes (the V3 schema of ``comfy_api.v0_0_2``).
 
-Two nodes: "FlexDiffuse Image Guidance" guides a positive and a negative CONDITIONING with
-guidance images and an optional negative image; "FlexDiffuse Mapping Preview" shows what that
-guidance does to a prompt. Both compute once per run: ComfyUI caches their outputs, so sampling
-costs nothing more per step. Errors raise on the node with a message saying what to connect.
+ComfyUI's own pattern (KSampler / KSampler Advanced): "FlexDiffuse Image Guidance" guides a
+positive and a negative CONDITIONING with images, a preset and a strength; "FlexDiffuse Image
+Guidance (Advanced)" shows every parameter instead of a preset. "FlexDiffuse Mapping Preview"
+and its Advanced twin show what that guidance does to a prompt. Each node shows only values
+that count: a preset sets its values first, then the values a node names override them.
+
+The first release's nodes (``FlexDiffuseGuide``, ``FlexDiffusePreview``), whose preset
+overrode widgets that still showed other values, are kept as deprecated nodes: saved workflows
+load and give the same pixels, and search no longer offers them. (ComfyUI's node replacement
+maps inputs one to one and applies only to nodes that are gone; it cannot carry "a preset over
+these widgets" into the new nodes.)
+
+Every node computes once per run: ComfyUI caches their outputs, so sampling costs nothing
+more per step. Errors raise on the node with a message saying what to connect.
 """
 
 from __future__ import annotations
@@ -14,25 +24,41 @@ import comfy.model_management
 import comfy.utils
 import numpy as np
 import torch
-from comfy_api.latest import ComfyExtension, io, ui
+from comfy_api.v0_0_2 import ComfyExtension, io, ui
 
+from .. import presets
 from ..engine import PURE_IMAGE_WARNING
-from ..presets import preset_values
+from ..params import JobParams
 from . import guiding, mapping
 from .guiding import GuideError, GuideInputs, Steps, WeightedImages
 from .inputs import (
     IMAGE_SLOTS,
-    NO_PRESET,
     PREVIEW_SKIPS,
     STEP_WINDOW,
+    deprecated_values,
+    legacy_preset_input,
     method_inputs,
-    preset_input,
+    simple_inputs,
     spec_input,
     spec_values,
     weight_spec,
 )
 
-CATEGORY = "FlexDiffuse"
+CATEGORY = "conditioning/flexdiffuse"
+
+GUIDE_ALIASES = [
+    "image prompt",
+    "style",
+    "style transfer",
+    "reference",
+    "reference image",
+    "ipadapter",
+    "ip adapter",
+    "image guidance",
+]
+"""What users type when they look for an image prompt (IPAdapter is the best-known one)."""
+
+PREVIEW_ALIASES = ["token mapping", "image prompt preview", "ipadapter preview", "style"]
 
 GUIDE_DESCRIPTION = (
     "Guides the prompt with images, no training and no adapter: each prompt token moves toward "
@@ -40,10 +66,26 @@ GUIDE_DESCRIPTION = (
     "A negative image guides the negative prompt. For a step window, pass the output through "
     "ConditioningSetTimestepRange."
 )
+SIMPLE_GUIDE_DESCRIPTION = (
+    f"{GUIDE_DESCRIPTION} Pick a preset and a strength; 'FlexDiffuse Image Guidance "
+    "(Advanced)' sets every value by hand."
+)
+ADVANCED_GUIDE_DESCRIPTION = (
+    f"{GUIDE_DESCRIPTION} Every value by hand, no preset (their values: README.md); the "
+    "mapping's finer rules are among ComfyUI's advanced inputs."
+)
 PREVIEW_DESCRIPTION = (
     "Shows which image patch each prompt token maps to and how far it moves: the guidance "
     "images with the taken patches lit, and the token table as text."
 )
+DEPRECATED_NOTE = (
+    " Deprecated: use 'FlexDiffuse Image Guidance' or its Advanced node. Here a preset other "
+    "than 'none' overrides the widgets of the values it sets. Kept so that saved workflows "
+    "load and give the same images."
+)
+
+
+# ------------------------------------------------------------------ inputs
 
 
 def _tower_inputs() -> list[io.Input]:
@@ -79,6 +121,25 @@ def _image_inputs() -> list[io.Input]:
     return inputs
 
 
+def _conditioning_inputs() -> list[io.Input]:
+    return [
+        io.Conditioning.Input("positive", tooltip="The prompt's conditioning to guide."),
+        io.Conditioning.Input(
+            "negative",
+            tooltip="The negative prompt's conditioning: guided by the negative image "
+            "if one is connected, else passed through.",
+        ),
+    ]
+
+
+def _negative_image_input() -> io.Input:
+    return io.Image.Input(
+        "negative_image",
+        optional=True,
+        tooltip="An image to steer away from: it guides the negative prompt.",
+    )
+
+
 def _clip_input() -> io.Input:
     return io.Clip.Input(
         "clip",
@@ -86,6 +147,54 @@ def _clip_input() -> io.Input:
         tooltip="The checkpoint's CLIP: encodes the mapping concepts, and recognises an empty "
         "prompt, which then takes the image itself (pure image guidance).",
     )
+
+
+def _preview_positive_input() -> io.Input:
+    return io.Conditioning.Input(
+        "positive", tooltip="The prompt's conditioning (before FlexDiffuse)."
+    )
+
+
+def _prompt_input() -> io.Input:
+    return io.String.Input(
+        "prompt",
+        optional=True,
+        multiline=True,
+        default="",
+        tooltip="The prompt's text, to label the table's rows with its tokens "
+        "(needs the clip input); empty: rows are numbered only.",
+    )
+
+
+def _guide_outputs() -> list[io.Output]:
+    return [
+        io.Conditioning.Output("positive", tooltip="The guided prompt conditioning."),
+        io.Conditioning.Output("negative", tooltip="The negative conditioning."),
+    ]
+
+
+def _preview_outputs() -> list[io.Output]:
+    return [
+        io.Image.Output(
+            "mapping", tooltip="Each guidance image with the patches the prompt takes lit."
+        ),
+        io.String.Output("table", tooltip="The token table: one row per prompt position."),
+    ]
+
+
+# ------------------------------------------------------------------ running
+
+
+def job_params(preset: str | None, named: dict[str, Any]) -> JobParams:
+    """The job's parameters: the preset's values first, then the values a node names.
+
+    Raises:
+        GuideError: an unknown preset or a value out of its range, naming it.
+    """
+    try:
+        return presets.job_params(named, preset)
+    except ValueError as error:
+        raise GuideError(f"FlexDiffuse: {error}") from error
 
 
 def _steps(total: int) -> Steps:
@@ -97,145 +206,334 @@ def _steps(total: int) -> Steps:
     )
 
 
-def _params(kwargs: dict[str, Any], skip: tuple[str, ...]):
-    preset = kwargs.get("preset", NO_PRESET)
-    chosen = {} if preset in (None, NO_PRESET) else preset_values(preset)
-    return guiding.params_from_values(spec_values(kwargs, skip), chosen)
-
-
-def _guide_inputs(kwargs: dict[str, Any], skip: tuple[str, ...]) -> GuideInputs:
-    params = _params(kwargs, skip)
-    towers = tuple(t for t in (kwargs["clip_vision"], kwargs.get("clip_vision_2")) if t is not None)
+def _guide_inputs(sockets: dict[str, Any], params: JobParams) -> GuideInputs:
+    pair = (sockets["clip_vision"], sockets.get("clip_vision_2"))
+    towers = tuple(tower for tower in pair if tower is not None)
     images = tuple(
-        WeightedImages(kwargs[slot], params.get(f"{slot}_weight"))
+        WeightedImages(sockets[slot], params.get(f"{slot}_weight"))
         for slot in IMAGE_SLOTS
-        if kwargs.get(slot) is not None
+        if sockets.get(slot) is not None
     )
     negative = None
-    if kwargs.get("negative_image") is not None:
-        negative = WeightedImages(kwargs["negative_image"], params.negative_weight)
-    return GuideInputs(params, towers, images, negative, kwargs.get("clip"))
+    if sockets.get("negative_image") is not None:
+        negative = WeightedImages(sockets["negative_image"], params.negative_weight)
+    return GuideInputs(params, towers, images, negative, sockets.get("clip"))
 
 
-class FlexDiffuseGuide(io.ComfyNode):
-    """Guide a positive and a negative conditioning with images."""
-
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="FlexDiffuseGuide",
-            display_name="FlexDiffuse Image Guidance",
-            category=CATEGORY,
-            description=GUIDE_DESCRIPTION,
-            inputs=[
-                io.Conditioning.Input("positive", tooltip="The prompt's conditioning to guide."),
-                io.Conditioning.Input(
-                    "negative",
-                    tooltip="The negative prompt's conditioning: guided by the negative image "
-                    "if one is connected, else passed through.",
-                ),
-                *_tower_inputs(),
-                *_image_inputs(),
-                preset_input(),
-                *method_inputs(STEP_WINDOW),
-                io.Image.Input(
-                    "negative_image",
-                    optional=True,
-                    tooltip="An image to steer away from: it guides the negative prompt.",
-                ),
-                _clip_input(),
-            ],
-            outputs=[
-                io.Conditioning.Output("positive", tooltip="The guided prompt conditioning."),
-                io.Conditioning.Output("negative", tooltip="The negative conditioning."),
-            ],
-        )
-
-    @classmethod
-    def execute(cls, positive, negative, clip_vision, image, **kwargs) -> io.NodeOutput:
-        kwargs.update(clip_vision=clip_vision, image=image)
-        inputs = _guide_inputs(kwargs, STEP_WINDOW)
-        steps = _steps(guiding.work_units(inputs, positive, negative))
-        guided, guided_negative = guiding.guide_conditionings(inputs, positive, negative, steps)
-        return io.NodeOutput(guided, guided_negative)
+def guide(
+    positive: io.Conditioning.Type,
+    negative: io.Conditioning.Type,
+    sockets: dict[str, Any],
+    params: JobParams,
+) -> io.NodeOutput:
+    """Every guide node's work: the guided positive and negative conditionings."""
+    inputs = _guide_inputs(sockets, params)
+    steps = _steps(guiding.work_units(inputs, positive, negative))
+    guided, guided_negative = guiding.guide_conditionings(inputs, positive, negative, steps)
+    return io.NodeOutput(guided, guided_negative)
 
 
-class FlexDiffusePreview(io.ComfyNode):
-    """Show how guidance maps a prompt's tokens to image patches."""
-
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="FlexDiffusePreview",
-            display_name="FlexDiffuse Mapping Preview",
-            category=CATEGORY,
-            description=PREVIEW_DESCRIPTION,
-            is_output_node=True,
-            inputs=[
-                io.Conditioning.Input(
-                    "positive", tooltip="The prompt's conditioning (before FlexDiffuse)."
-                ),
-                *_tower_inputs(),
-                *_image_inputs(),
-                preset_input(),
-                *method_inputs(PREVIEW_SKIPS),
-                _clip_input(),
-                io.String.Input(
-                    "prompt",
-                    optional=True,
-                    multiline=True,
-                    default="",
-                    tooltip="The prompt's text, to label the table's rows with its tokens "
-                    "(needs the clip input); empty: rows are numbered only.",
-                ),
-            ],
-            outputs=[
-                io.Image.Output(
-                    "mapping", tooltip="Each guidance image with the patches the prompt takes lit."
-                ),
-                io.String.Output("table", tooltip="The token table: one row per prompt position."),
-            ],
-        )
-
-    @classmethod
-    def execute(cls, positive, clip_vision, image, **kwargs) -> io.NodeOutput:
-        kwargs.update(clip_vision=clip_vision, image=image)
-        inputs = _guide_inputs(kwargs, PREVIEW_SKIPS)
-        steps = _steps(len(inputs.towers))
-        width = guiding.conditioning_width(positive)
-        with guiding.engine_errors():
-            towers = guiding.encode_towers(inputs, width, steps)
-            concepts = guiding.encode_concepts(inputs) if towers else None
-            guide = guiding.prompt_guide(inputs.params, towers, concepts)
-        if guide is None:
-            raise GuideError("Nothing to preview: give an image a weight above 0.")
-        states = positive[0][0][0]
-        labels = mapping.token_labels(inputs.clip, kwargs.get("prompt") or "")
-        pixels = [p for group in inputs.images if group.weight > 0 for p in group.pixels]
-        shown = mapping.pictures(pixels)
-        pictures, tables = [], []
-        pure = guiding.is_empty_prompt(positive[0][0], guiding.empty_prompt_states(inputs.clip))
-        for number, reports in enumerate(mapping.explain_guide(states, guide, pure)):
-            part = guide.parts[number]
-            count = len(part.image_tokens)
-            title = (
-                f"Vision model {number + 1} of {len(guide.parts)}" if len(guide.parts) > 1 else ""
-            )
-            pictures += mapping.render_pictures(reports, shown, count)
-            tables.append(mapping.render_table(reports, labels, count, len(shown), title))
-        batch = torch.stack([torch.from_numpy(_array(p)) for p in pictures])
-        table = "\n\n".join(tables)
-        if pure:
-            table = f"{PURE_IMAGE_WARNING}\n\n{table}"
-        shown_ui = ui.PreviewImage(batch, cls=cls).as_dict() | ui.PreviewText(table).as_dict()
-        return io.NodeOutput(batch, table, ui=shown_ui)
+def preview(
+    node: type[io.ComfyNode],
+    positive: io.Conditioning.Type,
+    sockets: dict[str, Any],
+    params: JobParams,
+    prompt: str,
+) -> io.NodeOutput:
+    """Every preview node's work: the mapping pictures and the token table, shown on ``node``."""
+    inputs = _guide_inputs(sockets, params)
+    steps = _steps(len(inputs.towers))
+    width = guiding.conditioning_width(positive)
+    with guiding.engine_errors():
+        towers = guiding.encode_towers(inputs, width, steps)
+        concepts = guiding.encode_concepts(inputs) if towers else None
+        prompt_guide = guiding.prompt_guide(inputs.params, towers, concepts)
+    if prompt_guide is None:
+        raise GuideError("Nothing to preview: give an image a weight above 0.")
+    states = positive[0][0][0]
+    labels = mapping.token_labels(inputs.clip, prompt or "")
+    pixels = [p for group in inputs.images if group.weight > 0 for p in group.pixels]
+    shown = mapping.pictures(pixels)
+    pictures, tables = [], []
+    pure = guiding.is_empty_prompt(positive[0][0], guiding.empty_prompt_states(inputs.clip))
+    for number, reports in enumerate(mapping.explain_guide(states, prompt_guide, pure)):
+        part = prompt_guide.parts[number]
+        count = len(part.image_tokens)
+        parts = len(prompt_guide.parts)
+        title = f"Vision model {number + 1} of {parts}" if parts > 1 else ""
+        pictures += mapping.render_pictures(reports, shown, count)
+        tables.append(mapping.render_table(reports, labels, count, len(shown), title))
+    batch = torch.stack([torch.from_numpy(_array(p)) for p in pictures])
+    table = "\n\n".join(tables)
+    if pure:
+        table = f"{PURE_IMAGE_WARNING}\n\n{table}"
+    shown_ui = ui.PreviewImage(batch, cls=node).as_dict() | ui.PreviewText(table).as_dict()
+    return io.NodeOutput(batch, table, ui=shown_ui)
 
 
 def _array(picture) -> np.ndarray:
     return np.asarray(picture, dtype=np.float32) / 255.0
 
 
-NODES: list[type[io.ComfyNode]] = [FlexDiffuseGuide, FlexDiffusePreview]
+# ------------------------------------------------------------------ the nodes
+
+
+class ImageGuidance(io.ComfyNode):
+    """Guide a positive and a negative conditioning with images: a preset and a strength."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FlexDiffuseImageGuidance",
+            display_name="FlexDiffuse Image Guidance",
+            category=CATEGORY,
+            description=SIMPLE_GUIDE_DESCRIPTION,
+            search_aliases=GUIDE_ALIASES,
+            inputs=[
+                *_conditioning_inputs(),
+                *_tower_inputs(),
+                *_image_inputs(),
+                *simple_inputs(),
+                _negative_image_input(),
+                spec_input(weight_spec("negative"), optional=True),
+                _clip_input(),
+            ],
+            outputs=_guide_outputs(),
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        positive: io.Conditioning.Type,
+        negative: io.Conditioning.Type,
+        clip_vision: io.ClipVision.Type,
+        image: io.Image.Type,
+        image_weight: float,
+        preset: str,
+        strength: float,
+        concepts: str,
+        clip_vision_2: io.ClipVision.Type | None = None,
+        image_2: io.Image.Type | None = None,
+        image_2_weight: float | None = None,
+        image_3: io.Image.Type | None = None,
+        image_3_weight: float | None = None,
+        image_4: io.Image.Type | None = None,
+        image_4_weight: float | None = None,
+        negative_image: io.Image.Type | None = None,
+        negative_weight: float | None = None,
+        clip: io.Clip.Type | None = None,
+    ) -> io.NodeOutput:
+        arguments = locals()
+        params = job_params(preset, spec_values(arguments))
+        return guide(positive, negative, arguments, params)
+
+
+class ImageGuidanceAdvanced(io.ComfyNode):
+    """Guide a positive and a negative conditioning with images: every parameter by hand."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FlexDiffuseImageGuidanceAdvanced",
+            display_name="FlexDiffuse Image Guidance (Advanced)",
+            category=CATEGORY,
+            description=ADVANCED_GUIDE_DESCRIPTION,
+            search_aliases=GUIDE_ALIASES,
+            inputs=[
+                *_conditioning_inputs(),
+                *_tower_inputs(),
+                *_image_inputs(),
+                *method_inputs(STEP_WINDOW, expert=True),
+                _negative_image_input(),
+                _clip_input(),
+            ],
+            outputs=_guide_outputs(),
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        positive: io.Conditioning.Type,
+        negative: io.Conditioning.Type,
+        clip_vision: io.ClipVision.Type,
+        image: io.Image.Type,
+        clip_vision_2: io.ClipVision.Type | None = None,
+        image_2: io.Image.Type | None = None,
+        image_3: io.Image.Type | None = None,
+        image_4: io.Image.Type | None = None,
+        negative_image: io.Image.Type | None = None,
+        clip: io.Clip.Type | None = None,
+        **values: float | bool | str,
+    ) -> io.NodeOutput:
+        """``values``: the widgets, one per parameter of :data:`PARAM_SPECS` by its name."""
+        arguments = locals() | values
+        return guide(positive, negative, arguments, job_params(None, spec_values(values)))
+
+
+class MappingPreview(io.ComfyNode):
+    """Show how a preset's guidance maps a prompt's tokens to image patches."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FlexDiffuseMappingPreview",
+            display_name="FlexDiffuse Mapping Preview",
+            category=CATEGORY,
+            description=f"{PREVIEW_DESCRIPTION} The values of FlexDiffuse Image Guidance.",
+            search_aliases=PREVIEW_ALIASES,
+            is_output_node=True,
+            inputs=[
+                _preview_positive_input(),
+                *_tower_inputs(),
+                *_image_inputs(),
+                *simple_inputs(),
+                _clip_input(),
+                _prompt_input(),
+            ],
+            outputs=_preview_outputs(),
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        positive: io.Conditioning.Type,
+        clip_vision: io.ClipVision.Type,
+        image: io.Image.Type,
+        image_weight: float,
+        preset: str,
+        strength: float,
+        concepts: str,
+        clip_vision_2: io.ClipVision.Type | None = None,
+        image_2: io.Image.Type | None = None,
+        image_2_weight: float | None = None,
+        image_3: io.Image.Type | None = None,
+        image_3_weight: float | None = None,
+        image_4: io.Image.Type | None = None,
+        image_4_weight: float | None = None,
+        clip: io.Clip.Type | None = None,
+        prompt: str = "",
+    ) -> io.NodeOutput:
+        arguments = locals()
+        params = job_params(preset, spec_values(arguments))
+        return preview(cls, positive, arguments, params, prompt)
+
+
+class MappingPreviewAdvanced(io.ComfyNode):
+    """Show how guidance with every parameter by hand maps a prompt's tokens."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FlexDiffuseMappingPreviewAdvanced",
+            display_name="FlexDiffuse Mapping Preview (Advanced)",
+            category=CATEGORY,
+            description=f"{PREVIEW_DESCRIPTION} The values of FlexDiffuse Image Guidance "
+            "(Advanced).",
+            search_aliases=PREVIEW_ALIASES,
+            is_output_node=True,
+            inputs=[
+                _preview_positive_input(),
+                *_tower_inputs(),
+                *_image_inputs(),
+                *method_inputs(PREVIEW_SKIPS, expert=True),
+                _clip_input(),
+                _prompt_input(),
+            ],
+            outputs=_preview_outputs(),
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        positive: io.Conditioning.Type,
+        clip_vision: io.ClipVision.Type,
+        image: io.Image.Type,
+        clip_vision_2: io.ClipVision.Type | None = None,
+        image_2: io.Image.Type | None = None,
+        image_3: io.Image.Type | None = None,
+        image_4: io.Image.Type | None = None,
+        clip: io.Clip.Type | None = None,
+        prompt: str = "",
+        **values: float | bool | str,
+    ) -> io.NodeOutput:
+        """``values``: the widgets, one per parameter of :data:`PARAM_SPECS` by its name."""
+        arguments = locals() | values
+        params = job_params(None, spec_values(values, PREVIEW_SKIPS))
+        return preview(cls, positive, arguments, params, prompt)
+
+
+# ------------------------------------------------------------------ the first release's nodes
+
+
+class FlexDiffuseGuide(io.ComfyNode):
+    """Deprecated: the first release's guide node, where a preset overrides widgets."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FlexDiffuseGuide",
+            display_name="FlexDiffuse Image Guidance (deprecated)",
+            category=CATEGORY,
+            description=GUIDE_DESCRIPTION + DEPRECATED_NOTE,
+            is_deprecated=True,
+            inputs=[
+                *_conditioning_inputs(),
+                *_tower_inputs(),
+                *_image_inputs(),
+                legacy_preset_input(),
+                *method_inputs(STEP_WINDOW),
+                _negative_image_input(),
+                _clip_input(),
+            ],
+            outputs=_guide_outputs(),
+        )
+
+    @classmethod
+    def execute(cls, positive, negative, clip_vision, image, **kwargs) -> io.NodeOutput:
+        kwargs.update(clip_vision=clip_vision, image=image)
+        params = job_params(*deprecated_values(kwargs, STEP_WINDOW))
+        return guide(positive, negative, kwargs, params)
+
+
+class FlexDiffusePreview(io.ComfyNode):
+    """Deprecated: the first release's preview node, where a preset overrides widgets."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FlexDiffusePreview",
+            display_name="FlexDiffuse Mapping Preview (deprecated)",
+            category=CATEGORY,
+            description=PREVIEW_DESCRIPTION + DEPRECATED_NOTE,
+            is_deprecated=True,
+            is_output_node=True,
+            inputs=[
+                _preview_positive_input(),
+                *_tower_inputs(),
+                *_image_inputs(),
+                legacy_preset_input(),
+                *method_inputs(PREVIEW_SKIPS),
+                _clip_input(),
+                _prompt_input(),
+            ],
+            outputs=_preview_outputs(),
+        )
+
+    @classmethod
+    def execute(cls, positive, clip_vision, image, **kwargs) -> io.NodeOutput:
+        kwargs.update(clip_vision=clip_vision, image=image)
+        params = job_params(*deprecated_values(kwargs, PREVIEW_SKIPS))
+        return preview(cls, positive, kwargs, params, kwargs.get("prompt") or "")
+
+
+NODES: list[type[io.ComfyNode]] = [
+    ImageGuidance,
+    ImageGuidanceAdvanced,
+    MappingPreview,
+    MappingPreviewAdvanced,
+    FlexDiffuseGuide,
+    FlexDiffusePreview,
+]
 
 
 class FlexDiffuseExtension(ComfyExtension):

@@ -88,6 +88,18 @@ FACTS = [
     ("comfy_api/latest/_io.py", "class Image(ComfyTypeIO):"),
     ("comfy_api/latest/_io.py", "class ClipVision(ComfyTypeIO):"),
     ("comfy_api/latest/_ui.py", 'return {"text": (self.value,)}'),
+    # The versioned API the pack imports re-exports latest's; the root __init__.py probes it.
+    ("comfy_api/v0_0_2/__init__.py", "from comfy_api.latest import io, ui, IO, UI, ComfyExtension"),
+    ("comfy_api/version_list.py", "ComfyAPIAdapter_v0_0_2,"),
+    # What the nodes' schemas set, and what /object_info then says.
+    ("comfy_api/latest/_io.py", "search_aliases: list[str] = field(default_factory=list)"),
+    ("comfy_api/latest/_io.py", "is_deprecated: bool=False"),
+    ("comfy_api/latest/_io.py", "deprecated=self.is_deprecated,"),
+    ("comfy_api/latest/_io.py", '"advanced": self.advanced,'),
+    # The execute annotations' types (the fake gives Image and Conditioning a Type too).
+    ("comfy_api/latest/_io.py", "class Image(ComfyTypeIO):\n    Type = torch.Tensor"),
+    ("comfy_api/latest/_io.py", "class Float(ComfyTypeIO):\n    Type = float"),
+    ("comfy_api/latest/_io.py", "class Clip(ComfyTypeIO):\n    if TYPE_CHECKING:"),
 ]
 
 
@@ -142,7 +154,7 @@ def test_fake_signatures_match_comfyuis(source, module, name, path):
 
 
 def test_the_fake_schema_has_the_real_fields_in_order(source):
-    from comfy_api.latest import io
+    from comfy_api.v0_0_2 import io
 
     tree = ast.parse((source / "comfy_api/latest/_io.py").read_text(encoding="utf-8"))
     schema = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Schema")
@@ -154,3 +166,15 @@ def test_the_fake_schema_has_the_real_fields_in_order(source):
 @pytest.mark.parametrize(("path", "text"), FACTS, ids=lambda x: str(x)[:50])
 def test_facts_the_node_pack_relies_on(source, path, text):
     assert text in (source / path).read_text(encoding="utf-8"), f"{text!r} not in {path}"
+
+
+def test_the_required_comfyui_is_the_kits(source):
+    """requires-comfyui names the ComfyUI the fakes are checked against and the live suite
+    runs: the root __init__.py's REQUIRED_COMFYUI."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("flexdiffuse_root", ROOT / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    version = (source / "comfyui_version.py").read_text(encoding="utf-8")
+    assert f'__version__ = "{module.REQUIRED_COMFYUI}"' in version

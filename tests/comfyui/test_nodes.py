@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import inspect
+import json
+import logging
+import re
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 from comfy import model_management, utils
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 from PIL import Image
 
 from flexdiffuse.comfy import guiding, nodes
-from flexdiffuse.comfy.inputs import IMAGE_SLOTS, NO_PRESET, STEP_WINDOW
+from flexdiffuse.comfy.inputs import (
+    EXPERT_SPECS,
+    IMAGE_SLOTS,
+    NO_PRESET,
+    PREVIEW_SKIPS,
+    STEP_WINDOW,
+)
 from flexdiffuse.encoder import ImageEncoder
 from flexdiffuse.engine import PURE_IMAGE_WARNING, guide, pure_image_guidance
 from flexdiffuse.guidance import ConditioningGuide, PartGuide
 from flexdiffuse.params import PARAM_SPECS, GuidanceParams, JobParams
-from flexdiffuse.presets import PRESETS
+from flexdiffuse.presets import PRESET_FIELDS, PRESETS
 from tests.comfyui.conftest import image_batch
 from tests.conftest import TINY_IMAGE_SIZE
+from tests.live_comfy.workflows import input_specs, is_widget
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "a photo of a deer in a dark forest"
@@ -36,10 +47,14 @@ def widgets(node) -> dict:
     }
 
 
+def run_node(node, *sockets, **changes):
+    """The node's outputs with its widgets at their defaults but ``changes``."""
+    return node.execute(*sockets, **(widgets(node) | changes)).args
+
+
 def run_guide(positive, negative, tower, image, **changes):
-    values = widgets(nodes.FlexDiffuseGuide) | changes
-    out = nodes.FlexDiffuseGuide.execute(positive, negative, tower, image, **values)
-    return out.args
+    """The Advanced node: every parameter by its name."""
+    return run_node(nodes.ImageGuidanceAdvanced, positive, negative, tower, image, **changes)
 
 
 def conditioning(clip, text: str = PROMPT, pooled: bool = False):
@@ -77,15 +92,53 @@ def test_comfyui_loads_the_pack_from_the_root_init_under_its_path_name():
         for key in [k for k in sys.modules if k == name or k.startswith(f"{name}.")]:
             del sys.modules[key]
     assert [node.define_schema().node_id for node in listed] == [
+        "FlexDiffuseImageGuidance",
+        "FlexDiffuseImageGuidanceAdvanced",
+        "FlexDiffuseMappingPreview",
+        "FlexDiffuseMappingPreviewAdvanced",
         "FlexDiffuseGuide",
         "FlexDiffusePreview",
     ]
 
 
+def test_a_comfyui_without_the_versioned_node_api_gets_one_log_line_naming_the_version(
+    monkeypatch, caplog
+):
+    """ComfyUI logs a pack's import failure with a traceback; a too old ComfyUI gets a line
+    that says which version to install instead, and no entry point to call."""
+    monkeypatch.setitem(sys.modules, "comfy_api.v0_0_2", None)  # import raises ImportError
+    name = str(ROOT).replace(".", "_x_") + "_x_old"
+    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    with caplog.at_level(logging.ERROR):
+        spec.loader.exec_module(module)
+    assert not hasattr(module, "comfy_entrypoint")
+    assert [r.getMessage() for r in caplog.records if "FlexDiffuse needs ComfyUI" in r.message]
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert f"ComfyUI {module.REQUIRED_COMFYUI} or newer" in line
+    assert "comfy_api.v0_0_2" in line
+
+
+def test_the_registry_metadata_names_the_comfyui_the_pack_needs():
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    tool_comfy = pyproject.split("[tool.comfy]\n", 1)[1].split("\n[", 1)[0]
+    spec = importlib.util.spec_from_file_location("flexdiffuse_root", ROOT / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    line = re.search(r'^requires-comfyui = "(.*)"$', tool_comfy, re.MULTILINE)
+    assert line is not None
+    assert line.group(1) == f">={module.REQUIRED_COMFYUI}"
+
+
+NEW_NODES = [n for n in nodes.NODES if not n.define_schema().is_deprecated]
+SIMPLE = [nodes.ImageGuidance, nodes.MappingPreview]
+ADVANCED = [nodes.ImageGuidanceAdvanced, nodes.MappingPreviewAdvanced]
+
+
 @pytest.mark.parametrize("node", nodes.NODES, ids=lambda n: n.__name__)
-def test_every_input_has_a_tooltip_and_the_pack_its_category(node):
+def test_every_input_has_a_tooltip_and_the_pack_comfyuis_category_path(node):
     schema = node.define_schema()
-    assert schema.category == "FlexDiffuse"
+    assert schema.category == "conditioning/flexdiffuse"
     assert schema.description
     missing = [i.id for i in schema.inputs if not i.tooltip]
     assert not missing, f"inputs without a tooltip: {missing}"
@@ -93,10 +146,67 @@ def test_every_input_has_a_tooltip_and_the_pack_its_category(node):
     assert len(ids) == len(set(ids))
 
 
+@pytest.mark.parametrize("node", NEW_NODES, ids=lambda n: n.__name__)
+def test_search_finds_the_nodes_by_what_users_call_an_image_prompt(node):
+    aliases = node.define_schema().search_aliases
+    wanted = ["style"]
+    if "Guidance" in node.__name__:
+        wanted += ["image prompt", "reference", "ipadapter"]
+    assert set(wanted) <= set(aliases)
+
+
+def test_the_first_releases_nodes_are_deprecated_and_only_they():
+    deprecated = [n.define_schema().node_id for n in nodes.NODES if n.define_schema().is_deprecated]
+    assert deprecated == ["FlexDiffuseGuide", "FlexDiffusePreview"]
+    for node in (nodes.FlexDiffuseGuide, nodes.FlexDiffusePreview):
+        assert "deprecated" in node.define_schema().display_name
+
+
+@pytest.mark.parametrize("node", SIMPLE, ids=lambda n: n.__name__)
+def test_a_simple_node_shows_no_widget_its_preset_overrides(node):
+    """The preset sets its values first, and the node names only values no preset sets: every
+    widget shown counts."""
+    inputs = {i.id: i for i in node.define_schema().inputs}
+    assert inputs["preset"].options == [p.label for p in PRESETS]
+    assert NO_PRESET not in inputs["preset"].options
+    assert not set(PRESET_FIELDS) & set(inputs)
+    weights = {f"{slot}_weight" for slot in IMAGE_SLOTS}
+    shown = {name for name, i in inputs.items() if getattr(i, "default", None) is not None}
+    assert shown - weights - {"negative_weight", "prompt"} == {"preset", "strength", "concepts"}
+
+
+@pytest.mark.parametrize("node", ADVANCED, ids=lambda n: n.__name__)
+def test_an_advanced_node_has_every_parameter_and_no_preset(node):
+    inputs = {i.id: i for i in node.define_schema().inputs}
+    assert "preset" not in inputs
+    skip = STEP_WINDOW if node is nodes.ImageGuidanceAdvanced else PREVIEW_SKIPS
+    assert {s.name for s in PARAM_SPECS if s.name not in skip} <= set(inputs)
+    advanced = {name for name, i in inputs.items() if i.advanced}
+    assert advanced == set(EXPERT_SPECS)
+
+
+@pytest.mark.parametrize("node", NEW_NODES, ids=lambda n: n.__name__)
+def test_execute_takes_each_input_by_its_name_with_types(node):
+    """Typed signatures as ComfyUI's own V3 nodes write them: every socket and simple widget a
+    named, annotated parameter; an Advanced node's spec widgets arrive as ``**values``."""
+    parameters = inspect.signature(node.execute).parameters
+    named = {n for n, p in parameters.items() if p.kind != p.VAR_KEYWORD}
+    inputs = {i.id: i for i in node.define_schema().inputs}
+    specs = {s.name for s in PARAM_SPECS}
+    if node in ADVANCED:
+        assert "values" in parameters
+        assert named == {n for n in inputs if n not in specs}
+    else:
+        assert named == set(inputs)
+    assert all(parameters[n].annotation is not inspect.Parameter.empty for n in named)
+    optional = {n for n, i in inputs.items() if i.optional}
+    assert all(parameters[n].default is not inspect.Parameter.empty for n in optional & named)
+
+
 def test_the_widgets_are_the_parameter_specs():
-    """One spec per parameter: every one but the step window is a widget of the guide node,
-    with the spec's label, range and default."""
-    inputs = {i.id: i for i in nodes.FlexDiffuseGuide.define_schema().inputs}
+    """One spec per parameter: every one but the step window is a widget of the Advanced
+    node, with the spec's label, range and default."""
+    inputs = {i.id: i for i in nodes.ImageGuidanceAdvanced.define_schema().inputs}
     for spec in PARAM_SPECS:
         if spec.name in STEP_WINDOW:
             assert spec.name not in inputs
@@ -112,7 +222,6 @@ def test_the_widgets_are_the_parameter_specs():
             )
         elif spec.kind == "choice":
             assert widget.options == list(spec.choices.values())
-    assert inputs["preset"].options == [NO_PRESET, *(p.label for p in PRESETS)]
     assert [slot for slot in IMAGE_SLOTS if inputs[slot].optional] == list(IMAGE_SLOTS[1:])
 
 
@@ -151,13 +260,57 @@ def test_prompts_longer_than_one_chunk_are_guided_chunk_by_chunk(vit_l, clip_l):
     assert torch.allclose(guided[0][0], expected, atol=1e-5)
 
 
-def test_a_preset_sets_its_parameters_over_the_widgets(vit_l, clip_l):
-    strong = PRESETS[1]
+@pytest.mark.parametrize("preset", PRESETS[1:4], ids=lambda p: p.key)
+def test_the_simple_node_takes_the_presets_values_then_its_strength(vit_l, clip_l, preset):
     positive = conditioning(clip_l)
-    guided, _ = run_guide(positive, positive, vit_l, image_batch(), preset=strong.label)
-    params = GuidanceParams().replace(**strong.values)
+    guided, _ = run_node(
+        nodes.ImageGuidance,
+        positive,
+        positive,
+        vit_l,
+        image_batch(),
+        preset=preset.label,
+        strength=0.6,
+    )
+    params = GuidanceParams().replace(**preset.values, strength=0.6)
     expected = guide(positive[0][0], core_tokens(vit_l, image_batch()), params)
     assert torch.allclose(guided[0][0], expected, atol=1e-5)
+
+
+def test_the_simple_node_with_the_original_preset_is_the_advanced_nodes_defaults(vit_l, clip_l):
+    positive, negative = conditioning(clip_l), conditioning(clip_l, "blurry")
+    sockets = (positive, negative, vit_l, image_batch())
+    extra = {"negative_image": image_batch(seed=4), "negative_weight": 0.5}
+    simple = run_node(nodes.ImageGuidance, *sockets, **extra)
+    advanced = run_node(nodes.ImageGuidanceAdvanced, *sockets, **extra)
+    assert torch.equal(simple[0][0][0], advanced[0][0][0])
+    assert torch.equal(simple[1][0][0], advanced[1][0][0])
+
+
+def test_the_deprecated_nodes_preset_still_overrides_its_widgets(vit_l, clip_l):
+    """Saved workflows of the first release give the same images: there the preset's values
+    win over the widgets for the values it sets."""
+    strong = PRESETS[1]
+    positive = conditioning(clip_l)
+    guided, _ = run_node(
+        nodes.FlexDiffuseGuide,
+        positive,
+        positive,
+        vit_l,
+        image_batch(),
+        preset=strong.label,
+        linear=0.1,  # ignored: the preset sets linear
+        strength=0.8,  # counts: no preset sets it
+    )
+    params = GuidanceParams().replace(**strong.values, strength=0.8)
+    expected = guide(positive[0][0], core_tokens(vit_l, image_batch()), params)
+    assert torch.allclose(guided[0][0], expected, atol=1e-5)
+
+
+def test_an_unknown_preset_is_refused_by_name(vit_l, clip_l):
+    positive = conditioning(clip_l)
+    with pytest.raises(guiding.GuideError, match="Unknown preset 'no such'"):
+        run_node(nodes.ImageGuidance, positive, positive, vit_l, image_batch(), preset="no such")
 
 
 def test_several_images_with_their_weights_and_a_negative_image(vit_l, clip_l):
@@ -192,8 +345,7 @@ def test_several_images_with_their_weights_and_a_negative_image(vit_l, clip_l):
 def test_sdxl_both_towers_and_the_pooled_vector(vit_l, vit_bigg, clip_xl):
     image = image_batch()
     positive = conditioning(clip_xl, pooled=True)
-    values = widgets(nodes.FlexDiffuseGuide) | {"clip_vision_2": vit_bigg, "pooled": 0.5}
-    guided, _ = nodes.FlexDiffuseGuide.execute(positive, positive, vit_l, image, **values).args
+    guided, _ = run_guide(positive, positive, vit_l, image, clip_vision_2=vit_bigg, pooled=0.5)
     l_tokens, g_tokens = core_tokens(vit_l, image), core_tokens(vit_bigg, image)
     expected = ConditioningGuide(
         GuidanceParams(), (PartGuide(0, l_tokens), PartGuide(768, g_tokens)), g_tokens[0], 0.5
@@ -228,7 +380,7 @@ def test_mapping_concepts_are_encoded_with_the_graphs_clip(vit_l, clip_l):
         image_batch(),
         clip=clip_l,
         concepts="deer",
-        preset="Concepts only",
+        **PRESETS[-1].values,
     )
     concepts = clip_l.encode_from_tokens(clip_l.tokenize("deer"))[0]
     params = GuidanceParams().replace(**PRESETS[-1].values)
@@ -309,8 +461,8 @@ def test_a_value_out_of_range_names_the_parameter(vit_l, clip_l):
 
 def test_the_preview_shows_the_mapping_picture_and_the_token_table(vit_l, clip_l):
     positive = conditioning(clip_l)
-    values = widgets(nodes.FlexDiffusePreview) | {"clip": clip_l, "prompt": PROMPT}
-    out = nodes.FlexDiffusePreview.execute(positive, vit_l, image_batch(2), **values)
+    values = widgets(nodes.MappingPreview) | {"clip": clip_l, "prompt": PROMPT}
+    out = nodes.MappingPreview.execute(positive, vit_l, image_batch(2), **values)
     pictures, table = out.args
     assert pictures.shape == (2, 224, 224, 3)
     assert float(pictures.min()) >= 0
@@ -360,6 +512,21 @@ def test_a_negative_image_alone_guides_only_the_negative(vit_l, clip_l):
 
 
 WIDGETS_AS_SAVED = {
+    "FlexDiffuseImageGuidance": ["image_weight", "preset", "strength", "concepts",
+                                 "image_2_weight", "image_3_weight", "image_4_weight",
+                                 "negative_weight"],
+    "FlexDiffuseImageGuidanceAdvanced": ["image_weight", "strength", "threshold_mult",
+                                         "threshold_floor", "auto_floor", "clustered", "linear",
+                                         "max_guidance", "order", "reuse", "concept_threshold",
+                                         "concepts", "pooled", "negative_weight",
+                                         "image_2_weight", "image_3_weight", "image_4_weight"],
+    "FlexDiffuseMappingPreview": ["image_weight", "preset", "strength", "concepts",
+                                  "image_2_weight", "image_3_weight", "image_4_weight", "prompt"],
+    "FlexDiffuseMappingPreviewAdvanced": ["image_weight", "strength", "threshold_mult",
+                                          "threshold_floor", "auto_floor", "clustered", "linear",
+                                          "max_guidance", "order", "reuse", "concept_threshold",
+                                          "concepts", "pooled", "image_2_weight",
+                                          "image_3_weight", "image_4_weight", "prompt"],
     "FlexDiffuseGuide": ["image_weight", "preset", "strength", "threshold_mult",
                          "threshold_floor", "auto_floor", "clustered", "linear", "max_guidance",
                          "order", "reuse", "concept_threshold", "concepts", "pooled",
@@ -387,6 +554,67 @@ def test_saved_workflows_keep_their_widget_order(node):
 
 def test_the_preview_of_an_empty_prompt_says_the_image_replaces_it(vit_l, clip_l):
     empty = conditioning(clip_l, "")
-    values = widgets(nodes.FlexDiffusePreview) | {"clip": clip_l}
-    _, table = nodes.FlexDiffusePreview.execute(empty, vit_l, image_batch(), **values).args
+    values = widgets(nodes.MappingPreview) | {"clip": clip_l}
+    _, table = nodes.MappingPreview.execute(empty, vit_l, image_batch(), **values).args
     assert table.startswith(PURE_IMAGE_WARNING)
+
+
+# ------------------------------------------------------------------ workflows saved with 0.2
+
+SAVED = ROOT / "tests" / "comfyui" / "saved_workflows"
+
+
+def object_info(node) -> dict:
+    """What /object_info says of a node's inputs, from its schema (as ComfyUI builds it)."""
+    groups: dict = {"required": {}, "optional": {}}
+    for i in node.define_schema().inputs:
+        kind = i.options if i.io_type == "COMBO" else i.io_type
+        options = {"default": i.default} if i.default is not None else {}
+        groups["optional" if i.optional else "required"][i.id] = [kind, options]
+    return {"input": groups, "input_order": {k: list(v) for k, v in groups.items()}}
+
+
+def saved_widgets(path: Path) -> tuple[str, dict]:
+    """The FlexDiffuse node of a saved workflow: its type and its widgets' values by name,
+    read by position as ComfyUI's page does."""
+    workflow = json.loads(path.read_text(encoding="utf-8"))
+    node = next(n for n in workflow["nodes"] if n["type"].startswith("FlexDiffuse"))
+    kind = next(n for n in nodes.NODES if n.define_schema().node_id == node["type"])
+    names = [name for name, k, _ in input_specs(object_info(kind)) if is_widget(k)]
+    assert len(names) == len(node["widgets_values"])
+    return node["type"], dict(zip(names, node["widgets_values"], strict=True))
+
+
+@pytest.mark.parametrize(
+    "path", sorted(SAVED.glob("*.json")), ids=lambda p: p.stem.removeprefix("flexdiffuse-0.2-")
+)
+def test_a_workflow_saved_with_the_first_release_runs_as_it_did(vit_l, clip_l, path):
+    """The saved widget values land on the same parameters and give what 0.2 gave: the
+    preset's values over the widgets' (the deprecated node's rule)."""
+    node_id, values = saved_widgets(path)
+    preset = values["preset"]
+    chosen = {} if preset == NO_PRESET else dict(PRESETS_BY_LABEL[preset].values)
+    named = {k: v for k, v in values.items() if k in {s.name for s in PARAM_SPECS}}
+    expected_params = JobParams().replace(**{**named, **chosen})
+    positive = conditioning(clip_l)
+    image = image_batch()
+    expected = guide(positive[0][0], core_tokens(vit_l, image), expected_params.guidance)
+    if node_id == "FlexDiffuseGuide":
+        guided, _ = nodes.FlexDiffuseGuide.execute(positive, positive, vit_l, image, **values).args
+        assert torch.allclose(guided[0][0], expected, atol=1e-5)
+    else:
+        values |= {"clip": clip_l}
+        _, table = nodes.FlexDiffusePreview.execute(positive, vit_l, image, **values).args
+        advanced = {  # the same values, shown as the Advanced node's widgets
+            spec.name: spec.choices[value] if spec.choices else value
+            for spec in PARAM_SPECS
+            if spec.name not in PREVIEW_SKIPS
+            for value in [expected_params.get(spec.name)]
+        }
+        advanced |= {"clip": clip_l, "prompt": values["prompt"]}
+        _, same = nodes.MappingPreviewAdvanced.execute(positive, vit_l, image, **advanced).args
+        assert "prompt positions move toward the image" in table
+        assert table == same
+
+
+PRESETS_BY_LABEL = {p.label: p for p in PRESETS}

@@ -1,14 +1,15 @@
 """Load an example workflow in a running ComfyUI's page, queue it and see its result.
 
-    python tests/live_comfy/browser_check.py http://127.0.0.1:8188 OUT_DIR [EXAMPLE]
+    python tests/live_comfy/browser_check.py http://127.0.0.1:8188 OUT_DIR [EXAMPLE] [--search]
 
 Needs Playwright and a Chromium (Debian's ``chromium``; set ``CHROMIUM`` to another binary).
 The page loads ``example_workflows/EXAMPLE.json`` (default: the SD 1.5 example) with the live
 host's model files and a 64x64, 2-step sampler, the Run button queues it, and the script waits
 for the job in ``/history``, then screenshots the graph with its result into OUT_DIR. It prints
 what it saw and exits non-zero when the nodes are missing, the workflow does not load or the
-job fails. Not part of the test suite: a by-hand check of what users see
-(tests/live/README.md).
+job fails. ``--search`` also screenshots the node search for "ipadapter" and "style" and the
+simple and Advanced guide nodes side by side. Not part of the test suite: a by-hand check of
+what users see (tests/live/README.md).
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_TITLES = [p.stem for p in sorted((ROOT / "example_workflows").glob("*.json"))]
+NODES = [
+    "FlexDiffuseImageGuidance",
+    "FlexDiffuseImageGuidanceAdvanced",
+    "FlexDiffuseMappingPreview",
+    "FlexDiffuseMappingPreviewAdvanced",
+    "FlexDiffuseGuide",
+    "FlexDiffusePreview",
+]
 
 
 def get(url: str):
@@ -50,7 +59,40 @@ def live_workflow(url: str, name: str) -> dict:
     return workflow
 
 
-def main(url: str, out: Path, name: str) -> int:
+def search_and_nodes(page, out: Path, check) -> None:
+    """The node search for what users type, and the two guide nodes as the page draws them."""
+    page.evaluate("() => window.app.graph.clear()")
+    for word in ("ipadapter", "style"):
+        page.mouse.dblclick(900, 550)
+        page.wait_for_timeout(1500)
+        page.keyboard.type(word, delay=60)
+        page.wait_for_timeout(2500)
+        page.screenshot(path=str(out / f"search-{word}.png"))
+        rows = page.locator("[role=dialog] li, [role=option]").all_inner_texts()
+        rank = next((n for n, row in enumerate(rows, 1) if "FlexDiffuse" in row), None)
+        check(rank is not None, f"search '{word}' lists FlexDiffuse: result {rank} of {len(rows)}")
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(800)
+    page.evaluate(
+        """() => {
+            const add = (type, x) => {
+                const node = window.LiteGraph.createNode(type);
+                node.pos = [x, 60];
+                window.app.graph.add(node);
+                return node.widgets.map(w => w.name);
+            };
+            const ds = window.app.canvas.ds; ds.scale = 0.9; ds.offset = [20, 20];
+            window.app.canvas.setDirty(true, true);
+            return [add('FlexDiffuseImageGuidance', 40),
+                    add('FlexDiffuseImageGuidanceAdvanced', 480)];
+        }"""
+    )
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(out / "guide-nodes.png"))
+    page.evaluate("() => window.app.graph.clear()")
+
+
+def main(url: str, out: Path, name: str, search: bool = False) -> int:
     out.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
 
@@ -87,16 +129,14 @@ def main(url: str, out: Path, name: str) -> int:
             page.keyboard.press("Escape")
             page.wait_for_timeout(1000)
         registered = page.evaluate(
-            "() => ['FlexDiffuseGuide', 'FlexDiffusePreview'].filter("
-            "n => window.LiteGraph.registered_node_types[n])"
+            "(names) => names.filter(n => window.LiteGraph.registered_node_types[n])", NODES
         )
-        check(len(registered) == 2, f"the page knows FlexDiffuse's nodes ({registered})")
+        check(registered == NODES, f"the page knows FlexDiffuse's nodes ({registered})")
+        if search:
+            search_and_nodes(page, out, check)
         page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
         types = page.evaluate("() => window.app.graph._nodes.map(n => n.type)")
-        check(
-            "FlexDiffuseGuide" in types or "FlexDiffusePreview" in types,
-            f"the workflow loaded: {len(types)} nodes",
-        )
+        check(bool(set(NODES) & set(types)), f"the workflow loaded: {len(types)} nodes")
         page.screenshot(path=str(out / f"{name}-loaded.png"))
         run = page.locator("button:has-text('Run')").first
         check(run.count() == 1, "the page has a Run button")
@@ -129,5 +169,6 @@ def main(url: str, out: Path, name: str) -> int:
 
 
 if __name__ == "__main__":
-    target = sys.argv[3] if len(sys.argv) > 3 else "flexdiffuse-sd15-basic"
-    sys.exit(main(sys.argv[1].rstrip("/"), Path(sys.argv[2]), target))
+    arguments = [a for a in sys.argv[1:] if not a.startswith("--")]
+    target = arguments[2] if len(arguments) > 2 else "flexdiffuse-sd15-basic"
+    sys.exit(main(arguments[0].rstrip("/"), Path(arguments[1]), target, "--search" in sys.argv))

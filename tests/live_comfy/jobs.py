@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from tests.live_comfy.client import ComfyClient
+from tests.live_comfy.make_examples import GUIDES
 from tests.live_comfy.workflows import api_prompt
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,13 +41,15 @@ def pick(options: list[str], *words: str) -> str | None:
     return next((o for o in options if all(w in o.lower() for w in words)), None)
 
 
-def example(name: str, object_info, names) -> dict[str, Any]:
-    workflow = json.loads((ROOT / "example_workflows" / f"{name}.json").read_text())
+def example(
+    name: str, object_info, names, folder: Path = ROOT / "example_workflows"
+) -> dict[str, Any]:
+    workflow = json.loads((folder / f"{name}.json").read_text())
     return small(with_models(api_prompt(workflow, object_info), names))
 
 
 def guide_id(prompt: dict[str, Any]) -> str:
-    return next(k for k, v in prompt.items() if v["class_type"] == "FlexDiffuseGuide")
+    return next(k for k, v in prompt.items() if v["class_type"] in GUIDES)
 
 
 def unguided(prompt: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +70,7 @@ def set_guide(prompt: dict[str, Any], **values: Any) -> dict[str, Any]:
     """The graph with these guide inputs set; an input set to None is removed (unconnected)."""
     prompt = copy.deepcopy(prompt)
     for node in prompt.values():
-        if node["class_type"] == "FlexDiffuseGuide":
+        if node["class_type"] in GUIDES:
             node["inputs"].update(values)
             for key in [k for k, v in values.items() if v is None]:
                 del node["inputs"][key]

@@ -1,21 +1,29 @@
 """Write ``example_workflows/*.json`` from the graphs below and a live ComfyUI's /object_info.
 
-    .venv/bin/python -m tests.live_comfy.make_examples http://127.0.0.1:8188
+    .venv/bin/python -m tests.live_comfy.make_examples http://127.0.0.1:8188 [--thumbnails]
 
 The graphs are API prompts (inputs by name); the page's format needs each node's sockets and
 its widgets' values in the server's order, which /object_info gives. The model file names are
 the ones README.md tells users to download; the live tests swap in the live host's.
+
+``--thumbnails`` also runs each example on the live host (its random-weight test models, at
+128x128 and 4 steps) and writes ``example_workflows/NAME.jpg``, ComfyUI's templates' picture,
+labelled as test-model output: what the workflow makes, not what a real model makes.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image, ImageDraw
+
 from tests.live_comfy.client import ComfyClient
-from tests.live_comfy.workflows import extras, input_specs, is_widget
+from tests.live_comfy.workflows import api_prompt, extras, input_specs, is_widget
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "example_workflows"
@@ -63,9 +71,19 @@ def _base(checkpoint: str, prompt: str, negative: str, size: int) -> dict[str, A
     }
 
 
-def _guide(**inputs: Any) -> dict[str, Any]:
+SIMPLE = "FlexDiffuseImageGuidance"
+ADVANCED = "FlexDiffuseImageGuidanceAdvanced"
+PREVIEW = "FlexDiffuseMappingPreview"
+GUIDES = (SIMPLE, ADVANCED, "FlexDiffuseGuide")
+"""The guide nodes (the last one deprecated: workflows saved with the first release)."""
+DEPRECATED = ("FlexDiffuseGuide", "FlexDiffusePreview")
+NODES = (SIMPLE, ADVANCED, PREVIEW, f"{PREVIEW}Advanced", *DEPRECATED)
+"""Every node of the pack, as /object_info lists them."""
+
+
+def _guide(node: str = SIMPLE, **inputs: Any) -> dict[str, Any]:
     return {
-        "class_type": "FlexDiffuseGuide",
+        "class_type": node,
         "inputs": {
             "positive": ["2", 0],
             "negative": ["3", 0],
@@ -90,7 +108,13 @@ def sd15_basic() -> dict[str, Any]:
 def sdxl_both_towers() -> dict[str, Any]:
     graph = _base(SDXL, PROMPT, NEGATIVE, 1024)
     graph["11"] = {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": VIT_BIGG}}
-    graph["6"] = _guide(clip_vision_2=["11", 0], pooled=0.3)
+    graph["6"] = _guide(ADVANCED, clip_vision_2=["11", 0], pooled=0.3)
+    return graph
+
+
+def sd15_advanced() -> dict[str, Any]:
+    graph = _base(SD15, PROMPT, NEGATIVE, 512)
+    graph["6"] = _guide(ADVANCED, threshold_mult=0.5, linear=0.8, max_guidance=0.5)
     return graph
 
 
@@ -156,7 +180,7 @@ def preview() -> dict[str, Any]:
     graph = _base(SD15, PROMPT, NEGATIVE, 512)
     keep = {k: graph[k] for k in ("1", "2", "4", "5")}
     keep["6"] = {
-        "class_type": "FlexDiffusePreview",
+        "class_type": PREVIEW,
         "inputs": {
             "positive": ["2", 0],
             "clip_vision": ["4", 0],
@@ -170,7 +194,11 @@ def preview() -> dict[str, Any]:
 
 
 EXAMPLES = {
-    "flexdiffuse-sd15-basic": (sd15_basic, "SD 1.5 guided by one image."),
+    "flexdiffuse-sd15-basic": (sd15_basic, "SD 1.5 guided by one image: a preset and a strength."),
+    "flexdiffuse-sd15-advanced": (
+        sd15_advanced,
+        "The Advanced node: every value by hand (stronger threshold and linear weights).",
+    ),
     "flexdiffuse-sdxl-both-towers": (
         sdxl_both_towers,
         "SDXL: ViT-L/14 guides the ViT-L half, ViT-bigG/14 the bigG half and the pooled vector.",
@@ -195,7 +223,7 @@ EXAMPLES = {
 }
 
 
-SHOWS_IMAGE = {"LoadImage": 300, "SaveImage": 300, "FlexDiffusePreview": 420, "PreviewAny": 700}
+SHOWS_IMAGE = {"LoadImage": 300, "SaveImage": 300, PREVIEW: 420, "PreviewAny": 700}
 """Room below a node's widgets for the picture it shows."""
 
 
@@ -286,14 +314,70 @@ def page_workflow(graph: dict[str, Any], info: dict[str, Any], note: str) -> dic
     }
 
 
-def main(url: str) -> None:
-    info = ComfyClient(url).get_json("/object_info")
+THUMBNAIL = 256
+LABEL = "test models (random weights)"
+
+
+def live_graph(graph: dict[str, Any], info: dict[str, Any], size: int, steps: int):
+    """The graph with the live host's models (the first SD 1.5 and ViT-L it lists; None
+    when it has no SDXL for an SDXL graph), at ``size`` pixels and ``steps`` steps."""
+    graph = copy.deepcopy(graph)
+    checkpoints = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
+    towers = info["CLIPVisionLoader"]["input"]["required"]["clip_name"][0]
+    names = {
+        SD15: next((c for c in checkpoints if "sd15" in c.lower()), None),
+        SDXL: next((c for c in checkpoints if "xl" in c.lower()), None),
+        VIT_L: next((t for t in towers if "vit-l" in t.lower()), None),
+        VIT_BIGG: next((t for t in towers if "bigg" in t.lower()), None),
+    }
+    for node in graph.values():
+        for key, value in node["inputs"].items():
+            if isinstance(value, str) and value in names:
+                if names[value] is None:
+                    return None
+                node["inputs"][key] = names[value]
+        if node["class_type"] == "EmptyLatentImage":
+            node["inputs"].update(width=size, height=size)
+        if node["class_type"] == "KSampler":
+            node["inputs"].update(steps=steps)
+    return graph
+
+
+def thumbnail(picture: np.ndarray) -> Image.Image:
+    """The picture at the templates' size with a visible strip saying what made it."""
+    image = Image.fromarray(picture).convert("RGB").resize((THUMBNAIL, THUMBNAIL), Image.LANCZOS)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, THUMBNAIL - 22, THUMBNAIL, THUMBNAIL), fill=(0, 0, 0))
+    draw.text((6, THUMBNAIL - 18), LABEL, fill=(255, 255, 0))
+    return image
+
+
+def write_thumbnail(client: ComfyClient, name: str, graph: dict[str, Any]) -> None:
+    run = client.run(graph)
+    if run.status != "success":  # e.g. an SDXL the host's ComfyUI cannot load
+        print(f"no thumbnail for {name}: it failed on the live host: {run.error}")
+        return
+    images = [r for node in run.entry["outputs"].values() for r in node.get("images", [])]
+    thumbnail(client.image(images[0])).save(OUT / f"{name}.jpg", quality=80, optimize=True)
+    print(f"wrote example_workflows/{name}.jpg")
+
+
+def main(url: str, thumbnails: bool) -> None:
+    client = ComfyClient(url)
+    info = client.get_json("/object_info")
     OUT.mkdir(exist_ok=True)
     for name, (make, note) in EXAMPLES.items():
         workflow = page_workflow(make(), info, note)
         (OUT / f"{name}.json").write_text(json.dumps(workflow, indent=2) + "\n", encoding="utf-8")
         print(f"wrote example_workflows/{name}.json")
+        # The saved workflow read back as the page reads it: every widget's value is there.
+        graph = live_graph(api_prompt(workflow, info), info, 128, 4) if thumbnails else None
+        if graph is not None:
+            write_thumbnail(client, name, graph)
+        elif thumbnails:
+            print(f"no thumbnail for {name}: the live host lacks its models")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8188")
+    arguments = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(arguments[0] if arguments else "http://127.0.0.1:8188", "--thumbnails" in sys.argv)

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from tests.live_comfy.jobs import pixels, set_guide, unguided
+from tests.live_comfy.make_examples import GUIDES
 
 NON_SQUARE = "flexdiffuse-live-zeus.png"
 
@@ -44,7 +45,7 @@ def test_vit_h_loads_with_comfyuis_clip_vision_loader_and_encodes(comfy, vit_h, 
 def test_vit_h_on_sd15_is_refused_by_the_node_naming_the_vit_l_tower(comfy, vit_h, basic):
     run = comfy.run(with_input(basic, "CLIPVisionLoader", clip_name=vit_h))
     assert run.status == "error"
-    assert run.error["node_type"] == "FlexDiffuseGuide"  # the loader took it
+    assert run.error["node_type"] in GUIDES  # the loader took it
     assert "ViT-L/14" in run.error["exception_message"]
 
 

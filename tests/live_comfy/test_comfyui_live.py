@@ -6,6 +6,7 @@ ViT-L/14 (``../shared/hosts/live-comfyui``); pixels are compared within one serv
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 
@@ -15,12 +16,13 @@ import torch
 from PIL import Image
 
 from tests.live_comfy.jobs import ROOT, example, pixels, set_guide, unguided
+from tests.live_comfy.make_examples import DEPRECATED, GUIDES, NODES
 
 EXAMPLES = sorted(
     p for p in (ROOT / "example_workflows").glob("*.json") if "sdxl" not in p.stem
 )  # test_sdxl_live.py runs the SDXL example: one SDXL load, after the SD 1.5 jobs
 PACK_EXAMPLES = {"flexdiffuse-with-ipadapter"}  # another pack's nodes: test_ipadapter_live.py
-NODES = ("FlexDiffuseGuide", "FlexDiffusePreview")
+SAVED = ROOT / "tests" / "comfyui" / "saved_workflows"
 
 
 # ------------------------------------------------------------------ the pack is there
@@ -32,15 +34,29 @@ def test_the_pack_loaded_and_its_nodes_are_listed_with_their_schema(object_info)
     assert not missing, f"FlexDiffuse's nodes are not in /object_info (IMPORT FAILED?): {missing}"
     for name in NODES:
         info = object_info[name]
-        assert info["category"] == "FlexDiffuse"
+        assert info["category"] == "conditioning/flexdiffuse"
+        assert info["deprecated"] is (name in DEPRECATED)
         assert info["python_module"].startswith("custom_nodes.")
         inputs = {**info["input"]["required"], **info["input"].get("optional", {})}
         untipped = [k for k, v in inputs.items() if not (len(v) > 1 and v[1].get("tooltip"))]
         assert not untipped, f"{name}: inputs without a tooltip: {untipped}"
-    guide = object_info["FlexDiffuseGuide"]
+    guide = object_info["FlexDiffuseImageGuidance"]
     assert guide["output"] == ["CONDITIONING", "CONDITIONING"]
     assert guide["input"]["required"]["clip_vision"][0] == "CLIP_VISION"
-    assert object_info["FlexDiffusePreview"]["output_node"] is True
+    assert {"image prompt", "style", "reference", "ipadapter"} <= set(guide["search_aliases"])
+    assert object_info["FlexDiffuseMappingPreview"]["output_node"] is True
+
+
+def test_the_advanced_node_marks_its_expert_widgets_and_the_simple_one_has_no_knobs(
+    object_info,
+):
+    advanced = object_info["FlexDiffuseImageGuidanceAdvanced"]["input"]
+    flagged = {k for k, v in advanced["required"].items() if v[1].get("advanced")}
+    assert flagged == {"threshold_floor", "auto_floor", "order", "reuse", "concept_threshold"}
+    assert "preset" not in advanced["required"]
+    simple = object_info["FlexDiffuseImageGuidance"]["input"]["required"]
+    assert {"preset", "strength"} <= set(simple)
+    assert "linear" not in simple
 
 
 def test_the_server_log_has_no_import_failure(host_dir):
@@ -56,7 +72,7 @@ def test_guided_pixels_differ_from_unguided_and_repeat_exactly(comfy, basic):
     plain = pixels(comfy, unguided(basic))
     guided = pixels(comfy, basic)
     assert np.abs(guided - plain).mean() > 0.5
-    pixels(comfy, set_guide(basic, linear=0.9))  # another run in between
+    pixels(comfy, set_guide(basic, strength=0.9))  # another run in between
     again = pixels(comfy, basic)
     assert np.array_equal(guided, again)
 
@@ -68,10 +84,13 @@ def test_weight_zero_gives_the_unguided_pixels(comfy, basic, zero):
     )
 
 
-def test_a_bad_input_shows_the_nodes_error_and_the_next_run_is_normal(comfy, basic):
-    run = comfy.run(set_guide(basic, pooled=0.5))  # pooled guidance is SDXL's
+def test_a_bad_input_shows_the_nodes_error_and_the_next_run_is_normal(
+    comfy, basic, object_info, names
+):
+    advanced = example("flexdiffuse-sd15-advanced", object_info, names)
+    run = comfy.run(set_guide(advanced, pooled=0.5))  # pooled guidance is SDXL's
     assert run.status == "error"
-    assert run.error["node_type"] == "FlexDiffuseGuide"
+    assert run.error["node_type"] == "FlexDiffuseImageGuidanceAdvanced"
     assert "SDXL checkpoints only" in run.error["exception_message"]
     assert np.array_equal(pixels(comfy, basic), pixels(comfy, basic))
 
@@ -79,7 +98,7 @@ def test_a_bad_input_shows_the_nodes_error_and_the_next_run_is_normal(comfy, bas
 def test_an_unknown_preset_is_refused_before_queueing(comfy, basic):
     status, body = comfy.queue(set_guide(basic, preset="no such preset"))
     assert status == 400
-    assert any(n["class_type"] == "FlexDiffuseGuide" for n in body["node_errors"].values())
+    assert any(n["class_type"] in GUIDES for n in body["node_errors"].values())
 
 
 # ------------------------------------------------------------------ the example workflows
@@ -98,19 +117,48 @@ def test_each_sd15_example_workflow_runs(comfy, object_info, names, path):
 
 def test_the_preview_node_returns_the_mapping_and_the_table(comfy, object_info, names):
     prompt = example("flexdiffuse-mapping-preview", object_info, names)
-    prompt = set_guide(prompt)  # no guide node: unchanged
     for node in prompt.values():
-        if node["class_type"] == "FlexDiffusePreview":
-            node["inputs"]["linear"] = 0.75  # a new value: the node runs again
+        if node["class_type"] == "FlexDiffuseMappingPreview":
+            node["inputs"]["strength"] = 0.75  # a new value: the node runs again
     run = comfy.run(prompt)
     assert run.status == "success", run.error
-    node = next(k for k, v in prompt.items() if v["class_type"] == "FlexDiffusePreview")
+    node = next(k for k, v in prompt.items() if v["class_type"] == "FlexDiffuseMappingPreview")
     shown = run.outputs(node)
     picture = comfy.image(shown["images"][0])
     assert picture.shape == (224, 224, 3)
     table = shown["text"][0]
     assert "deer" in table
     assert "prompt positions move toward the image" in table
+
+
+# ------------------------------------------------------------------ workflows saved with 0.2
+
+
+@pytest.mark.parametrize("path", sorted(SAVED.glob("*.json")), ids=lambda p: p.stem)
+def test_a_workflow_saved_with_the_first_release_loads_and_runs(comfy, object_info, names, path):
+    prompt = example(path.stem, object_info, names, SAVED)
+    assert {v["class_type"] for v in prompt.values()} & set(DEPRECATED)
+    run = comfy.run(prompt)
+    assert run.status == "success", run.error
+
+
+def test_the_deprecated_nodes_preset_over_widgets_gives_the_new_nodes_pixels(
+    comfy, object_info, names
+):
+    """0.2's node with the Strong preset over a linear widget of 0.2 and strength 0.8 makes
+    the image the new node makes from the Strong preset and strength 0.8."""
+    old = example("flexdiffuse-0.2-strong-preset-over-widgets", object_info, names, SAVED)
+    guide_id = next(k for k, v in old.items() if v["class_type"] == "FlexDiffuseGuide")
+    sockets = {k: v for k, v in old[guide_id]["inputs"].items() if isinstance(v, list)}
+    new = copy.deepcopy(old)
+    new[guide_id] = {
+        "class_type": "FlexDiffuseImageGuidance",
+        "inputs": sockets | {"preset": "Strong: matches and style", "strength": 0.8},
+    }
+    new[guide_id]["inputs"].update(image_weight=1.0, concepts="")
+    plain = pixels(comfy, unguided(old))
+    assert np.array_equal(pixels(comfy, old), pixels(comfy, new))
+    assert not np.array_equal(pixels(comfy, old), plain)
 
 
 # ------------------------------------------------------------------ the image tokens

@@ -26,10 +26,9 @@ from tests.live_comfy.ipadapter_graphs import (
     set_inputs,
     with_ipadapter,
 )
-from tests.live_comfy.test_comfyui_live import ROOT, names, pick, pixels, small, with_models
+from tests.live_comfy.jobs import ROOT, pick, pixels, small, with_models
+from tests.live_comfy.make_examples import SIMPLE
 from tests.live_comfy.workflows import api_prompt
-
-__all__ = ["names"]  # the server's model names: a fixture of the main live suite
 
 EXAMPLE = ROOT / "example_workflows" / "flexdiffuse-with-ipadapter.json"
 SETUP = (
@@ -89,13 +88,13 @@ def test_ipadapter_at_weight_zero_gives_flexdiffuses_pixels(comfy, both):
 
 
 def test_flexdiffuse_at_strength_zero_gives_ipadapters_pixels(comfy, both):
-    off = set_inputs(both, "FlexDiffuseGuide", strength=0.0)
+    off = set_inputs(both, SIMPLE, strength=0.0)
     assert np.array_equal(pixels(comfy, off), pixels(comfy, method_graph("ipadapter", both)))
 
 
 def test_the_example_workflow_runs(comfy, object_info, ipa_names):
     prompt = api_prompt(json.loads(EXAMPLE.read_text()), object_info)
-    assert {v["class_type"] for v in prompt.values()} >= {"FlexDiffuseGuide", *IPADAPTER_NODES}
+    assert {v["class_type"] for v in prompt.values()} >= {SIMPLE, *IPADAPTER_NODES}
     assert pixels(comfy, small(with_models(prompt, ipa_names))).size
 
 

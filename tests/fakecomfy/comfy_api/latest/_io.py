@@ -3,16 +3,29 @@
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 
 class Input:
     io_type = "*"
 
-    def __init__(self, id, display_name=None, optional=False, tooltip=None, lazy=None):
+    def __init__(
+        self,
+        id,
+        display_name=None,
+        optional=False,
+        tooltip=None,
+        lazy=None,
+        extra_dict=None,
+        raw_link=None,
+        advanced=None,
+    ):
         self.id = id
         self.display_name = display_name
         self.optional = optional
         self.tooltip = tooltip
         self.lazy = lazy
+        self.advanced = advanced
         self.default = None
         self.options = None
 
@@ -33,26 +46,30 @@ class Output:
         self.is_output_list = is_output_list
 
 
-def _type(io_type: str):
-    class Type:
+def _type(io_type: str, python_type=None):
+    class ComfyType:
         class Input(Input):
             pass
 
         class Output(Output):
             pass
 
-    Type.io_type = Type.Input.io_type = Type.Output.io_type = io_type
-    Type.__name__ = io_type.title()
-    return Type
+    ComfyType.io_type = ComfyType.Input.io_type = ComfyType.Output.io_type = io_type
+    ComfyType.__name__ = io_type.title()
+    if python_type is not None:  # the real Clip and ClipVision set Type only for type checkers
+        ComfyType.Type = python_type
+    return ComfyType
 
 
-Image = _type("IMAGE")
-Conditioning = _type("CONDITIONING")
+Image = _type("IMAGE", torch.Tensor)
+Conditioning = _type("CONDITIONING", list)
 ClipVision = _type("CLIP_VISION")
 Clip = _type("CLIP")
 
 
 class Float:
+    Type = float
+
     class Input(Input):
         io_type = "FLOAT"
 
@@ -68,23 +85,47 @@ class Float:
             max=None,
             step=None,
             round=None,
+            display_mode=None,
+            gradient_stops=None,
+            socketless=None,
+            force_input=None,
+            extra_dict=None,
+            raw_link=None,
+            advanced=None,
         ):
-            super().__init__(id, display_name, optional, tooltip, lazy)
+            super().__init__(id, display_name, optional, tooltip, lazy, advanced=advanced)
             self.default, self.min, self.max, self.step, self.round = default, min, max, step, round
 
 
 class Boolean:
+    Type = bool
+
     class Input(Input):
         io_type = "BOOLEAN"
 
         def __init__(
-            self, id, display_name=None, optional=False, tooltip=None, lazy=None, default=None
+            self,
+            id,
+            display_name=None,
+            optional=False,
+            tooltip=None,
+            lazy=None,
+            default=None,
+            label_on=None,
+            label_off=None,
+            socketless=None,
+            force_input=None,
+            extra_dict=None,
+            raw_link=None,
+            advanced=None,
         ):
-            super().__init__(id, display_name, optional, tooltip, lazy)
+            super().__init__(id, display_name, optional, tooltip, lazy, advanced=advanced)
             self.default = default
 
 
 class Combo:
+    Type = str
+
     class Input(Input):
         io_type = "COMBO"
 
@@ -97,12 +138,22 @@ class Combo:
             tooltip=None,
             lazy=None,
             default=None,
+            control_after_generate=None,
+            upload=None,
+            image_folder=None,
+            remote=None,
+            socketless=None,
+            extra_dict=None,
+            raw_link=None,
+            advanced=None,
         ):
-            super().__init__(id, display_name, optional, tooltip, lazy)
+            super().__init__(id, display_name, optional, tooltip, lazy, advanced=advanced)
             self.options, self.default = options, default
 
 
 class String:
+    Type = str
+
     class Input(Input):
         io_type = "STRING"
 
@@ -116,8 +167,14 @@ class String:
             multiline=False,
             placeholder=None,
             default=None,
+            dynamic_prompts=None,
+            socketless=None,
+            force_input=None,
+            extra_dict=None,
+            raw_link=None,
+            advanced=None,
         ):
-            super().__init__(id, display_name, optional, tooltip, lazy)
+            super().__init__(id, display_name, optional, tooltip, lazy, advanced=advanced)
             self.multiline, self.placeholder, self.default = multiline, placeholder, default
 
     Output = _type("STRING").Output
@@ -135,6 +192,7 @@ class Schema:
     search_aliases: list = field(default_factory=list)
     is_input_list: bool = False
     is_output_node: bool = False
+    is_deprecated: bool = False
 
 
 class NodeOutput:
