@@ -324,11 +324,15 @@ def live_graph(graph: dict[str, Any], info: dict[str, Any], size: int, steps: in
     graph = copy.deepcopy(graph)
     checkpoints = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
     towers = info["CLIPVisionLoader"]["input"]["required"]["clip_name"][0]
+    adapters = info.get("IPAdapterModelLoader", {}).get("input", {}).get("required", {})
+    adapters = adapters.get("ipadapter_file", [[]])[0]
     names = {
         SD15: next((c for c in checkpoints if "sd15" in c.lower()), None),
         SDXL: next((c for c in checkpoints if "xl" in c.lower()), None),
         VIT_L: next((t for t in towers if "vit-l" in t.lower()), None),
         VIT_BIGG: next((t for t in towers if "bigg" in t.lower()), None),
+        VIT_H: next((t for t in towers if "vit-h" in t.lower()), None),
+        IPADAPTER_SD15: next((a for a in adapters if "ip-adapter_sd15" in a.lower()), None),
     }
     for node in graph.values():
         for key, value in node["inputs"].items():
