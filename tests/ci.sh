@@ -287,6 +287,9 @@ webui_host() {  # webui_host HOST GIB SDXL-GIB: build, then the suite with SD 1.
         live_suite "$name" "$name" "$dir" "$2" "" tests/live -m "smoke and not sdxl"
         return
     fi
+    # Forge's built-in IP-Adapter beside FlexDiffuse (tests/live/test_ipadapter_live.py): on
+    # one Forge 2 host, Neo, as the slow checks run on one host per backend.
+    [[ "$name" == neo ]] && timed "live-$name-ipadapter" forge_ipadapter_setup "$dir"
     local passes="${FLEXDIFFUSE_LIVE_PASSES:-sd15 sdxl}"
     if [[ " $passes " == *" sd15 "* ]]; then
         live_suite "$name" "$name" "$dir" "$2" "" tests/live -m "not sdxl"
@@ -295,6 +298,19 @@ webui_host() {  # webui_host HOST GIB SDXL-GIB: build, then the suite with SD 1.
         live_suite "$name-sdxl" "$name" "$dir" "$3" rand-sdxl.safetensors tests/live \
             -m "sdxl or every_family"
     fi
+}
+
+forge_ipadapter_setup() {  # forge_ipadapter_setup DIR: random IP-Adapter SD 1.5 and ViT-H/14
+    # files (DIR/ipadapter-models, built once) where Forge's built-in IP-Adapter looks for them:
+    # any models/ControlNet file, and the image encoder by its one name in ControlNetPreprocessor
+    local models="$1/webui/models" built="$1/ipadapter-models"
+    .venv/bin/python -m tests.live_comfy.random_ipadapter "$built" --vit-h || return 1
+    mkdir -p "$models/ControlNet" "$models/ControlNetPreprocessor" &&
+        { [[ -e "$models/ControlNet/rand-ip-adapter_sd15.safetensors" ]] ||
+            ln "$built/ipadapter/rand-ip-adapter_sd15.safetensors" "$models/ControlNet/"; } &&
+        { [[ -e "$models/ControlNetPreprocessor/CLIP-ViT-H-14.safetensors" ]] ||
+            ln "$built/clip_vision/rand-CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors" \
+                "$models/ControlNetPreprocessor/CLIP-ViT-H-14.safetensors"; }
 }
 
 ipadapter_setup() {  # ipadapter_setup DIR: ComfyUI_IPAdapter_plus (a test component only) and
