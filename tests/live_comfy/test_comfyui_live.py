@@ -15,6 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
+# Bound at import: a checkout folder named flexdiffuse must not shadow the package later.
+from flexdiffuse.encoder import ImageEncoder
 from tests.live_comfy.jobs import ROOT, example, pixels, set_guide, unguided
 from tests.live_comfy.make_examples import DEPRECATED, GUIDES, NODES
 
@@ -194,8 +196,6 @@ def test_image_tokens_from_comfyuis_vision_model_equal_the_core_encoders(host_di
     float error) and a non-square picture, which ComfyUI resizes and then crops to its centre,
     and FlexDiffuse crops and then resizes (equal to resampling error)."""
     from safetensors.torch import load_file
-
-    from flexdiffuse.encoder import ImageEncoder
 
     model = host_dir / "comfyui" / "models" / "clip_vision" / "rand-clip-vit-l-14.safetensors"
     source = Image.open(host_dir / "comfyui" / "input" / "example.png").convert("RGB")
