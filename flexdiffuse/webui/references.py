@@ -24,8 +24,7 @@ from PIL import Image
 
 from ..images import GuidanceImage
 from ..known_towers import KnownTower
-from ..params import INFOTEXT_PREFIX, JobParams
-from ..recipes import JOB_RECIPE
+from ..params import INFOTEXT_PREFIX, JOB_RECIPE, JobParams
 from ..references import (
     REFERENCES_SUBFOLDER,
     THUMBNAIL_SIDE,

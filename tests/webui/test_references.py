@@ -203,6 +203,18 @@ def test_a_saved_reference_composes_with_images(webui, monkeypatch):
     assert torch.equal(composed.cond_steps()[0], by_images.cond_steps()[0])
 
 
+def test_a_reference_keeps_its_images_recipes_unless_its_slot_names_one(webui, monkeypatch):
+    save("styled", image=png_base64(A), image_recipe="style")
+    styled = webui.txt2img(webui.args(image=A, image_recipe="style"), **JOB)
+    strong = webui.txt2img(webui.args(image=A, image_recipe="strong"), **JOB)
+    no_tower_loads(monkeypatch)
+    saved = webui.txt2img(webui.args(image_reference="styled"), **JOB)
+    assert torch.equal(saved.cond_steps()[0], styled.cond_steps()[0])
+    assert not torch.equal(saved.cond_steps()[0], strong.cond_steps()[0])
+    named = webui.txt2img(webui.args(image_reference="styled", image_recipe="strong"), **JOB)
+    assert torch.equal(named.cond_steps()[0], strong.cond_steps()[0])
+
+
 def test_sdxl_saves_both_towers(webui):
     use_checkpoint("sdxl")
     assert "OpenCLIP ViT-bigG/14" in save()
