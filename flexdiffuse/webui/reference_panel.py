@@ -44,6 +44,8 @@ def reference_menu(host: Host, slot: str, elem_id: Callable[[str], str]) -> Any:
             allow_custom_value=True,
         )
         host.refresh_button(menu, lambda: reference_choices(host), elem_id(f"{name}_refresh"))
+    # A saved UI default could name a reference deleted since: the webui warns at each start.
+    menu.do_not_save_to_config = True
     return menu
 
 

@@ -247,18 +247,21 @@ def save_from_args(runtime: Runtime, name: str, args: ScriptArgs, overwrite: boo
             "Nothing to save: drop a guidance image (weight above 0) into the FlexDiffuse panel "
             "or pick a saved reference, then save."
         )
+    # Jobs wait meanwhile (the webui's queue): the checkpoint and the towers are theirs too.
     with host.exclusive():
-        width = token_states(host.encode_prompt("")).shape[-1]  # loads the checkpoint too
+        detect_family(host.load_model())  # a clear error when no checkpoint loads
+        width = token_states(host.encode_prompt("")).shape[-1]
         family = detect_family(host.sd_model(), width)
-    parts = guided_parts(runtime, family)
-    placement = tower_placement(host)
-    images = [image for image, _ in args.guidance_images()]
-    encoded = {
-        part.tower.name: encode_images(runtime, part, images, placement, family) if images else []
-        for part in parts
-    }
-    if images and (not placement.keep_loaded or placement.park is not None):
-        host.free_memory()
+        parts = guided_parts(runtime, family)
+        placement = tower_placement(host)
+        images = [image for image, _ in args.guidance_images()]
+        encoded = {
+            part.tower.name: encode_images(runtime, part, images, placement, family)
+            for part in parts
+            if images
+        }
+        if images and (not placement.keep_loaded or placement.park is not None):
+            host.free_memory()
     saved, pictures, made = [], [], iter(range(len(images)))
     for slot in slots:
         recipe = _slot_recipe(args.params, slot)
