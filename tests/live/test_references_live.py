@@ -52,6 +52,7 @@ def pair(webui, job_towers, guidance_image, second_image) -> str:
     return PAIR
 
 
+@pytest.mark.smoke
 @pytest.mark.every_family
 def test_a_job_by_saved_reference_equals_the_job_by_its_images(
     webui, pair, guidance_image, second_image
