@@ -13,11 +13,10 @@ what it saw and exits non-zero when something is missing. Not part of the test s
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-from browser_check import DEFAULT_IMAGE, PREFIX, check, generate, set_option
+from browser_check import DEFAULT_IMAGE, PREFIX, check, generate, open_txt2img
 from playwright.sync_api import Page, sync_playwright
 
 NAME = "browser check"
@@ -45,21 +44,9 @@ def pick(page: Page, menu: str, value: str) -> None:
 def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
-    if vit_l:
-        set_option(url.rstrip("/"), "flexdiffuse_model_vit_l", vit_l)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-            args=["--no-sandbox"],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 2200})
-        page.goto(url, timeout=120_000)
-        page.wait_for_selector("#txt2img_prompt textarea", timeout=120_000)
-        page.fill("#txt2img_prompt textarea", "a photo of a deer in a dark forest, oil painting")
-        for field, value in (("steps", 2), ("width", 64), ("height", 64)):
-            page.fill(f"#txt2img_{field} input[type=number]", str(value))
-            page.press(f"#txt2img_{field} input[type=number]", "Enter")
-        page.click(f"{PREFIX}enabled .label-wrap")
+        page = open_txt2img(playwright, url, vit_l, height=2200)
+        browser = page.context.browser
         page.set_input_files(f"{PREFIX}image input[type=file]", str(image))
         page.wait_for_timeout(2000)
         page.get_by_text("Save as a reference").first.click()

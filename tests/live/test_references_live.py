@@ -9,16 +9,13 @@ puts them back after.
 from __future__ import annotations
 
 import pytest
-from PIL import Image
 
-from tests.conftest import TESTDATA
 from tests.live.conftest import (
     error_message,
-    image_base64,
     info,
     ok,
     same_pixels,
-    skip_or_fail,
+    testdata_base64,
     xyz_script_args,
 )
 
@@ -28,11 +25,7 @@ PAIR = "live pair"
 
 @pytest.fixture(scope="module")
 def second_image() -> str:
-    path = TESTDATA / "turtle_mod.webp"
-    if not path.is_file():
-        skip_or_fail(f"real test images not found at {TESTDATA}")
-    with Image.open(path) as image:
-        return image_base64(image)
+    return testdata_base64("turtle_mod.webp")
 
 
 @pytest.fixture(scope="module")
