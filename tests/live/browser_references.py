@@ -24,7 +24,7 @@ NAME = "browser check"
 
 def status(page: Page, before: str = "") -> str:
     """The Save fold's message, once it shows one other than ``before``."""
-    shown = page.locator(f"{PREFIX}reference_status")
+    shown = page.locator(f"{PREFIX}reference_status").last  # gradio 3 repeats the id inside
     for _ in range(600):
         page.wait_for_timeout(500)
         text = shown.inner_text().strip()

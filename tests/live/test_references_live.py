@@ -14,8 +14,8 @@ from tests.live.conftest import (
     error_message,
     info,
     ok,
+    real_image_base64,
     same_pixels,
-    testdata_base64,
     xyz_script_args,
 )
 
@@ -25,7 +25,7 @@ PAIR = "live pair"
 
 @pytest.fixture(scope="module")
 def second_image() -> str:
-    return testdata_base64("turtle_mod.webp")
+    return real_image_base64("turtle_mod.webp")
 
 
 @pytest.fixture(scope="module")
