@@ -23,12 +23,13 @@ NAME = "browser check"
 
 
 def status(page: Page, before: str = "") -> str:
-    """The Save fold's message, once it shows one other than ``before``."""
+    """The Save fold's message, once it shows one other than ``before`` (gradio 4 shows the
+    progress there first)."""
     shown = page.locator(f"{PREFIX}reference_status").last  # gradio 3 repeats the id inside
     for _ in range(600):
         page.wait_for_timeout(500)
         text = shown.inner_text().strip()
-        if text and text != before:
+        if text != before and ("Saved" in text or "Not saved" in text):
             return text
     return ""
 
