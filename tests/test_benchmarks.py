@@ -69,3 +69,11 @@ def test_bench_ipadapter_row_from_n_and_2n_step_jobs():
     both = [bench.Job("both", 4, 12.0, 9.0, 0, 1.0), bench.Job("both", 8, 18.0, 14.0, 0, 1.0)]
     row = bench.row("both", [both], 4, [plain], 1.0)
     assert row == "| both | 1.50 / 1.50 | 1.25 | 6.0 | 0 | 1.50 / 1.50 | 1.50 / 1.50 |"
+
+
+def test_bench_reference_row(tmp_path):
+    from tests.conftest import save_tiny_clip
+
+    tower = save_tiny_clip(tmp_path / "tower", projection_dim=768)  # ViT-L's token width
+    row = load("bench_reference").bench_row(tower, 2, torch.device("cpu"), tmp_path, 1)
+    assert row.startswith("| cpu | 2 |")

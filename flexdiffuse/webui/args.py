@@ -14,7 +14,7 @@ import binascii
 import io
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from ..images import KEEP_SIDE, GuidanceImage
 from ..params import PARAM_SPECS, JobParams, read_bool
 from ..presets import job_params
+from ..references import Reference
 from .errors import FlexDiffuseError, as_sentence
 
 GUIDANCE_INPUTS: tuple[str, ...] = ("image", "image_2", "image_3", "image_4")
@@ -41,6 +42,12 @@ IMAGE_WEIGHTS: dict[str, str] = {
     NEGATIVE_INPUT: "negative_weight",
 }
 """The weight parameter of each image input."""
+
+REFERENCE_INPUTS: dict[str, str] = {slot: f"{slot}_reference" for slot in GUIDANCE_INPUTS}
+"""The argument naming the saved reference of each guidance image slot (its menu)."""
+
+NO_REFERENCE = "None"
+"""The reference menus' entry for "no reference: use the slot's image"."""
 
 FIRST_ARG_NAMES: tuple[str, ...] = (
     "enabled",
@@ -71,7 +78,7 @@ FIRST_ARG_NAMES: tuple[str, ...] = (
 
 ARG_NAMES: tuple[str, ...] = FIRST_ARG_NAMES + tuple(
     name
-    for name in (*(spec.name for spec in PARAM_SPECS), *IMAGE_INPUTS)
+    for name in (*(spec.name for spec in PARAM_SPECS), *IMAGE_INPUTS, *REFERENCE_INPUTS.values())
     if name not in FIRST_ARG_NAMES
 )
 """The script's arguments in ``ui()`` order: the positional API. Parameters added since
@@ -90,25 +97,46 @@ _DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]*)(?P<params>(;[\w=-]+)*),", re.
 
 
 @dataclass(frozen=True)
+class SlotReference:
+    """The saved reference an image slot names; ``reference`` (and its file's ``hash``) once
+    read from its file (:func:`~.references.read_references`)."""
+
+    name: str
+    hash: str = ""
+    reference: Reference | None = None
+
+
+@dataclass(frozen=True)
 class ScriptArgs:
-    """The script's arguments, read: the switch, the images given (by input) and parameters."""
+    """The script's arguments, read: the switch, the images given (by input) and parameters,
+    and the saved references named (by guidance image slot; a slot's reference replaces its
+    image)."""
 
     enabled: bool
     images: Mapping[str, GuidanceImage]
     params: JobParams
+    references: Mapping[str, SlotReference] = field(default_factory=dict)
 
     def weight(self, name: str) -> float:
         """The weight of image input ``name``."""
         return self.params.get(IMAGE_WEIGHTS[name])
 
-    def guidance_images(self) -> list[tuple[GuidanceImage, float]]:
-        """The guidance images that guide (weight above 0), in order, with their weights."""
-        given = [
-            (self.images[name], self.weight(name))
+    def guidance_slots(self) -> list[str]:
+        """The guidance image slots that guide (an image or a reference, weight above 0)."""
+        return [
+            name
             for name in GUIDANCE_INPUTS
-            if name in self.images
+            if (name in self.images or name in self.references) and self.weight(name) > 0
         ]
-        return [(image, weight) for image, weight in given if weight > 0]
+
+    def guidance_images(self) -> list[tuple[GuidanceImage, float]]:
+        """The guidance images that guide (weight above 0, no reference in their slot), in
+        order, with their weights."""
+        return [
+            (self.images[name], self.weight(name))
+            for name in self.guidance_slots()
+            if name not in self.references
+        ]
 
     @property
     def negative_image(self) -> GuidanceImage | None:
@@ -137,9 +165,32 @@ def parse_script_args(args: Sequence[Any]) -> ScriptArgs:
         image = read_image(values.pop(name, None), name)
         if image is not None:
             images[name] = image
+    references = {}
+    for slot, name in REFERENCE_INPUTS.items():
+        reference = read_reference_name(values.pop(name, None), slot)
+        if reference is not None:
+            references[slot] = SlotReference(reference)
     preset = values.pop(PRESET_NAME, None)
     read_preset(preset)
-    return ScriptArgs(True, images, make_params(values, preset=preset))
+    return ScriptArgs(True, images, make_params(values, preset=preset), references)
+
+
+def read_reference_name(value: Any, slot: str = "image") -> str | None:
+    """The name of the saved reference given for guidance image ``slot``, or None (nothing,
+    an empty text or :data:`NO_REFERENCE`).
+
+    Raises:
+        FlexDiffuseError: a value that is no text.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise FlexDiffuseError(
+            f"The saved reference of {describe_input(slot)} ({REFERENCE_INPUTS[slot]}) must be "
+            f"the name of a reference, got {type(value).__name__}."
+        )
+    name = value.strip()
+    return None if name in ("", NO_REFERENCE) else name
 
 
 def read_preset(name: Any) -> JobParams:

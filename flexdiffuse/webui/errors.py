@@ -30,7 +30,8 @@ PLOTTED_BUT_OFF = (
 
 NO_GUIDANCE_IMAGE = (
     "FlexDiffuse is enabled but has no guidance image. Drop an image into the FlexDiffuse "
-    "panel or send one with the request, or close the FlexDiffuse panel."
+    "panel or pick a saved reference (or send one with the request), or close the "
+    "FlexDiffuse panel."
 )
 
 

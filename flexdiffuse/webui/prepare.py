@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -21,11 +21,13 @@ from ..guides import (
 )
 from ..images import GuidanceImage
 from ..known_towers import KnownTower
+from ..references import ReferenceError, reference_images
 from . import settings
 from .args import ScriptArgs
 from .conds import token_states
 from .errors import FlexDiffuseError
 from .families import SDXL, SDXL_REFINER, ConditioningPart, Family, detect_family
+from .hosts import Host
 from .job import JobGuides
 from .runtime import Runtime
 from .vision_towers import TowerPlacement, TowerProgress
@@ -84,7 +86,7 @@ def checkpoint_inputs(args: ScriptArgs, width: int, runtime: Runtime) -> Checkpo
     parts = guided_parts(runtime, family)
     concepts = empty = None
     with _as_job_errors():
-        if args.guidance_images():
+        if args.guidance_slots():
             check_pooled(args.params, family, parts, WEBUI_ADVICE)
             concepts = _encode_concepts(runtime, args.params.concepts)
             empty = token_states(host.encode_prompt(""))
@@ -96,19 +98,79 @@ def _as_job_errors() -> Iterator[None]:
     """The core's refusals as the webui's job error."""
     try:
         yield
-    except GuideError as error:
+    except (GuideError, ReferenceError) as error:
         raise FlexDiffuseError(str(error)) from None
 
 
 def encode_guides(args: ScriptArgs, inputs: CheckpointInputs, runtime: Runtime) -> JobGuides:
-    """The guides from the images' tokens (vision towers loaded as needed) and ``inputs``.
+    """The guides from the images' tokens (vision towers loaded as needed; a slot's saved
+    reference gives its tokens without one) and ``inputs``.
 
     Raises:
-        FlexDiffuseError: a vision model that does not fit or cannot be loaded.
+        FlexDiffuseError: a vision model that does not fit or cannot be loaded, or a saved
+            reference made without the tower the checkpoint needs.
     """
     host, params, parts = runtime.host, args.params, inputs.parts
+    placement = tower_placement(host)
+    # Towers no tower setting names any more (a setting changed for this request only, or a
+    # file found on disk now resolves the default) go before any other loads.
+    runtime.towers.retain(settings.sources_in_use(host))
+    images = [image for image, _ in args.guidance_images()]
+    negative_image = args.negative_image
+    # Each tower encodes all of the job's images in one go (loaded once, even if not kept).
+    everything = images + ([negative_image] if negative_image else [])
+    encoded = {
+        part: encode_images(runtime, part, everything, placement, inputs.family)
+        for part in parts
+        if everything
+    }
+    guiding = bool(args.guidance_slots()) or negative_image is not None
+    with _as_job_errors():
+        rows = [
+            EncodedPart(
+                part,
+                _slot_tokens(args, part, encoded.get(part, []), placement),
+                encoded[part][-1] if negative_image is not None else None,
+            )
+            for part in (parts if guiding else ())
+        ]
+        prompt = prompt_guide(params, rows, inputs.concepts)
+        negative = negative_guide(params, rows)
+    if everything and (not placement.keep_loaded or placement.park is not None):
+        host.free_memory()
+    return JobGuides(prompt, negative, inputs.empty_prompt)
+
+
+def _slot_tokens(
+    args: ScriptArgs, part: ConditioningPart, encoded: list[torch.Tensor], at: TowerPlacement
+) -> list[ImageTokens]:
+    """Each guiding slot's tokens from the part's tower, in slot order: an image's as the
+    tower encoded it (``encoded``, in order), a saved reference's as saved, placed as the
+    tower's would be (so both give the same pixels).
+
+    Raises:
+        ReferenceError: a reference made without the part's tower.
+    """
+    made = iter(encoded)
+    tokens: list[ImageTokens] = []
+    for slot in args.guidance_slots():
+        weight, recipe = args.weight(slot), args.params.get(f"{slot}_recipe")
+        ref = args.references.get(slot)
+        if ref is None:
+            tokens.append(ImageTokens(next(made), weight, recipe))
+            continue
+        assert ref.reference is not None, "a job's references are read before it starts"
+        tokens += [
+            replace(image, tokens=image.tokens.to(at.device, at.dtype))
+            for image in reference_images(ref.reference, part.tower, weight, recipe)
+        ]
+    return tokens
+
+
+def tower_placement(host: Host) -> TowerPlacement:
+    """Where the settings put vision towers on this host, and how they are kept."""
     device, dtype = host.tower_device_and_dtype(settings.towers_on_cpu(host))
-    placement = TowerPlacement(
+    return TowerPlacement(
         device,
         dtype,
         download_dir=settings.download_dir(host),
@@ -116,35 +178,6 @@ def encode_guides(args: ScriptArgs, inputs: CheckpointInputs, runtime: Runtime) 
         park=host.tower_park(device),
         make_room=lambda size: host.make_room(size, device),
     )
-    # Towers no tower setting names any more (a setting changed for this request only, or a
-    # file found on disk now resolves the default) go before any other loads.
-    runtime.towers.retain(settings.sources_in_use(host))
-    images = args.guidance_images()
-    negative_image = args.negative_image
-    # Each tower encodes all of the job's images in one go (loaded once, even if not kept).
-    everything = [image for image, _ in images] + ([negative_image] if negative_image else [])
-    encoded = {
-        part: _encode(runtime, part, everything, placement, inputs.family)
-        for part in parts
-        if everything
-    }
-    rows = [
-        EncodedPart(
-            part,
-            [
-                ImageTokens(tokens, weight)
-                for tokens, (_, weight) in zip(encoded[part], images, strict=False)
-            ],
-            encoded[part][-1] if negative_image is not None else None,
-        )
-        for part in encoded
-    ]
-    with _as_job_errors():
-        prompt = prompt_guide(params, rows, inputs.concepts)
-        negative = negative_guide(params, rows)
-    if not placement.keep_loaded or placement.park is not None:
-        host.free_memory()
-    return JobGuides(prompt, negative, inputs.empty_prompt)
 
 
 def guided_parts(runtime: Runtime, family: Family) -> tuple[ConditioningPart, ...]:
@@ -162,7 +195,7 @@ def guided_parts(runtime: Runtime, family: Family) -> tuple[ConditioningPart, ..
     return family.parts
 
 
-def _encode(
+def encode_images(
     runtime: Runtime,
     part: ConditioningPart,
     images: list[GuidanceImage],

@@ -41,6 +41,7 @@ from .errors import FlexDiffuseError
 from .families import detect_family
 from .hosts import PAD
 from .prepare import checkpoint_inputs, encode_guides
+from .references import guidance_pictures, read_references
 from .runtime import Runtime
 
 DISPLAY_SIZE = 224
@@ -59,10 +60,14 @@ def preview_from_panel(runtime: Runtime, prompt: str, *args: Any) -> str:
     """The preview for the panel's values (the script's arguments), whether enabled or not."""
     try:
         script_args = parse_script_args([True, *args[1:]])
+        script_args = read_references(script_args, runtime.host, {})
     except FlexDiffuseError as error:
         return notice(str(error), error=True)
-    if not script_args.images:
-        return notice("Drop a guidance image into the panel to preview its mapping.")
+    if not script_args.images and not script_args.references:
+        return notice(
+            "Drop a guidance image into the panel (or pick a saved reference) to preview its "
+            "mapping."
+        )
     return preview_html(runtime, prompt, script_args)
 
 
@@ -96,7 +101,7 @@ def preview_html(runtime: Runtime, prompt: str, args: ScriptArgs) -> str:
         )
     # What the guide does to an empty prompt: the image replaces it (the core's one rule).
     pure = is_empty_prompt(tokens, inputs.empty_prompt)
-    images = [image for image, _ in args.guidance_images()]
+    images = guidance_pictures(args)
     sections = (
         [f'<p class="flexdiffuse-error">{html.escape(PURE_IMAGE_WARNING)}</p>'] if pure else []
     )

@@ -14,15 +14,24 @@ from modules import script_callbacks, scripts
 
 from .. import guides
 from . import hosts, settings
-from .args import ScriptArgs, make_params, parse_script_args
+from .args import REFERENCE_INPUTS, ScriptArgs, make_params, parse_script_args
 from .errors import NO_GUIDANCE_IMAGE, PLOTTED_BUT_OFF, FlexDiffuseError
 from .infotext import NOTE_KEY, generation_params, is_flexdiffuse_infotext
 from .job import FailedJob, GuidedJob, Job
 from .prepare import build_guides
 from .preview import previewer
+from .references import (
+    add_routes,
+    load_named,
+    read_references,
+    reference_entries,
+    reference_names,
+    references_folder,
+    saver,
+)
 from .runtime import Runtime
 from .ui import build_panel
-from .xyz import add_axis_options
+from .xyz import SavedReferences, add_axis_options
 
 TITLE = "FlexDiffuse"
 
@@ -53,7 +62,7 @@ class FlexDiffuseScript(scripts.Script):
     def ui(self, is_img2img: bool) -> list[Any]:
         """Build the panel; its controls' values become the script's arguments."""
         prompt = self.prompts.get("img2img_prompt" if is_img2img else "txt2img_prompt")
-        panel = build_panel(RUNTIME.host, self.elem_id, prompt, previewer(RUNTIME))
+        panel = build_panel(RUNTIME.host, self.elem_id, prompt, previewer(RUNTIME), saver(RUNTIME))
         self.infotext_fields = panel.infotext_fields
         # "Send to" copies the controls whose paste keys are listed here (readers included).
         self.paste_field_names = [key for _, key in panel.infotext_fields]
@@ -91,11 +100,16 @@ def start_job(p: Any, args: Sequence[Any], runtime: Runtime) -> Job | None:
     else:
         if script_args is None:
             return None
-        digests = {name: image.digest for name, image in script_args.images.items()}
+        digests = {
+            name: image.digest
+            for name, image in script_args.images.items()
+            if name not in script_args.references  # a slot's reference replaces its image
+        }
         inert = nothing_to_guide(script_args, surface.all_prompts())
         surface.infotext.update(
             generation_params(script_args.params, digests, guided=inert is None, note=inert or "")
         )
+        surface.infotext.update(reference_entries(script_args))
         surface.infotext.update(settings.infotext_entries(host))
         if inert is not None:
             surface.comment(inert)
@@ -114,7 +128,7 @@ def nothing_to_guide(args: ScriptArgs, prompts: Sequence[str]) -> str | None:
     """
     return guides.nothing_to_guide(
         args.params,
-        images=bool(args.guidance_images()),
+        images=bool(args.guidance_slots()),
         negative=args.negative_image is not None,
         empty_prompt=any(not str(prompt).strip() for prompt in prompts),
     )
@@ -129,9 +143,11 @@ def _script_args(p: Any, args: Sequence[Any], runtime: Runtime) -> ScriptArgs | 
         return None
     if runtime.host.unsupported:
         raise FlexDiffuseError(runtime.host.unsupported)
-    if not script_args.images:
+    script_args = read_references(script_args, runtime.host, overrides)
+    if not script_args.images and not script_args.references:
         raise FlexDiffuseError(NO_GUIDANCE_IMAGE)
-    return replace(script_args, params=make_params(overrides, base=script_args.params))
+    values = {k: v for k, v in overrides.items() if k not in REFERENCE_INPUTS.values()}
+    return replace(script_args, params=make_params(values, base=script_args.params))
 
 
 def panel_args(p: Any) -> ScriptArgs:
@@ -151,7 +167,14 @@ def on_before_ui() -> None:
     """Add the X/Y/Z plot axes, if the plot script is loaded."""
     for data in scripts.scripts_data:
         if data.script_class.__module__ == "xyz_grid.py":
-            add_axis_options(data.module, panel_args, RUNTIME.host.surface)
+            add_axis_options(data.module, panel_args, RUNTIME.host.surface, _saved_references())
+
+
+def _saved_references() -> SavedReferences:
+    host = RUNTIME.host
+    return SavedReferences(
+        lambda: reference_names(host), lambda name: load_named(references_folder(host), name)
+    )
 
 
 def on_infotext_pasted(infotext: str, params: dict[str, Any]) -> None:
@@ -185,3 +208,4 @@ def register_callbacks() -> None:
     script_callbacks.on_ui_settings(on_ui_settings)
     script_callbacks.on_before_ui(on_before_ui)
     script_callbacks.on_infotext_pasted(on_infotext_pasted)
+    script_callbacks.on_app_started(lambda demo, app: add_routes(app, RUNTIME))

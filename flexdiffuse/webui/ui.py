@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 
 from ..params import PARAM_SPECS, SPECS_BY_NAME, ParamSpec
 from ..presets import CONCEPTS_PRESET, PRESET_FIELDS, PRESETS, find_preset
-from .args import ARG_NAMES, GUIDANCE_INPUTS, IMAGE_INPUTS, IMAGE_WEIGHTS, describe_input
+from .args import (
+    ARG_NAMES,
+    GUIDANCE_INPUTS,
+    IMAGE_INPUTS,
+    IMAGE_WEIGHTS,
+    REFERENCE_INPUTS,
+    describe_input,
+)
 from .hosts import Host
 from .infotext import PASTE_READERS, PasteReader, control_value
+from .reference_panel import (
+    Saver,
+    connect_save,
+    reference_menu,
+    reference_paste_fields,
+    save_controls,
+)
 
 GARBAGE_HINT = (
     "Image looks like garbage? Lower **Image strength** first, or start again from the "
@@ -48,6 +62,7 @@ class Panel:
 
     controls: dict[str, Any]
     preset: Any = None
+    reference_fields: list[tuple[Any, PasteReader]] = field(default_factory=list)
 
     @property
     def inputs(self) -> list[Any]:
@@ -59,7 +74,8 @@ class Panel:
         """(control, reader) pairs: pasting parameters restores every control; the images'
         readers leave them as they are, but name them for "Send to" (see IMAGE_CARRIERS)."""
         readers = {**PASTE_READERS, **IMAGE_CARRIERS}
-        return [(self.controls[name], reader) for name, reader in readers.items()]
+        fields = [(self.controls[name], reader) for name, reader in readers.items()]
+        return fields + self.reference_fields
 
 
 def _carried_image(name: str) -> PasteReader:
@@ -87,15 +103,18 @@ def build_panel(
     elem_id: Callable[[str], str],
     prompt: Any = None,
     previewer: Previewer | None = None,
+    saver: Saver | None = None,
 ) -> Panel:
     """Create the panel inside the current gradio Blocks context.
 
     ``elem_id`` turns a control's name into a page-unique id (``Script.elem_id``). When the
     host cannot run guided jobs, the panel says why at its top. A preset menu at the top sets
     the sliders to a recipe (it is no argument of the script). With the tab's ``prompt``
-    textbox and a ``previewer``, a "Preview mapping" button shows what guidance does.
+    textbox and a ``previewer``, a "Preview mapping" button shows what guidance does. Each
+    guidance image has a menu of saved references; with a ``saver``, a fold saves the panel's
+    images as one.
     """
-    builder = _Builder(elem_id)
+    builder = _Builder(elem_id, host)
     controls = builder.controls
     placed = {*TOP, *OPTIONS, *SDXL_PARAMS, *IMAGE_WEIGHTS.values()}
     with host.input_accordion(False, label="FlexDiffuse", elem_id=elem_id("enabled")) as enabled:
@@ -124,10 +143,13 @@ def build_panel(
         with gr.Accordion(SDXL_ONLY, open=False):
             builder.specs(SDXL_PARAMS)
         images_note = gr.Markdown(_images_note([True]), elem_id=elem_id("images_note"))
+        reference_note = gr.Markdown("", elem_id=elem_id("reference_note"))
         with gr.Accordion(MORE_IMAGES, open=False), gr.Tabs():
             for name in IMAGE_INPUTS[1:]:
                 with gr.Tab(describe_input(name).capitalize()):
                     builder.image_input(name)
+        if saver is not None:
+            save = save_controls(elem_id)
         if prompt is not None and previewer is not None:
             with gr.Row():
                 button = gr.Button("Preview mapping", elem_id=elem_id("preview_button"))
@@ -163,9 +185,12 @@ def build_panel(
         show_progress=False,
         queue=False,
     )
-    panel = Panel(controls, preset)
+    menus = {slot: controls[name] for slot, name in REFERENCE_INPUTS.items()}
+    panel = Panel(controls, preset, reference_paste_fields(host, menus, reference_note))
     if prompt is not None and previewer is not None:
         button.click(fn=previewer, inputs=[prompt, *panel.inputs], outputs=[shown])
+    if saver is not None:
+        connect_save(host, saver, save, panel.inputs, list(menus.values()))
     return panel
 
 
@@ -197,12 +222,13 @@ def _images_note(given: list[bool]) -> str:
 class _Builder:
     """Creates controls in the current layout context and files them by argument name."""
 
-    def __init__(self, elem_id: Callable[[str], str]) -> None:
+    def __init__(self, elem_id: Callable[[str], str], host: Host) -> None:
         self.elem_id = elem_id
+        self.host = host
         self.controls: dict[str, Any] = {}
 
     def image_input(self, name: str) -> None:
-        """An image input and the slider of its weight."""
+        """An image input, its saved-reference menu (guidance images) and its weight."""
         self.controls[name] = gr.Image(
             label=describe_input(name).capitalize(),
             **UPLOAD_ONLY,
@@ -211,6 +237,9 @@ class _Builder:
             elem_id=self.elem_id(name),
             height=240,
         )
+        if name in REFERENCE_INPUTS:
+            reference = reference_menu(self.host, name, self.elem_id)
+            self.controls[REFERENCE_INPUTS[name]] = reference
         self.specs([IMAGE_WEIGHTS[name]])
 
     def specs(self, names: tuple[str, ...] | list[str], per_row: int = 1) -> None:

@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
@@ -87,24 +88,32 @@ def set_option(url: str, key: str, value: str) -> None:
     urllib.request.urlopen(urllib.request.Request(f"{url}/sdapi/v1/options", data, headers))
 
 
+def open_txt2img(playwright: Any, url: str, vit_l: str | None, height: int = 1800) -> Page:
+    """The txt2img tab in a new Chromium page, a quick job's settings in (2 steps, 64 pixels,
+    fast on a CPU) and the FlexDiffuse panel open; ``vit_l`` set as the ViT-L tower first."""
+    if vit_l:
+        set_option(url.rstrip("/"), "flexdiffuse_model_vit_l", vit_l)
+    browser = playwright.chromium.launch(
+        executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+        args=["--no-sandbox"],
+    )
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    page.goto(url, timeout=120_000)
+    page.wait_for_selector("#txt2img_prompt textarea", timeout=120_000)
+    page.fill("#txt2img_prompt textarea", "a photo of a deer in a dark forest, oil painting")
+    for field, value in (("steps", 2), ("width", 64), ("height", 64)):
+        page.fill(f"#txt2img_{field} input[type=number]", str(value))
+        page.press(f"#txt2img_{field} input[type=number]", "Enter")
+    page.click(f"{PREFIX}enabled .label-wrap")
+    return page
+
+
 def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
-    if vit_l:
-        set_option(url.rstrip("/"), "flexdiffuse_model_vit_l", vit_l)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-            args=["--no-sandbox"],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.goto(url, timeout=120_000)
-        page.wait_for_selector("#txt2img_prompt textarea", timeout=120_000)
-        page.fill("#txt2img_prompt textarea", "a photo of a deer in a dark forest, oil painting")
-        for field, value in (("steps", 2), ("width", 64), ("height", 64)):  # quick on a CPU
-            page.fill(f"#txt2img_{field} input[type=number]", str(value))
-            page.press(f"#txt2img_{field} input[type=number]", "Enter")
-        page.click(f"{PREFIX}enabled .label-wrap")
+        page = open_txt2img(playwright, url, vit_l)
+        browser = page.context.browser
         panel = page.locator(f"{PREFIX}enabled")
         panel.screenshot(path=str(out / "1-panel.png"))
         box = page.locator(f"{PREFIX}enabled-visible-checkbox")

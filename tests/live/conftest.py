@@ -140,8 +140,11 @@ host reports: hosts add controls of their own (Neo's "Row Count", reForge's "Ski
 generation"...), so the argument list is never assumed."""
 
 
-def xyz_script_args(webui: WebuiClient, axis: str, values: str) -> list[Any]:
-    """``script_args`` of the host's X/Y/Z plot: X axis ``axis`` over ``values``, no Y or Z
+def xyz_script_args(
+    webui: WebuiClient, axis: str, values: str, choices: list[str] | None = None
+) -> list[Any]:
+    """``script_args`` of the host's X/Y/Z plot: X axis ``axis`` over ``values`` (an axis
+    with a menu of ``choices``: those, which the plot takes from the dropdown), no Y or Z
     axis, a legend and the lone images.
 
     Built from ``/sdapi/v1/script-info``, which lists the script's controls in the order its
@@ -164,7 +167,7 @@ def xyz_script_args(webui: WebuiClient, axis: str, values: str) -> list[Any]:
     for arg in xyz["args"]:
         label = arg["label"]
         if label.endswith(" values") and label in seen:  # the dropdown twin of the text box
-            args.append([])
+            args.append(list(choices or []) if label == "X values" else [])
         elif label in chosen:
             args.append(chosen[label])
         else:
@@ -191,11 +194,16 @@ def webui(request) -> WebuiClient:
     return client
 
 
-@pytest.fixture(scope="session")
-def guidance_image() -> str:
-    """A real guidance image from ../shared/testdata, base64-encoded."""
-    path = TESTDATA / "deer_mod.webp"
+def real_image_base64(name: str) -> str:
+    """The real test image ``name`` of ../shared/testdata, base64-encoded."""
+    path = TESTDATA / name
     if not path.is_file():
         skip_or_fail(f"real test images not found at {TESTDATA}")
     with Image.open(path) as image:
         return image_base64(image)
+
+
+@pytest.fixture(scope="session")
+def guidance_image() -> str:
+    """A real guidance image from ../shared/testdata, base64-encoded."""
+    return real_image_base64("deer_mod.webp")

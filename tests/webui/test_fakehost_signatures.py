@@ -99,6 +99,8 @@ MIRRORED = {
             "on_before_ui",
             "on_infotext_pasted",
             "on_script_unloaded",
+            "on_app_started",
+            "app_started_callback",
         ],
     ),
     "modules.scripts": (
@@ -118,7 +120,11 @@ MIRRORED = {
             "Script.elem_id",
         ],
     ),
-    "modules.ui_components": ("modules/ui_components.py", ["InputAccordion.__init__"]),
+    "modules.ui_components": (
+        "modules/ui_components.py",
+        ["InputAccordion.__init__", "ToolButton.__init__"],
+    ),
+    "modules.ui_common": ("modules/ui_common.py", ["create_refresh_button"]),
     "modules.prompt_parser": (
         "modules/prompt_parser.py",
         [

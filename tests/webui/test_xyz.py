@@ -9,8 +9,9 @@ import pytest
 from modules import processing, script_callbacks, scripts
 
 from flexdiffuse.params import PARAM_SPECS
+from flexdiffuse.webui.args import REFERENCE_INPUTS
 from flexdiffuse.webui.errors import FlexDiffuseError
-from flexdiffuse.webui.xyz import AXIS_PREFIX
+from flexdiffuse.webui.xyz import AXIS_PREFIX, reference_axis_label
 from tests.webui.conftest import gradient
 
 IMAGE = gradient()
@@ -55,7 +56,8 @@ def axis(xyz_grid, label):
 def test_every_parameter_is_an_axis_once(xyz_grid):
     script_callbacks.before_ui_callback()  # a UI reload runs the callbacks again
     labels = [o.label for o in xyz_grid.axis_options]
-    assert labels == ["Seed", *(AXIS_PREFIX + spec.label for spec in PARAM_SPECS)]
+    references = [reference_axis_label(slot) for slot in REFERENCE_INPUTS]
+    assert labels == ["Seed", *(AXIS_PREFIX + spec.label for spec in PARAM_SPECS), *references]
     assert axis(xyz_grid, "Linear").type is float
     assert axis(xyz_grid, "Mapping priority").choices() == ["Optimal fit", "Text order"]
     assert axis(xyz_grid, "Reuse image tokens").choices() == ["True", "False"]

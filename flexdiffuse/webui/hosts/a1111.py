@@ -268,6 +268,17 @@ class A1111Host:
 
         return InputAccordion(value, label=label, elem_id=elem_id)
 
+    def refresh_button(self, menu: Any, choices: Callable[[], list[str]], elem_id: str) -> Any:
+        import gradio as gr
+        from modules import ui_common
+
+        make = getattr(ui_common, "create_refresh_button", None)
+        if make is not None:  # the webui's own 🔄 tool button
+            return make(menu, lambda: None, lambda: {"choices": choices()}, elem_id)
+        button = gr.Button("\U0001f504", elem_id=elem_id)
+        button.click(fn=lambda: gr.update(choices=choices()), outputs=[menu])
+        return button
+
     def text_wrappers(self) -> list[Any]:
         """Where the loaded model's prompt tokenizer may be, first choice first (SDXL: the
         conditioner, whose first embedder is CLIP-L's): A1111's hijack wraps it."""

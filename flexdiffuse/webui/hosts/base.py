@@ -175,6 +175,10 @@ class HostUI(Protocol):
     def warn(self, message: str) -> None:
         """Show ``message`` to the user of the current request, if the host can."""
 
+    def refresh_button(self, menu: Any, choices: Callable[[], list[str]], elem_id: str) -> Any:
+        """The host's refresh button beside dropdown ``menu``: it sets the menu's choices
+        to ``choices()`` again."""
+
 
 class TextEncoding(Protocol):
     """The loaded checkpoint and how the host turns prompts into its conditioning."""

@@ -38,6 +38,7 @@ callback_map = {
     "callbacks_before_ui": [],
     "callbacks_infotext_pasted": [],
     "callbacks_script_unloaded": [],
+    "callbacks_app_started": [],
 }
 
 
@@ -72,6 +73,14 @@ def before_ui_callback():
 
 def infotext_pasted_callback(infotext, params):
     _call_all("callbacks_infotext_pasted", infotext, params)
+
+
+def app_started_callback(demo, app):
+    _call_all("callbacks_app_started", demo, app)
+
+
+def on_app_started(callback):
+    add_callback(callback_map["callbacks_app_started"], callback)
 
 
 def on_cfg_denoiser(callback):

@@ -32,3 +32,14 @@ class InputAccordion(gr.Checkbox):
 
     def get_block_name(self):
         return "checkbox"
+
+
+class ToolButton(gr.Button):
+    """Small button with single emoji as text, fits inside gradio forms"""
+
+    def __init__(self, *args, **kwargs):
+        classes = kwargs.pop("elem_classes", [])
+        super().__init__(*args, elem_classes=["tool", *classes], **kwargs)
+
+    def get_block_name(self):
+        return "button"

@@ -1,0 +1,109 @@
+"""Save a reference from the FlexDiffuse panel of a running webui and generate with it, in a
+real browser, as a user would.
+
+    python tests/live/browser_references.py http://127.0.0.1:7860 OUT_DIR [IMAGE] [VIT_L_TOWER]
+
+Needs what ``browser_check.py`` needs. In the txt2img tab it opens the panel, drops a guidance
+image, types a name in "Save as a reference", ticks Overwrite and saves (the fold must say it
+saved), refreshes the first image's menu, picks the reference there, removes the image and
+generates (the infotext must name the reference), then saves the same name again without
+Overwrite (the fold must refuse). Screenshots of each step go to OUT_DIR; the script prints
+what it saw and exits non-zero when something is missing. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from browser_check import DEFAULT_IMAGE, PREFIX, check, generate, open_txt2img
+from playwright.sync_api import Page, sync_playwright
+
+NAME = "browser check"
+
+
+def status(page: Page, before: str = "") -> str:
+    """The Save fold's message, once it shows one other than ``before`` (gradio 4 shows the
+    progress there first)."""
+    shown = page.locator(f"{PREFIX}reference_status").last  # gradio 3 repeats the id inside
+    for _ in range(600):
+        page.wait_for_timeout(500)
+        text = shown.inner_text().strip()
+        if text != before and ("Saved" in text or "Not saved" in text):
+            return text
+    return ""
+
+
+def pick(page: Page, menu: str, value: str) -> None:
+    """Choose ``value`` in dropdown ``menu`` (gradio 3 and 4 list options as ``li``)."""
+    page.click(f"{menu} input")
+    page.wait_for_timeout(500)
+    page.locator(f"ul.options li:has-text('{value}')").first.click()
+    page.wait_for_timeout(500)
+
+
+def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    with sync_playwright() as playwright:
+        page = open_txt2img(playwright, url, vit_l, height=2200)
+        browser = page.context.browser
+        page.set_input_files(f"{PREFIX}image input[type=file]", str(image))
+        page.wait_for_timeout(2000)
+        page.get_by_text("Save as a reference").first.click()
+        page.wait_for_timeout(500)
+        page.fill(f"{PREFIX}reference_name textarea, {PREFIX}reference_name input", NAME)
+        page.locator(f"{PREFIX}reference_overwrite input[type=checkbox]").check()
+        page.click(f"{PREFIX}reference_save")
+        saved = status(page)
+        print("save:", saved)
+        check(
+            f"Saved the reference '{NAME}'" in saved, "Save says it saved the reference", failures
+        )
+        page.locator(f"{PREFIX}enabled").screenshot(path=str(out / "1-saved.png"))
+        page.click(f"{PREFIX}image_reference_refresh")
+        page.wait_for_timeout(1500)
+        pick(page, f"{PREFIX}image_reference", NAME)
+        clear = ", ".join(
+            f"{PREFIX}image button[aria-label='{label}']" for label in ("Clear", "Remove Image")
+        )
+        page.click(clear)
+        page.wait_for_timeout(1000)
+        box = page.locator(f"{PREFIX}enabled-visible-checkbox")
+        if box.count():
+            box.check()
+        page.locator(f"{PREFIX}enabled").screenshot(path=str(out / "2-picked.png"))
+        shown, progress = generate(page)
+        print("progress texts:", " | ".join(progress) or "none")
+        page.screenshot(path=str(out / "3-generated.png"), full_page=False)
+        check("FlexDiffuse: True" in shown, "the job by reference is guided", failures)
+        check(
+            f"FlexDiffuse image reference: {NAME}" in shown,
+            "the infotext names the reference",
+            failures,
+        )
+        check(
+            not any("encoding" in text for text in progress),
+            "no image was encoded for the job by reference",
+            failures,
+        )
+        page.locator(f"{PREFIX}reference_overwrite input[type=checkbox]").uncheck()
+        page.click(f"{PREFIX}reference_save")
+        refused = status(page, saved)
+        print("save again:", refused)
+        check(
+            "exists already" in refused,
+            "saving a taken name without Overwrite is refused",
+            failures,
+        )
+        page.locator(f"{PREFIX}enabled").screenshot(path=str(out / "4-refused.png"))
+        browser.close()
+    print("FAILED: " + "; ".join(failures) if failures else "all checks passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    image = Path(sys.argv[3]) if sys.argv[3:] else DEFAULT_IMAGE
+    sys.exit(main(sys.argv[1], Path(sys.argv[2]), image, sys.argv[4] if sys.argv[4:] else None))
