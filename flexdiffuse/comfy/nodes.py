@@ -36,7 +36,7 @@ from .. import presets
 from ..engine import PURE_IMAGE_WARNING
 from ..params import JobParams
 from ..references import Reference
-from . import guiding, mapping, referencing
+from . import guiding, mapping
 from .guiding import GuideError, GuideInputs, Steps, WeightedImages
 from .inputs import (
     IMAGE_SLOTS,
@@ -51,8 +51,7 @@ from .inputs import (
     spec_values,
     weight_spec,
 )
-from .reference_nodes import MASK_TOOLTIP, REFERENCE_NODES
-from .referencing import REFERENCE
+from .reference_nodes import MASK_TOOLTIP, REFERENCE, REFERENCE_NODES, register_folder
 
 CATEGORY = "conditioning/flexdiffuse"
 
@@ -607,7 +606,7 @@ class FlexDiffuseExtension(ComfyExtension):
 
     async def on_load(self) -> None:
         """ComfyUI's references folder, registered before any node lists it."""
-        referencing.register_folder()
+        register_folder()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return list(NODES)

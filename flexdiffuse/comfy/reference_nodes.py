@@ -3,18 +3,79 @@
 ComfyUI's own pattern for a model file (a loader with a combo of the folder's files, the
 page's Refresh to list new ones) and for saving (an output node with a name): a reference is
 encoded from images and CLIP vision models once, saved by name, and loaded back with no CLIP
-vision model at all. Any image socket of the guidance and preview nodes takes it.
+vision model at all. Any image socket of the guidance and preview nodes takes it. Files live
+in the folder ComfyUI knows as ``flexdiffuse_references`` (``models/FlexDiffuse/references``,
+and any folder extra_model_paths.yaml adds under that name) and are read with safetensors only
+(:func:`~flexdiffuse.references.load_reference`).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import folder_paths
 from comfy_api.v0_0_2 import io, ui
 
 from ..params import JOB_RECIPE, RECIPE_LABELS
-from ..references import ReferenceError, load_reference, reference_hash, save_reference
+from ..references import (
+    REFERENCES_SUBFOLDER,
+    ReferenceError,
+    list_references,
+    load_reference,
+    reference_hash,
+    reference_path,
+    save_reference,
+)
 from . import referencing
 from .guiding import GuideError, engine_errors
-from .referencing import REFERENCE
+
+REFERENCE = io.Custom("FLEXDIFFUSE_REFERENCE")
+"""The reference type between nodes: a :class:`~flexdiffuse.references.Reference`."""
+
+FOLDER = "flexdiffuse_references"
+"""The folder_paths name of the references' folders."""
+
+
+def register_folder() -> None:
+    """Register ``models/FlexDiffuse/references`` as ComfyUI's ``flexdiffuse_references``
+    folder, first among any extra_model_paths.yaml gives (where new references are saved)."""
+    default = os.path.join(folder_paths.models_dir, *REFERENCES_SUBFOLDER.split("/"))
+    folder_paths.add_model_folder_path(FOLDER, default, is_default=True)
+
+
+def saved_names() -> list[str]:
+    """The names of the saved references in every references folder, sorted."""
+    register_folder()
+    names: set[str] = set()
+    for folder in folder_paths.get_folder_paths(FOLDER):
+        if os.path.isdir(folder):
+            names.update(list_references(Path(folder)))
+    return sorted(names)
+
+
+def saved_path(name: str) -> Path:
+    """The file of the saved reference ``name``.
+
+    Raises:
+        GuideError: no references folder has it.
+    """
+    register_folder()
+    for folder in folder_paths.get_folder_paths(FOLDER):
+        path = reference_path(Path(folder), name)
+        if path.is_file():
+            return path
+    raise GuideError(
+        f"There is no saved reference '{name}' in {save_folder()}: save it with FlexDiffuse "
+        "Save Reference, then refresh the page (R) to list it."
+    )
+
+
+def save_folder() -> Path:
+    """Where new references are saved: the first references folder."""
+    register_folder()
+    return Path(folder_paths.get_folder_paths(FOLDER)[0])
+
 
 CATEGORY = "conditioning/flexdiffuse"
 REFERENCE_ALIASES = ["reference", "style", "style reference", "image embeds", "save embeds"]
@@ -125,7 +186,7 @@ class SaveReference(io.ComfyNode):
     @classmethod
     def execute(cls, reference: REFERENCE.Type, name: str) -> io.NodeOutput:
         try:
-            path = referencing.reference_path(referencing.save_folder(), name)
+            path = reference_path(save_folder(), name)
             saved = save_reference(referencing.named(reference, name.strip()), path)
         except ReferenceError as error:
             raise GuideError(f"FlexDiffuse: {error}") from error
@@ -145,7 +206,7 @@ class LoadReference(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        names = referencing.saved_names()
+        names = saved_names()
         return io.Schema(
             node_id="FlexDiffuseLoadReference",
             display_name="FlexDiffuse Load Reference",
@@ -173,14 +234,14 @@ class LoadReference(io.ComfyNode):
     def fingerprint_inputs(cls, reference: str) -> str:
         """The file's hash: a reference saved again under its name is loaded again."""
         try:
-            return reference_hash(referencing.saved_path(reference))
+            return reference_hash(saved_path(reference))
         except (GuideError, OSError):
             return ""
 
     @classmethod
     def execute(cls, reference: str) -> io.NodeOutput:
         try:
-            loaded = load_reference(referencing.saved_path(reference))
+            loaded = load_reference(saved_path(reference))
         except ReferenceError as error:
             raise GuideError(f"FlexDiffuse: {error}") from error
         return io.NodeOutput(loaded, referencing.thumbnail_image(loaded))

@@ -1,37 +1,29 @@
-"""Saved references in ComfyUI: encode images once, save them by name, load them back.
+"""References from ComfyUI's objects: IMAGE pictures and CLIP_VISION towers encoded once.
 
 A reference travels between nodes as the ``FLEXDIFFUSE_REFERENCE`` type (a core
 :class:`~flexdiffuse.references.Reference`) and sits in any image slot of the guidance and
-preview nodes, whose image sockets take an IMAGE or a reference. Files live in the folder
-ComfyUI knows as ``flexdiffuse_references`` (``models/FlexDiffuse/references`` unless
-extra_model_paths.yaml adds others) and are read with safetensors only
-(:func:`~flexdiffuse.references.load_reference`).
+preview nodes, whose image sockets take an IMAGE or a reference. Like ``guiding.py`` this
+module reads ComfyUI's objects by duck typing; the nodes and the references folder are
+``reference_nodes.py``'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import folder_paths
 import numpy as np
 import torch
-from comfy_api.v0_0_2 import io
 from PIL import Image
 
 from ..recipes import recipe_key
 from ..references import (
-    REFERENCES_SUBFOLDER,
     THUMBNAIL_SIDE,
     Reference,
     ReferenceImage,
     TowerIdentity,
     image_digest,
-    list_references,
-    reference_path,
     thumbnail,
 )
 from .guiding import (
@@ -44,52 +36,6 @@ from .guiding import (
     mask_keep,
     picture_masks,
 )
-
-REFERENCE = io.Custom("FLEXDIFFUSE_REFERENCE")
-"""The reference type between nodes: a :class:`~flexdiffuse.references.Reference`."""
-
-FOLDER = "flexdiffuse_references"
-"""The folder_paths name of the references' folders."""
-
-
-def register_folder() -> None:
-    """Register ``models/FlexDiffuse/references`` as ComfyUI's ``flexdiffuse_references``
-    folder, first among any extra_model_paths.yaml gives (where new references are saved)."""
-    default = os.path.join(folder_paths.models_dir, *REFERENCES_SUBFOLDER.split("/"))
-    folder_paths.add_model_folder_path(FOLDER, default, is_default=True)
-
-
-def saved_names() -> list[str]:
-    """The names of the saved references in every references folder, sorted."""
-    register_folder()
-    names: set[str] = set()
-    for folder in folder_paths.get_folder_paths(FOLDER):
-        if os.path.isdir(folder):
-            names.update(list_references(Path(folder)))
-    return sorted(names)
-
-
-def saved_path(name: str) -> Path:
-    """The file of the saved reference ``name``.
-
-    Raises:
-        GuideError: no references folder has it.
-    """
-    register_folder()
-    for folder in folder_paths.get_folder_paths(FOLDER):
-        path = reference_path(Path(folder), name)
-        if path.is_file():
-            return path
-    raise GuideError(
-        f"There is no saved reference '{name}' in {save_folder()}: save it with FlexDiffuse "
-        "Save Reference, then refresh the page (R) to list it."
-    )
-
-
-def save_folder() -> Path:
-    """Where new references are saved: the first references folder."""
-    register_folder()
-    return Path(folder_paths.get_folder_paths(FOLDER)[0])
 
 
 def to_picture(pixels: torch.Tensor) -> Image.Image:

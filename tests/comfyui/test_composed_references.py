@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from flexdiffuse.comfy import nodes, referencing
+from flexdiffuse.comfy import nodes, reference_nodes
 from flexdiffuse.comfy.guiding import GuideError
 from flexdiffuse.comfy.reference_nodes import EncodeReference, LoadReference, SaveReference
 from flexdiffuse.guidance import ConditioningGuide
@@ -30,7 +30,7 @@ STYLE, JOB = "Style only", "Job settings"
 def references_folder(tmp_path, monkeypatch):
     """ComfyUI's models folder in ``tmp_path``, the references folder registered anew."""
     monkeypatch.setattr(folder_paths, "models_dir", str(tmp_path / "models"))
-    monkeypatch.delitem(folder_paths.folder_names_and_paths, referencing.FOLDER, raising=False)
+    monkeypatch.delitem(folder_paths.folder_names_and_paths, reference_nodes.FOLDER, raising=False)
     return tmp_path / "models" / "FlexDiffuse" / "references"
 
 
@@ -221,7 +221,7 @@ def test_a_reference_and_an_image_together_and_the_reference_file(vit_l, clip_l,
     a, b = image_batch(seed=1), image_batch(seed=2)
     reference = saved(encode(vit_l, a, recipe=STYLE), "style from a")
     assert (references_folder / "style from a.safetensors").is_file()
-    assert referencing.saved_names() == ["style from a"]
+    assert reference_nodes.saved_names() == ["style from a"]
     loaded = load_reference(references_folder / "style from a.safetensors")
     assert loaded.name == "style from a"
     mixed, _ = run_node(nodes.ImageGuidance, positive, positive, vit_l, reference, image_2=b)

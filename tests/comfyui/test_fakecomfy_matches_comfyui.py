@@ -120,7 +120,7 @@ FACTS = [
     # Saved references: the models folder, and a schema made anew for each /object_info (the
     # page's Refresh lists newly saved references).
     ("folder_paths.py", 'models_dir = os.path.join(base_path, "models")'),
-    ("comfy_api/latest/_io.py", "def FINALIZE_SCHEMA(cls):\n        \"\"\"Call define_schema"),
+    ("comfy_api/latest/_io.py", 'def FINALIZE_SCHEMA(cls):\n        """Call define_schema'),
 ]
 
 

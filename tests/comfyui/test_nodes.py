@@ -592,17 +592,34 @@ def object_info(node) -> dict:
 
 def saved_widgets(path: Path) -> tuple[str, dict]:
     """The FlexDiffuse node of a saved workflow: its type and its widgets' values by name,
-    read by position as ComfyUI's page does."""
+    read by position as ComfyUI's page does (widgets added since keep their defaults)."""
     workflow = json.loads(path.read_text(encoding="utf-8"))
     node = next(n for n in workflow["nodes"] if n["type"].startswith("FlexDiffuse"))
     kind = next(n for n in nodes.NODES if n.define_schema().node_id == node["type"])
     names = [name for name, k, _ in input_specs(object_info(kind)) if is_widget(k)]
-    assert len(names) == len(node["widgets_values"])
-    return node["type"], dict(zip(names, node["widgets_values"], strict=True))
+    values = node["widgets_values"]
+    assert len(names) >= len(values)
+    return node["type"], dict(zip(names, values, strict=False))
 
 
 @pytest.mark.parametrize(
-    "path", sorted(SAVED.glob("*.json")), ids=lambda p: p.stem.removeprefix("flexdiffuse-0.2-")
+    "path", sorted(SAVED.glob("before-recipes-*.json")), ids=lambda p: p.stem[15:]
+)
+def test_a_workflow_saved_before_recipes_reads_its_values_as_saved_and_job_settings(path):
+    """Issue 21's recipes came after every saved widget: the saved values land on the names
+    they were saved under, and each image's recipe stays 'Job settings' (the same pixels)."""
+    node_id, values = saved_widgets(path)
+    workflow = json.loads(path.read_text(encoding="utf-8"))
+    saved = next(n for n in workflow["nodes"] if n["type"] == node_id)["widgets_values"]
+    assert values == dict(zip(WIDGETS_AS_SAVED[node_id], saved, strict=True))
+    defaults = widgets(next(n for n in nodes.NODES if n.define_schema().node_id == node_id))
+    assert {defaults[f"{slot}_recipe"] for slot in IMAGE_SLOTS} == {"Job settings"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(SAVED.glob("flexdiffuse-0.2-*.json")),
+    ids=lambda p: p.stem.removeprefix("flexdiffuse-0.2-"),
 )
 def test_a_workflow_saved_with_the_first_release_runs_as_it_did(vit_l, clip_l, path):
     """The saved widget values land on the same parameters and give what 0.2 gave: the
