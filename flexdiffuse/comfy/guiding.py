@@ -81,6 +81,9 @@ class WeightedImages:
 
 
 COMFY_ADVICE = Advice(add_bigg="connect it to clip_vision_2")
+REFERENCE_ADVICE = Advice(
+    add_bigg="encode the reference again with it in FlexDiffuse Encode Reference's clip_vision_2"
+)
 """What the nodes tell a user to do where the fix is one of ComfyUI's nodes."""
 
 
@@ -289,7 +292,8 @@ def encode_towers(inputs: GuideInputs, width: int, steps: Steps) -> list[Encoded
         check_slot(slot)
     placed = place_parts(family, inputs, slots)
     if slots:
-        check_pooled(inputs.params, family, [part for part, _ in placed], COMFY_ADVICE)
+        advice = COMFY_ADVICE if inputs.towers else REFERENCE_ADVICE
+        check_pooled(inputs.params, family, [part for part, _ in placed], advice)
     encoded = []
     for part, tower in placed:
         steps.check_interrupt()

@@ -187,13 +187,13 @@ class SaveReference(io.ComfyNode):
     def execute(cls, reference: REFERENCE.Type, name: str) -> io.NodeOutput:
         try:
             path = reference_path(save_folder(), name)
-            saved = save_reference(referencing.named(reference, name.strip()), path)
+            saved = save_reference(referencing.named(reference, path.stem), path)
         except ReferenceError as error:
             raise GuideError(f"FlexDiffuse: {error}") from error
         images = len(reference.images)
         towers = " and ".join(tower.label for tower in reference.towers)
         text = (
-            f"Saved the reference '{name.strip()}' ({images} image{'s' * (images != 1)}, "
+            f"Saved the reference '{saved.stem}' ({images} image{'s' * (images != 1)}, "
             f"{towers}) to {saved}. Refresh the page (R) to pick it in FlexDiffuse Load "
             "Reference."
         )

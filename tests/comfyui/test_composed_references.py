@@ -255,6 +255,13 @@ def test_a_reference_made_with_another_tower_is_refused_by_the_conditionings_fam
         run_guide(sd2, sd2, None, reference)
 
 
+def test_pooled_guidance_from_a_vit_l_reference_says_to_encode_it_with_vit_bigg(vit_l, clip_xl):
+    reference = saved(encode(vit_l, image_batch()), "vit-l only")
+    positive = conditioning(clip_xl, pooled=True)
+    with pytest.raises(GuideError, match="encode the reference again with it"):
+        run_guide(positive, positive, None, reference, pooled=0.5)
+
+
 def test_an_image_without_a_vision_model_is_refused_before_anything(clip_l):
     positive = conditioning(clip_l)
     with pytest.raises(GuideError, match="connect a Load CLIP Vision node to clip_vision"):
