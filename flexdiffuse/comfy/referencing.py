@@ -38,6 +38,10 @@ from .guiding import (
 )
 
 
+UNSAVED = "Encode Reference"
+"""The name of a reference not saved yet (messages name the reference)."""
+
+
 def to_picture(pixels: torch.Tensor) -> Image.Image:
     """One ComfyUI picture ``[H, W, C]`` in 0..1 as an 8-bit RGB image."""
     array = (pixels[..., :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
@@ -110,7 +114,7 @@ def encode_reference(
         keep = mask_keep(slot, masks[number], pixels[number], count)
         images.append(ReferenceImage(image_digest(picture), tokens, slot.recipe, keep))
     if add_to is None:
-        return Reference("", tuple(images), identities, thumbnail(pictures))
+        return Reference(UNSAVED, tuple(images), identities, thumbnail(pictures))
     return Reference(
         add_to.name,
         (*add_to.images, *images),

@@ -1,6 +1,6 @@
 """Write ``example_workflows/*.json`` from the graphs below and a live ComfyUI's /object_info.
 
-    .venv/bin/python -m tests.live_comfy.make_examples http://127.0.0.1:8188 [--thumbnails]
+    .venv/bin/python -m tests.live_comfy.make_examples URL [--thumbnails] [NAME...]
 
 The graphs are API prompts (inputs by name); the page's format needs each node's sockets and
 its widgets' values in the server's order, which /object_info gives. The model file names are
@@ -8,7 +8,8 @@ the ones README.md tells users to download; the live tests swap in the live host
 
 ``--thumbnails`` also runs each example on the live host (its random-weight test models, at
 128x128 and 4 steps) and writes ``example_workflows/NAME.jpg``, ComfyUI's templates' picture,
-labelled as test-model output: what the workflow makes, not what a real model makes.
+labelled as test-model output: what the workflow makes, not what a real model makes. NAMEs
+limit the thumbnails to those examples (every workflow is written).
 """
 
 from __future__ import annotations
@@ -452,7 +453,7 @@ def write_thumbnail(client: ComfyClient, name: str, graph: dict[str, Any]) -> No
     print(f"wrote example_workflows/{name}.jpg")
 
 
-def main(url: str, thumbnails: bool) -> None:
+def main(url: str, thumbnails: bool, only: tuple[str, ...] = ()) -> None:
     client = ComfyClient(url)
     info = client.get_json("/object_info")
     if thumbnails:
@@ -463,13 +464,18 @@ def main(url: str, thumbnails: bool) -> None:
         (OUT / f"{name}.json").write_text(json.dumps(workflow, indent=2) + "\n", encoding="utf-8")
         print(f"wrote example_workflows/{name}.json")
         # The saved workflow read back as the page reads it: every widget's value is there.
-        graph = live_graph(api_prompt(workflow, info), info, 128, 4) if thumbnails else None
+        thumbnails_here = thumbnails and (not only or name in only)
+        graph = live_graph(api_prompt(workflow, info), info, 128, 4) if thumbnails_here else None
         if graph is not None:
             write_thumbnail(client, name, graph)
-        elif thumbnails:
+        elif thumbnails_here:
             print(f"no thumbnail for {name}: the live host lacks its models")
 
 
 if __name__ == "__main__":
     arguments = [a for a in sys.argv[1:] if not a.startswith("--")]
-    main(arguments[0] if arguments else "http://127.0.0.1:8188", "--thumbnails" in sys.argv)
+    main(
+        arguments[0] if arguments else "http://127.0.0.1:8188",
+        "--thumbnails" in sys.argv,
+        tuple(arguments[1:]),
+    )
