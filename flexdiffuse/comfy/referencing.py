@@ -37,7 +37,6 @@ from .guiding import (
     picture_masks,
 )
 
-
 UNSAVED = "Encode Reference"
 """The name of a reference not saved yet (messages name the reference)."""
 

@@ -13,6 +13,7 @@ from ..guides import (
     Advice,
     EncodedPart,
     GuideError,
+    ImageTokens,
     check_concepts,
     check_pooled,
     negative_guide,
@@ -127,12 +128,13 @@ def encode_guides(args: ScriptArgs, inputs: CheckpointInputs, runtime: Runtime) 
         for part in parts
         if everything
     }
-    weights = [weight for _, weight in images]
     rows = [
         EncodedPart(
             part,
-            encoded[part][: len(images)],
-            weights,
+            [
+                ImageTokens(tokens, weight)
+                for tokens, (_, weight) in zip(encoded[part], images, strict=False)
+            ],
             encoded[part][-1] if negative_image is not None else None,
         )
         for part in encoded
