@@ -1,12 +1,15 @@
 """Guiding ComfyUI conditionings with images: the node pack's work, on ComfyUI's objects.
 
 ComfyUI passes a conditioning as a list of ``[tokens [B, 77*k, width], dict]`` entries (SDXL's
-dict holds the ``pooled_output`` vector), a CLIP vision model as its ``CLIP_VISION`` object and
-images as ``[B, H, W, C]`` tensors in 0..1. Everything here reads those objects by duck typing,
-so it runs on ComfyUI's own objects and on the test fakes alike; the nodes (``nodes.py``) add
-ComfyUI's progress bar and interrupt through the ``Steps`` they pass in. What both hosts do
-(the families, the guides, every refusal's wording) is the core's: ``families.py`` and
-``guides.py``, as in the webui; this module adapts ComfyUI's objects to it.
+dict holds the ``pooled_output`` vector), a CLIP vision model as its ``CLIP_VISION`` object,
+images as ``[B, H, W, C]`` tensors in 0..1 and masks as ``[B, H, W]`` or ``[H, W]`` tensors in
+0..1 (1: selected; Load Image's mask is 1 where its picture is transparent, which is where the
+Mask Editor paints). An image slot holds an IMAGE or a saved reference (``referencing.py``).
+Everything here reads those objects by duck typing, so it runs on ComfyUI's own objects and on
+the test fakes alike; the nodes (``nodes.py``) add ComfyUI's progress bar and interrupt through
+the ``Steps`` they pass in. What both hosts do (the families, the guides, every refusal's
+wording) is the core's: ``families.py`` and ``guides.py``, as in the webui; this module adapts
+ComfyUI's objects to it.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ from ..guides import (
     prompt_guide,
 )
 from ..known_towers import KnownTower, paired_tower
-from ..params import JobParams
+from ..masks import MaskError, token_keep
+from ..params import JOB_RECIPE, JobParams
+from ..references import Reference, reference_images
 
 __all__ = ["GuideError", "GuideInputs", "Steps", "WeightedImages", "guide_conditionings"]
 
@@ -59,14 +64,26 @@ class Steps:
 
 @dataclass(frozen=True)
 class WeightedImages:
-    """One IMAGE input ``[B, H, W, C]`` (each picture of the batch a guidance image) and its
-    weight."""
+    """One image slot: an IMAGE ``[B, H, W, C]`` (each picture of the batch a guidance image)
+    or a saved :class:`~flexdiffuse.references.Reference`, with the slot's weight, recipe (a
+    key of ``RECIPE_LABELS``), MASK (None: none) and socket name (for messages)."""
 
-    pixels: torch.Tensor
+    source: torch.Tensor | Reference
     weight: float
+    recipe: str = JOB_RECIPE
+    mask: torch.Tensor | None = None
+    name: str = "image"
+
+    @property
+    def reference(self) -> Reference | None:
+        """The saved reference in the slot (None: an IMAGE)."""
+        return self.source if isinstance(self.source, Reference) else None
 
 
 COMFY_ADVICE = Advice(add_bigg="connect it to clip_vision_2")
+REFERENCE_ADVICE = Advice(
+    add_bigg="encode the reference again with it in FlexDiffuse Encode Reference's clip_vision_2"
+)
 """What the nodes tell a user to do where the fix is one of ComfyUI's nodes."""
 
 
@@ -248,8 +265,9 @@ def tower_parts(family: Family, towers: Sequence[Tower]) -> list[ConditioningPar
 class GuideInputs:
     """What one guiding node was given besides the conditionings.
 
-    ``towers`` are CLIP_VISION objects (one per text encoder part to guide), ``images`` the
-    prompt's guidance images with their weights, ``negative`` the negative image (None: none),
+    ``towers`` are CLIP_VISION objects (one per text encoder part to guide; none where saved
+    references alone guide), ``images`` the prompt's image slots with their weights, recipes
+    and masks, ``negative`` the negative image (None: none),
     ``clip`` the graph's CLIP (for the mapping-concepts prompt and to recognise an empty
     prompt; None: neither).
     """
@@ -262,31 +280,151 @@ class GuideInputs:
 
 
 def encode_towers(inputs: GuideInputs, width: int, steps: Steps) -> list[EncodedPart]:
-    """Every tower's image tokens, each tower identified and placed on its part of a
-    ``width`` conditioning before anything is encoded."""
+    """Every guided part's image tokens: each tower identified and placed on its part of a
+    ``width`` conditioning (or, with saved references alone, the parts their towers fit)
+    before anything is encoded."""
     family = family_of_width(width)
     assert family is not None  # conditioning_family checked it
-    towers = [identify_tower(tower, number) for number, tower in enumerate(inputs.towers, 1)]
-    parts = tower_parts(family, towers)
-    images = [group for group in inputs.images if group.weight > 0]
-    if images:
-        check_pooled(inputs.params, family, parts, COMFY_ADVICE)
-    if not images and inputs.negative is None:
+    slots = [slot for slot in inputs.images if slot.weight > 0]
+    if not slots and inputs.negative is None:
         return []  # every image at weight 0: nothing guides, nothing to load
+    for slot in slots:
+        check_slot(slot)
+    placed = place_parts(family, inputs, slots)
+    if slots:
+        advice = COMFY_ADVICE if inputs.towers else REFERENCE_ADVICE
+        check_pooled(inputs.params, family, [part for part, _ in placed], advice)
     encoded = []
-    for tower, part in zip(towers, parts, strict=True):
+    for part, tower in placed:
         steps.check_interrupt()
-        tokens = [
-            ImageTokens(picture, group.weight)
-            for group in images
-            for picture in image_tokens(tower, group.pixels)
-        ]
+        images = [image for slot in slots for image in slot_tokens(slot, part, tower)]
         negative = None
         if inputs.negative is not None:
-            negative = torch.cat(image_tokens(tower, inputs.negative.pixels))
-        encoded.append(EncodedPart(part, tokens, negative))
+            assert tower is not None  # place_parts asks for one
+            negative = torch.cat(image_tokens(tower, inputs.negative.source))
+        encoded.append(EncodedPart(part, images, negative))
         steps.advance()
     return encoded
+
+
+def place_parts(
+    family: Family, inputs: GuideInputs, slots: Sequence[WeightedImages]
+) -> list[tuple[ConditioningPart, Tower | None]]:
+    """The parts to guide, each with the connected tower that guides it (None: only saved
+    references guide, and no tower is loaded).
+
+    Raises:
+        GuideError: a tower that fits no part, or an IMAGE without a CLIP vision model.
+    """
+    towers = [identify_tower(tower, number) for number, tower in enumerate(inputs.towers, 1)]
+    if towers:
+        return list(zip(tower_parts(family, towers), towers, strict=True))
+    pictures = [slot.name for slot in slots if slot.reference is None]
+    if inputs.negative is not None:
+        pictures.append(inputs.negative.name)
+    if pictures:
+        raise GuideError(
+            f"FlexDiffuse encodes the {' and '.join(pictures)} input's pictures with a CLIP "
+            "vision model: connect a Load CLIP Vision node to clip_vision (saved references "
+            "alone need none)."
+        )
+    references = [slot.reference for slot in slots if slot.reference is not None]
+    held = [part for part in family.parts if all(holds(r, part.tower) for r in references)]
+    # No part every reference holds: the first part's tower, which reference_images names.
+    return [(part, None) for part in held or family.parts[:1]]
+
+
+def holds(reference: Reference, tower: KnownTower) -> bool:
+    """Whether ``reference`` has its images' tokens from ``tower``."""
+    return any(identity.name == tower.name for identity in reference.towers)
+
+
+def check_slot(slot: WeightedImages) -> None:
+    """Refuse an image slot's input that is no IMAGE or reference, and a mask on a reference,
+    before anything is encoded."""
+    if slot.reference is None:
+        check_images(slot.source, slot.name)
+        picture_masks(slot)
+    elif slot.mask is not None:
+        raise GuideError(
+            f"FlexDiffuse's {slot.name} input is a saved reference, which keeps the mask it "
+            f"was encoded with: disconnect {slot.name}_mask, or encode the reference again "
+            "with that mask (FlexDiffuse Encode Reference)."
+        )
+
+
+def slot_tokens(
+    slot: WeightedImages, part: ConditioningPart, tower: Tower | None
+) -> list[ImageTokens]:
+    """The image tokens of one slot for ``part``: its pictures encoded by ``tower`` with
+    their masks' token keeps, or its reference's saved tokens (its recipe where the slot's
+    is the job's)."""
+    if slot.reference is not None:
+        return reference_images(slot.reference, part.tower, slot.weight, slot.recipe)
+    assert tower is not None  # place_parts asks for one
+    pictures = image_tokens(tower, slot.source)
+    masks = picture_masks(slot)
+    return [
+        ImageTokens(tokens, slot.weight, slot.recipe, mask_keep(slot, mask, picture, len(tokens)))
+        for tokens, mask, picture in zip(pictures, masks, slot.source, strict=True)
+    ]
+
+
+def picture_masks(slot: WeightedImages) -> list[torch.Tensor | None]:
+    """The MASK ``[H, W]`` of each picture of the slot's IMAGE (None each: no mask).
+
+    ComfyUI's MASK is ``[B, H, W]`` or ``[H, W]``: one mask for every picture, or one each.
+
+    Raises:
+        GuideError: not a MASK, or another number of masks than pictures.
+    """
+    count = len(slot.source)
+    mask = slot.mask
+    if mask is None:
+        return [None] * count
+    name = f"{slot.name}_mask"
+    if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3) or 0 in mask.shape:
+        shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise GuideError(
+            f"FlexDiffuse's {name} input must be a MASK ([B, H, W] or [H, W]); got {shape}. "
+            "Connect Load Image's MASK output or another mask node."
+        )
+    masks = mask if mask.ndim == 3 else mask[None]
+    if len(masks) not in (1, count):
+        raise GuideError(
+            f"FlexDiffuse's {name} input has {len(masks)} masks for {count} pictures: give "
+            "one mask for every picture, or one per picture."
+        )
+    return [masks[min(number, len(masks) - 1)] for number in range(count)]
+
+
+EMPTY_MASK_HINT = (
+    " Load Image's mask is empty when its picture has no transparency: paint the part to take "
+    "in the Mask Editor (right-click the Load Image node, Open in MaskEditor), or disconnect "
+    "the mask."
+)
+
+
+def mask_keep(
+    slot: WeightedImages, mask: torch.Tensor | None, picture: torch.Tensor, tokens: int
+) -> torch.Tensor | None:
+    """The token keep ``[tokens]`` of one picture ``[H, W, C]``'s mask (None: no mask).
+
+    Raises:
+        GuideError: the core's :class:`~flexdiffuse.masks.MaskError`, as the slot's message.
+    """
+    if mask is None:
+        return None
+    name = f"FlexDiffuse's {slot.name}_mask"
+    if bool((mask == 0).all()):
+        raise GuideError(
+            f"{name} is empty (all 0): it selects no part of the picture." + EMPTY_MASK_HINT
+        )
+    height, width = picture.shape[0], picture.shape[1]
+    try:
+        return token_keep(mask.detach().float().cpu(), (width, height), tokens)
+    except MaskError as error:
+        raise GuideError(f"{name}: {error}") from error
 
 
 def encode_text(clip: Any, text: str) -> torch.Tensor:
@@ -364,7 +502,7 @@ def guide_conditionings(
         towers = encode_towers(inputs, width, steps)
         concepts = encode_concepts(inputs) if towers and towers[0].images else None
         empty = empty_prompt_states(inputs.clip)
-        check_guides_something(inputs, positive, empty)
+        check_guides_something(inputs, positive, empty, towers)
         prompt = prompt_guide(inputs.params, towers, concepts)
         guided = apply_guide(positive, prompt, steps, empty)
         guided_negative = negative
@@ -388,19 +526,28 @@ def engine_errors() -> Iterator[None]:
 def work_units(inputs: GuideInputs, positive: Conditioning, negative: Conditioning | None) -> int:
     """How many :class:`Steps` advances :func:`guide_conditionings` makes at most."""
     negatives = len(negative) if negative is not None and inputs.negative is not None else 0
-    return len(inputs.towers) + len(positive) + negatives
+    parts = len(inputs.towers) or 2  # saved references alone: the parts their towers fit
+    return parts + len(positive) + negatives
 
 
 def check_guides_something(
-    inputs: GuideInputs, positive: Conditioning, empty: torch.Tensor | None
+    inputs: GuideInputs,
+    positive: Conditioning,
+    empty: torch.Tensor | None,
+    encoded: Sequence[EncodedPart] = (),
 ) -> None:
     """Refuse settings that move no token (the core's rule, as the webui notes it); an image
     weight or a strength of 0 is ComfyUI's off switch: the conditioning passes, logged."""
     images = any(group.weight > 0 for group in inputs.images)
     negative = inputs.negative is not None and inputs.params.negative_weight > 0
     empty_prompt = any(is_empty_prompt(tokens, empty) for tokens, _ in positive)
+    recipes = tuple(image.recipe for image in encoded[0].images) if encoded else ()
     note = nothing_to_guide(
-        inputs.params, images=images, negative=negative, empty_prompt=empty_prompt
+        inputs.params,
+        images=images,
+        negative=negative,
+        empty_prompt=empty_prompt,
+        recipes=recipes,
     )
     if note is None:
         return

@@ -17,15 +17,13 @@ from typing import Any
 
 from comfy_api.v0_0_2 import io
 
-from ..params import PARAM_SPECS, SPECS_BY_NAME, ParamSpec
+from ..params import IMAGE_SLOTS, PARAM_SPECS, SPECS_BY_NAME, ParamSpec
 from ..presets import PRESET_FIELDS, PRESETS
 
 STEP_WINDOW = ("start", "end")
 """Parameters no node has: ComfyUI's ConditioningSetTimestepRange sets when a conditioning
 applies (example_workflows/flexdiffuse-sd15-step-window.json)."""
 
-IMAGE_SLOTS = ("image", "image_2", "image_3", "image_4")
-"""The prompt's image inputs; each one's weight is the parameter ``<slot>_weight``."""
 
 NEGATIVE_SPECS = ("negative_weight",)
 PREVIEW_SKIPS = (*STEP_WINDOW, *NEGATIVE_SPECS)
@@ -143,3 +141,11 @@ def deprecated_values(kwargs: dict[str, Any], skip: tuple[str, ...]) -> tuple[st
 def weight_spec(slot: str) -> ParamSpec:
     """The weight parameter of an image slot."""
     return SPECS_BY_NAME[f"{slot}_weight"]
+
+
+def recipe_inputs() -> list[io.Input]:
+    """Each image slot's recipe dropdown ("Job settings": the node's own values).
+
+    Optional and last: saved workflows store widget values by position, so the recipes come
+    after every widget a workflow saved before them has (it loads them at their default)."""
+    return [spec_input(SPECS_BY_NAME[f"{slot}_recipe"], optional=True) for slot in IMAGE_SLOTS]

@@ -12,6 +12,12 @@ load and give the same pixels, and search no longer offers them. (ComfyUI's node
 maps inputs one to one and applies only to nodes that are gone; it cannot carry "a preset over
 these widgets" into the new nodes.)
 
+Each image slot of the guidance and preview nodes takes an IMAGE or a saved reference (one
+socket of both types, as ComfyUI's own nodes take one of several types), an optional MASK and
+a recipe; with saved references alone no CLIP vision model is needed (``reference_nodes.py``).
+The recipes are the last widgets: the page stores widget values by position, so saved
+workflows load them at "Job settings" and give the same pixels.
+
 Every node computes once per run: ComfyUI caches their outputs, so sampling costs nothing
 more per step. Errors raise on the node with a message saying what to connect.
 """
@@ -29,6 +35,7 @@ from comfy_api.v0_0_2 import ComfyExtension, io, ui
 from .. import presets
 from ..engine import PURE_IMAGE_WARNING
 from ..params import JobParams
+from ..references import Reference
 from . import guiding, mapping
 from .guiding import GuideError, GuideInputs, Steps, WeightedImages
 from .inputs import (
@@ -38,11 +45,13 @@ from .inputs import (
     deprecated_values,
     legacy_preset_input,
     method_inputs,
+    recipe_inputs,
     simple_inputs,
     spec_input,
     spec_values,
     weight_spec,
 )
+from .reference_nodes import MASK_TOOLTIP, REFERENCE, REFERENCE_NODES, register_folder
 
 CATEGORY = "conditioning/flexdiffuse"
 
@@ -88,12 +97,15 @@ DEPRECATED_NOTE = (
 # ------------------------------------------------------------------ inputs
 
 
-def _tower_inputs() -> list[io.Input]:
+def _tower_inputs(references: bool = True) -> list[io.Input]:
+    """The CLIP vision sockets (``references``: optional, as saved references need none)."""
     return [
         io.ClipVision.Input(
             "clip_vision",
+            optional=references,
             tooltip="The CLIP vision model of the checkpoint's text encoder (Load CLIP Vision): "
-            "ViT-L/14 for SD 1.x and SDXL, ViT-H/14 for SD 2.x.",
+            "ViT-L/14 for SD 1.x and SDXL, ViT-H/14 for SD 2.x."
+            + (" Not needed when every image input is a saved reference." if references else ""),
         ),
         io.ClipVision.Input(
             "clip_vision_2",
@@ -104,19 +116,36 @@ def _tower_inputs() -> list[io.Input]:
     ]
 
 
-def _image_inputs() -> list[io.Input]:
+IMAGE_TOOLTIP = (
+    "A guidance image (a batch of several gives each its own tokens, all at this input's "
+    "weight and recipe), or a saved reference (FlexDiffuse Load Reference or Encode "
+    "Reference): its images, at this weight, with this recipe or, at 'Job settings', their own."
+)
+
+
+def _image_inputs(references: bool = True) -> list[io.Input]:
+    """Each image slot's socket, mask and weight (``references``: the socket takes a saved
+    reference too, and a MASK goes with it; the deprecated nodes' take images only)."""
     inputs: list[io.Input] = []
     for number, slot in enumerate(IMAGE_SLOTS, 1):
         optional = number > 1
-        inputs.append(
-            io.Image.Input(
-                slot,
-                optional=optional,
-                tooltip="A guidance image; a batch of several gives each its own tokens, "
-                "all at this input's weight."
-                + (" Optional: another image with a weight of its own." if optional else ""),
+        more = " Optional: another image with a weight of its own." if optional else ""
+        if references:
+            inputs.append(
+                io.MultiType.Input(
+                    slot, [io.Image, REFERENCE], optional=optional, tooltip=IMAGE_TOOLTIP + more
+                )
             )
-        )
+            inputs.append(io.Mask.Input(f"{slot}_mask", optional=True, tooltip=MASK_TOOLTIP))
+        else:
+            inputs.append(
+                io.Image.Input(
+                    slot,
+                    optional=optional,
+                    tooltip="A guidance image; a batch of several gives each its own tokens, "
+                    "all at this input's weight." + more,
+                )
+            )
         inputs.append(spec_input(weight_spec(slot), optional=optional))
     return inputs
 
@@ -207,16 +236,24 @@ def _steps(total: int) -> Steps:
 
 
 def _guide_inputs(sockets: dict[str, Any], params: JobParams) -> GuideInputs:
-    pair = (sockets["clip_vision"], sockets.get("clip_vision_2"))
+    pair = (sockets.get("clip_vision"), sockets.get("clip_vision_2"))
     towers = tuple(tower for tower in pair if tower is not None)
     images = tuple(
-        WeightedImages(sockets[slot], params.get(f"{slot}_weight"))
+        WeightedImages(
+            sockets[slot],
+            params.get(f"{slot}_weight"),
+            params.get(f"{slot}_recipe"),
+            sockets.get(f"{slot}_mask"),
+            slot,
+        )
         for slot in IMAGE_SLOTS
         if sockets.get(slot) is not None
     )
     negative = None
     if sockets.get("negative_image") is not None:
-        negative = WeightedImages(sockets["negative_image"], params.negative_weight)
+        negative = WeightedImages(
+            sockets["negative_image"], params.negative_weight, name="negative_image"
+        )
     return GuideInputs(params, towers, images, negative, sockets.get("clip"))
 
 
@@ -242,7 +279,7 @@ def preview(
 ) -> io.NodeOutput:
     """Every preview node's work: the mapping pictures and the token table, shown on ``node``."""
     inputs = _guide_inputs(sockets, params)
-    steps = _steps(len(inputs.towers))
+    steps = _steps(len(inputs.towers) or 2)
     width = guiding.conditioning_width(positive)
     with guiding.engine_errors():
         towers = guiding.encode_towers(inputs, width, steps)
@@ -252,17 +289,16 @@ def preview(
         raise GuideError("Nothing to preview: give an image a weight above 0.")
     states = positive[0][0][0]
     labels = mapping.token_labels(inputs.clip, prompt or "")
-    pixels = [p for group in inputs.images if group.weight > 0 for p in group.pixels]
-    shown = mapping.pictures(pixels)
+    shown = [p for slot in inputs.images if slot.weight > 0 for p in mapping.slot_pictures(slot)]
     pictures, tables = [], []
     pure = guiding.is_empty_prompt(positive[0][0], guiding.empty_prompt_states(inputs.clip))
     for number, reports in enumerate(mapping.explain_guide(states, prompt_guide, pure)):
         part = prompt_guide.parts[number]
-        count = len(part.image_tokens)
+        recipes = [image.recipe for image in towers[number].images]
         parts = len(prompt_guide.parts)
         title = f"Vision model {number + 1} of {parts}" if parts > 1 else ""
-        pictures += mapping.render_pictures(reports, shown, count)
-        tables.append(mapping.render_table(reports, labels, count, len(shown), title))
+        pictures += mapping.render_pictures(reports, shown, part)
+        tables.append(mapping.render_table(reports, labels, part, recipes, title))
     batch = torch.stack([torch.from_numpy(_array(p)) for p in pictures])
     table = "\n\n".join(tables)
     if pure:
@@ -297,6 +333,7 @@ class ImageGuidance(io.ComfyNode):
                 _negative_image_input(),
                 spec_input(weight_spec("negative"), optional=True),
                 _clip_input(),
+                *recipe_inputs(),
             ],
             outputs=_guide_outputs(),
         )
@@ -306,22 +343,30 @@ class ImageGuidance(io.ComfyNode):
         cls,
         positive: io.Conditioning.Type,
         negative: io.Conditioning.Type,
-        clip_vision: io.ClipVision.Type,
-        image: io.Image.Type,
+        image: io.Image.Type | Reference,
         image_weight: float,
         preset: str,
         strength: float,
         concepts: str,
+        clip_vision: io.ClipVision.Type | None = None,
         clip_vision_2: io.ClipVision.Type | None = None,
-        image_2: io.Image.Type | None = None,
+        image_mask: io.Mask.Type | None = None,
+        image_2: io.Image.Type | Reference | None = None,
+        image_2_mask: io.Mask.Type | None = None,
         image_2_weight: float | None = None,
-        image_3: io.Image.Type | None = None,
+        image_3: io.Image.Type | Reference | None = None,
+        image_3_mask: io.Mask.Type | None = None,
         image_3_weight: float | None = None,
-        image_4: io.Image.Type | None = None,
+        image_4: io.Image.Type | Reference | None = None,
+        image_4_mask: io.Mask.Type | None = None,
         image_4_weight: float | None = None,
         negative_image: io.Image.Type | None = None,
         negative_weight: float | None = None,
         clip: io.Clip.Type | None = None,
+        image_recipe: str | None = None,
+        image_2_recipe: str | None = None,
+        image_3_recipe: str | None = None,
+        image_4_recipe: str | None = None,
     ) -> io.NodeOutput:
         arguments = locals()
         params = job_params(preset, spec_values(arguments))
@@ -346,6 +391,7 @@ class ImageGuidanceAdvanced(io.ComfyNode):
                 *method_inputs(STEP_WINDOW, expert=True),
                 _negative_image_input(),
                 _clip_input(),
+                *recipe_inputs(),
             ],
             outputs=_guide_outputs(),
         )
@@ -355,12 +401,16 @@ class ImageGuidanceAdvanced(io.ComfyNode):
         cls,
         positive: io.Conditioning.Type,
         negative: io.Conditioning.Type,
-        clip_vision: io.ClipVision.Type,
-        image: io.Image.Type,
+        image: io.Image.Type | Reference,
+        clip_vision: io.ClipVision.Type | None = None,
         clip_vision_2: io.ClipVision.Type | None = None,
-        image_2: io.Image.Type | None = None,
-        image_3: io.Image.Type | None = None,
-        image_4: io.Image.Type | None = None,
+        image_mask: io.Mask.Type | None = None,
+        image_2: io.Image.Type | Reference | None = None,
+        image_2_mask: io.Mask.Type | None = None,
+        image_3: io.Image.Type | Reference | None = None,
+        image_3_mask: io.Mask.Type | None = None,
+        image_4: io.Image.Type | Reference | None = None,
+        image_4_mask: io.Mask.Type | None = None,
         negative_image: io.Image.Type | None = None,
         clip: io.Clip.Type | None = None,
         **values: float | bool | str,
@@ -389,6 +439,7 @@ class MappingPreview(io.ComfyNode):
                 *simple_inputs(),
                 _clip_input(),
                 _prompt_input(),
+                *recipe_inputs(),
             ],
             outputs=_preview_outputs(),
         )
@@ -397,21 +448,29 @@ class MappingPreview(io.ComfyNode):
     def execute(
         cls,
         positive: io.Conditioning.Type,
-        clip_vision: io.ClipVision.Type,
-        image: io.Image.Type,
+        image: io.Image.Type | Reference,
         image_weight: float,
         preset: str,
         strength: float,
         concepts: str,
+        clip_vision: io.ClipVision.Type | None = None,
         clip_vision_2: io.ClipVision.Type | None = None,
-        image_2: io.Image.Type | None = None,
+        image_mask: io.Mask.Type | None = None,
+        image_2: io.Image.Type | Reference | None = None,
+        image_2_mask: io.Mask.Type | None = None,
         image_2_weight: float | None = None,
-        image_3: io.Image.Type | None = None,
+        image_3: io.Image.Type | Reference | None = None,
+        image_3_mask: io.Mask.Type | None = None,
         image_3_weight: float | None = None,
-        image_4: io.Image.Type | None = None,
+        image_4: io.Image.Type | Reference | None = None,
+        image_4_mask: io.Mask.Type | None = None,
         image_4_weight: float | None = None,
         clip: io.Clip.Type | None = None,
         prompt: str = "",
+        image_recipe: str | None = None,
+        image_2_recipe: str | None = None,
+        image_3_recipe: str | None = None,
+        image_4_recipe: str | None = None,
     ) -> io.NodeOutput:
         arguments = locals()
         params = job_params(preset, spec_values(arguments))
@@ -438,6 +497,7 @@ class MappingPreviewAdvanced(io.ComfyNode):
                 *method_inputs(PREVIEW_SKIPS, expert=True),
                 _clip_input(),
                 _prompt_input(),
+                *recipe_inputs(),
             ],
             outputs=_preview_outputs(),
         )
@@ -446,12 +506,16 @@ class MappingPreviewAdvanced(io.ComfyNode):
     def execute(
         cls,
         positive: io.Conditioning.Type,
-        clip_vision: io.ClipVision.Type,
-        image: io.Image.Type,
+        image: io.Image.Type | Reference,
+        clip_vision: io.ClipVision.Type | None = None,
         clip_vision_2: io.ClipVision.Type | None = None,
-        image_2: io.Image.Type | None = None,
-        image_3: io.Image.Type | None = None,
-        image_4: io.Image.Type | None = None,
+        image_mask: io.Mask.Type | None = None,
+        image_2: io.Image.Type | Reference | None = None,
+        image_2_mask: io.Mask.Type | None = None,
+        image_3: io.Image.Type | Reference | None = None,
+        image_3_mask: io.Mask.Type | None = None,
+        image_4: io.Image.Type | Reference | None = None,
+        image_4_mask: io.Mask.Type | None = None,
         clip: io.Clip.Type | None = None,
         prompt: str = "",
         **values: float | bool | str,
@@ -478,8 +542,8 @@ class FlexDiffuseGuide(io.ComfyNode):
             is_deprecated=True,
             inputs=[
                 *_conditioning_inputs(),
-                *_tower_inputs(),
-                *_image_inputs(),
+                *_tower_inputs(references=False),
+                *_image_inputs(references=False),
                 legacy_preset_input(),
                 *method_inputs(STEP_WINDOW),
                 _negative_image_input(),
@@ -509,8 +573,8 @@ class FlexDiffusePreview(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 _preview_positive_input(),
-                *_tower_inputs(),
-                *_image_inputs(),
+                *_tower_inputs(references=False),
+                *_image_inputs(references=False),
                 legacy_preset_input(),
                 *method_inputs(PREVIEW_SKIPS),
                 _clip_input(),
@@ -531,6 +595,7 @@ NODES: list[type[io.ComfyNode]] = [
     ImageGuidanceAdvanced,
     MappingPreview,
     MappingPreviewAdvanced,
+    *REFERENCE_NODES,
     FlexDiffuseGuide,
     FlexDiffusePreview,
 ]
@@ -538,6 +603,10 @@ NODES: list[type[io.ComfyNode]] = [
 
 class FlexDiffuseExtension(ComfyExtension):
     """The node pack as ComfyUI loads it (``comfy_entrypoint`` in the root ``__init__.py``)."""
+
+    async def on_load(self) -> None:
+        """ComfyUI's references folder, registered before any node lists it."""
+        register_folder()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return list(NODES)

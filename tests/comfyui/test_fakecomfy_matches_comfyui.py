@@ -33,6 +33,8 @@ SIGNATURES = [
     ("comfy_api.latest._io", "Boolean.Input.__init__", "comfy_api/latest/_io.py"),
     ("comfy_api.latest._io", "Combo.Input.__init__", "comfy_api/latest/_io.py"),
     ("comfy_api.latest._io", "String.Input.__init__", "comfy_api/latest/_io.py"),
+    ("comfy_api.latest._io", "MultiType.Input.__init__", "comfy_api/latest/_io.py"),
+    ("comfy_api.latest._io", "Custom", "comfy_api/latest/_io.py"),
     ("comfy_api.latest._io", "NodeOutput.__init__", "comfy_api/latest/_io.py"),
     ("comfy_api.latest._io", "ComfyNode.define_schema", "comfy_api/latest/_io.py"),
     ("comfy_api.latest._io", "ComfyNode.execute", "comfy_api/latest/_io.py"),
@@ -54,6 +56,11 @@ SIGNATURES = [
     ("comfy.sd", "CLIP.tokenize", "comfy/sd.py"),
     ("comfy.sd", "CLIP.encode_from_tokens", "comfy/sd.py"),
     ("comfy.sd", "Tokenizer.untokenize", "comfy/sd1_clip.py:SDTokenizer.untokenize"),
+    ("folder_paths", "add_model_folder_path", "folder_paths.py"),
+    ("folder_paths", "get_folder_paths", "folder_paths.py"),
+    ("folder_paths", "get_filename_list", "folder_paths.py"),
+    ("folder_paths", "get_full_path", "folder_paths.py"),
+    ("folder_paths", "get_full_path_or_raise", "folder_paths.py"),
 ]
 
 # What the pack reads of ComfyUI beyond signatures: (file, text in it).
@@ -100,6 +107,20 @@ FACTS = [
     ("comfy_api/latest/_io.py", "class Image(ComfyTypeIO):\n    Type = torch.Tensor"),
     ("comfy_api/latest/_io.py", "class Float(ComfyTypeIO):\n    Type = float"),
     ("comfy_api/latest/_io.py", "class Clip(ComfyTypeIO):\n    if TYPE_CHECKING:"),
+    # Masks: a MASK is a tensor; Load Image's is 1 where the picture is transparent (where
+    # the Mask Editor painted), and an empty 64x64 one for a picture without transparency.
+    ("comfy_api/latest/_io.py", '"MASK")\nclass Mask(ComfyTypeIO):\n    Type = torch.Tensor'),
+    ("nodes.py", "(1.0 - components.alpha[..., -1])"),
+    ("nodes.py", "mask = 1. - torch.from_numpy(mask)"),
+    ("nodes.py", 'mask = torch.zeros((64, 64), dtype=torch.float32, device="cpu")'),
+    # A reference shares the image sockets: a MultiType's io types joined by ',', which the
+    # prompt's validation reads as "any of these".
+    ("comfy_api/latest/_io.py", 'return ",".join(list(dict.fromkeys(str_types)))'),
+    ("comfy_execution/validation.py", 'set(t.strip() for t in input_type.split(","))'),
+    # Saved references: the models folder, and a schema made anew for each /object_info (the
+    # page's Refresh lists newly saved references).
+    ("folder_paths.py", 'models_dir = os.path.join(base_path, "models")'),
+    ("comfy_api/latest/_io.py", 'def FINALIZE_SCHEMA(cls):\n        """Call define_schema'),
 ]
 
 

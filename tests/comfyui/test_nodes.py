@@ -25,6 +25,7 @@ from flexdiffuse.comfy.inputs import (
     PREVIEW_SKIPS,
     STEP_WINDOW,
 )
+from flexdiffuse.comfy.reference_nodes import REFERENCE_NODES
 from flexdiffuse.encoder import ImageEncoder
 from flexdiffuse.engine import PURE_IMAGE_WARNING, guide, pure_image_guidance
 from flexdiffuse.guidance import ConditioningGuide, PartGuide
@@ -47,9 +48,17 @@ def widgets(node) -> dict:
     }
 
 
+def socket_names(node) -> tuple[str, ...]:
+    """The sockets a test gives first, in order: the conditioning(s), the tower, the image."""
+    ids = {i.id for i in node.define_schema().inputs}
+    return ("positive", *(["negative"] if "negative" in ids else []), "clip_vision", "image")
+
+
 def run_node(node, *sockets, **changes):
-    """The node's outputs with its widgets at their defaults but ``changes``."""
-    return node.execute(*sockets, **(widgets(node) | changes)).args
+    """The node's outputs with its widgets at their defaults but ``changes``; ``sockets`` are
+    the conditioning(s), the tower and the image, passed by name as ComfyUI passes them."""
+    named = dict(zip(socket_names(node), sockets, strict=False))
+    return node.execute(**named, **(widgets(node) | changes)).args
 
 
 def run_guide(positive, negative, tower, image, **changes):
@@ -96,6 +105,9 @@ def test_comfyui_loads_the_pack_from_the_root_init_under_its_path_name():
         "FlexDiffuseImageGuidanceAdvanced",
         "FlexDiffuseMappingPreview",
         "FlexDiffuseMappingPreviewAdvanced",
+        "FlexDiffuseEncodeReference",
+        "FlexDiffuseSaveReference",
+        "FlexDiffuseLoadReference",
         "FlexDiffuseGuide",
         "FlexDiffusePreview",
     ]
@@ -131,6 +143,8 @@ def test_the_registry_metadata_names_the_comfyui_the_pack_needs():
 
 
 NEW_NODES = [n for n in nodes.NODES if not n.define_schema().is_deprecated]
+GUIDANCE_NODES = [n for n in nodes.NODES if n not in REFERENCE_NODES]
+"""The nodes that guide or preview, the first release's among them."""
 SIMPLE = [nodes.ImageGuidance, nodes.MappingPreview]
 ADVANCED = [nodes.ImageGuidanceAdvanced, nodes.MappingPreviewAdvanced]
 
@@ -170,9 +184,9 @@ def test_a_simple_node_shows_no_widget_its_preset_overrides(node):
     assert inputs["preset"].options == [p.label for p in PRESETS]
     assert NO_PRESET not in inputs["preset"].options
     assert not set(PRESET_FIELDS) & set(inputs)
-    weights = {f"{slot}_weight" for slot in IMAGE_SLOTS}
+    slots = {f"{slot}_{value}" for slot in IMAGE_SLOTS for value in ("weight", "recipe")}
     shown = {name for name, i in inputs.items() if getattr(i, "default", None) is not None}
-    assert shown - weights - {"negative_weight", "prompt"} == {"preset", "strength", "concepts"}
+    assert shown - slots - {"negative_weight", "prompt"} == {"preset", "strength", "concepts"}
 
 
 @pytest.mark.parametrize("node", ADVANCED, ids=lambda n: n.__name__)
@@ -462,7 +476,9 @@ def test_a_value_out_of_range_names_the_parameter(vit_l, clip_l):
 def test_the_preview_shows_the_mapping_picture_and_the_token_table(vit_l, clip_l):
     positive = conditioning(clip_l)
     values = widgets(nodes.MappingPreview) | {"clip": clip_l, "prompt": PROMPT}
-    out = nodes.MappingPreview.execute(positive, vit_l, image_batch(2), **values)
+    out = nodes.MappingPreview.execute(
+        positive=positive, clip_vision=vit_l, image=image_batch(2), **values
+    )
     pictures, table = out.args
     assert pictures.shape == (2, 224, 224, 3)
     assert float(pictures.min()) >= 0
@@ -539,7 +555,7 @@ WIDGETS_AS_SAVED = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("node", nodes.NODES, ids=lambda n: n.__name__)
+@pytest.mark.parametrize("node", GUIDANCE_NODES, ids=lambda n: n.__name__)
 def test_saved_workflows_keep_their_widget_order(node):
     """The page stores widget values by position, required inputs first: a new parameter
     goes after these (an optional input), or workflows saved before load shifted."""
@@ -555,7 +571,7 @@ def test_saved_workflows_keep_their_widget_order(node):
 def test_the_preview_of_an_empty_prompt_says_the_image_replaces_it(vit_l, clip_l):
     empty = conditioning(clip_l, "")
     values = widgets(nodes.MappingPreview) | {"clip": clip_l}
-    _, table = nodes.MappingPreview.execute(empty, vit_l, image_batch(), **values).args
+    _, table = run_node(nodes.MappingPreview, empty, vit_l, image_batch(), **values)
     assert table.startswith(PURE_IMAGE_WARNING)
 
 
@@ -576,17 +592,34 @@ def object_info(node) -> dict:
 
 def saved_widgets(path: Path) -> tuple[str, dict]:
     """The FlexDiffuse node of a saved workflow: its type and its widgets' values by name,
-    read by position as ComfyUI's page does."""
+    read by position as ComfyUI's page does (widgets added since keep their defaults)."""
     workflow = json.loads(path.read_text(encoding="utf-8"))
     node = next(n for n in workflow["nodes"] if n["type"].startswith("FlexDiffuse"))
     kind = next(n for n in nodes.NODES if n.define_schema().node_id == node["type"])
     names = [name for name, k, _ in input_specs(object_info(kind)) if is_widget(k)]
-    assert len(names) == len(node["widgets_values"])
-    return node["type"], dict(zip(names, node["widgets_values"], strict=True))
+    values = node["widgets_values"]
+    assert len(names) >= len(values)
+    return node["type"], dict(zip(names, values, strict=False))
 
 
 @pytest.mark.parametrize(
-    "path", sorted(SAVED.glob("*.json")), ids=lambda p: p.stem.removeprefix("flexdiffuse-0.2-")
+    "path", sorted(SAVED.glob("before-recipes-*.json")), ids=lambda p: p.stem[15:]
+)
+def test_a_workflow_saved_before_recipes_reads_its_values_as_saved_and_job_settings(path):
+    """Issue 21's recipes came after every saved widget: the saved values land on the names
+    they were saved under, and each image's recipe stays 'Job settings' (the same pixels)."""
+    node_id, values = saved_widgets(path)
+    workflow = json.loads(path.read_text(encoding="utf-8"))
+    saved = next(n for n in workflow["nodes"] if n["type"] == node_id)["widgets_values"]
+    assert values == dict(zip(WIDGETS_AS_SAVED[node_id], saved, strict=True))
+    defaults = widgets(next(n for n in nodes.NODES if n.define_schema().node_id == node_id))
+    assert {defaults[f"{slot}_recipe"] for slot in IMAGE_SLOTS} == {"Job settings"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(SAVED.glob("flexdiffuse-0.2-*.json")),
+    ids=lambda p: p.stem.removeprefix("flexdiffuse-0.2-"),
 )
 def test_a_workflow_saved_with_the_first_release_runs_as_it_did(vit_l, clip_l, path):
     """The saved widget values land on the same parameters and give what 0.2 gave: the
@@ -612,7 +645,9 @@ def test_a_workflow_saved_with_the_first_release_runs_as_it_did(vit_l, clip_l, p
             for value in [expected_params.get(spec.name)]
         }
         advanced |= {"clip": clip_l, "prompt": values["prompt"]}
-        _, same = nodes.MappingPreviewAdvanced.execute(positive, vit_l, image, **advanced).args
+        _, same = nodes.MappingPreviewAdvanced.execute(
+            positive=positive, clip_vision=vit_l, image=image, **advanced
+        ).args
         assert "prompt positions move toward the image" in table
         assert table == same
 

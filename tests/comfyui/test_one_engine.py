@@ -170,7 +170,8 @@ def preview_table(clip, text, towers, **values):
     pure = guiding.is_empty_prompt(positive[0][0], guiding.empty_prompt_states(clip))
     reports = mapping.explain_guide(positive[0][0][0], prompt, pure)[-1]
     labels = mapping.token_labels(clip, text)
-    return mapping.render_table(reports, labels, len(prompt.parts[-1].image_tokens), 1)
+    recipes = [image.recipe for image in encoded[-1].images]
+    return mapping.render_table(reports, labels, prompt.parts[-1], recipes)
 
 
 def test_the_preview_of_an_empty_prompt_shows_what_the_guide_node_does(vit_l, clip_l):

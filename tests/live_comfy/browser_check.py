@@ -3,7 +3,8 @@
     python tests/live_comfy/browser_check.py http://127.0.0.1:8188 OUT_DIR [EXAMPLE] [--search]
 
 Needs Playwright and a Chromium (Debian's ``chromium``; set ``CHROMIUM`` to another binary).
-The page loads ``example_workflows/EXAMPLE.json`` (default: the SD 1.5 example) with the live
+The page loads ``example_workflows/EXAMPLE.json`` (default: the SD 1.5 example; or EXAMPLE, a
+workflow file ending in .json) with the live
 host's model files and a 64x64, 2-step sampler, the Run button queues it, and the script waits
 for the job in ``/history``, then screenshots the graph with its result into OUT_DIR. It prints
 what it saw and exits non-zero when the nodes are missing, the workflow does not load or the
@@ -31,6 +32,9 @@ NODES = [
     "FlexDiffuseImageGuidanceAdvanced",
     "FlexDiffuseMappingPreview",
     "FlexDiffuseMappingPreviewAdvanced",
+    "FlexDiffuseEncodeReference",
+    "FlexDiffuseSaveReference",
+    "FlexDiffuseLoadReference",
     "FlexDiffuseGuide",
     "FlexDiffusePreview",
 ]
@@ -42,8 +46,10 @@ def get(url: str):
 
 
 def live_workflow(url: str, name: str) -> dict:
-    """The example with the server's models, at 64x64 and 2 steps."""
-    workflow = json.loads((ROOT / "example_workflows" / f"{name}.json").read_text())
+    """The example (or the workflow file ``name`` ending in .json) with the server's models,
+    at 64x64 and 2 steps."""
+    path = Path(name) if name.endswith(".json") else ROOT / "example_workflows" / f"{name}.json"
+    workflow = json.loads(path.read_text())
     info = get(f"{url}/object_info")
     ckpts = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
     towers = info["CLIPVisionLoader"]["input"]["required"]["clip_name"][0]
@@ -137,7 +143,7 @@ def main(url: str, out: Path, name: str, search: bool = False) -> int:
         page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
         types = page.evaluate("() => window.app.graph._nodes.map(n => n.type)")
         check(bool(set(NODES) & set(types)), f"the workflow loaded: {len(types)} nodes")
-        page.screenshot(path=str(out / f"{name}-loaded.png"))
+        page.screenshot(path=str(out / f"{Path(name).stem}-loaded.png"))
         run = page.locator("button:has-text('Run')").first
         check(run.count() == 1, "the page has a Run button")
         run.click()
@@ -161,7 +167,7 @@ def main(url: str, out: Path, name: str, search: bool = False) -> int:
             " window.app.canvas.setDirty(true, true); }"
         )
         time.sleep(1)
-        page.screenshot(path=str(out / f"{name}-result.png"))
+        page.screenshot(path=str(out / f"{Path(name).stem}-result.png"))
         check(not errors, f"no page errors ({errors[:3]})")
         browser.close()
     print(f"screenshots in {out}")

@@ -18,7 +18,7 @@ import pytest
 
 from tests.live_comfy.client import ComfyClient
 from tests.live_comfy.jobs import example, pick
-from tests.live_comfy.make_examples import SD15, SDXL, VIT_BIGG, VIT_L
+from tests.live_comfy.make_examples import SD15, SDXL, STYLE_IMAGE, VIT_BIGG, VIT_L, style_picture
 
 KIT_MODELS_HINT = (
     "tests/ci.sh starts the server with `-- --extra-model-paths-config "
@@ -88,6 +88,12 @@ def names(request, models) -> dict[str, str]:
     if not found[SD15] or not found[VIT_L]:
         pytest.fail(f"the server has no SD 1.5 checkpoint or ViT-L CLIP vision model: {models}")
     return {k: v for k, v in found.items() if v}
+
+
+@pytest.fixture(scope="session")
+def style_image(comfy) -> str:
+    """The style picture of the recipe and region examples, uploaded to the server."""
+    return comfy.upload_image(STYLE_IMAGE, style_picture())
 
 
 @pytest.fixture(scope="session")

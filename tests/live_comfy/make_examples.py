@@ -1,6 +1,6 @@
 """Write ``example_workflows/*.json`` from the graphs below and a live ComfyUI's /object_info.
 
-    .venv/bin/python -m tests.live_comfy.make_examples http://127.0.0.1:8188 [--thumbnails]
+    .venv/bin/python -m tests.live_comfy.make_examples URL [--thumbnails] [NAME...]
 
 The graphs are API prompts (inputs by name); the page's format needs each node's sockets and
 its widgets' values in the server's order, which /object_info gives. The model file names are
@@ -8,7 +8,8 @@ the ones README.md tells users to download; the live tests swap in the live host
 
 ``--thumbnails`` also runs each example on the live host (its random-weight test models, at
 128x128 and 4 steps) and writes ``example_workflows/NAME.jpg``, ComfyUI's templates' picture,
-labelled as test-model output: what the workflow makes, not what a real model makes.
+labelled as test-model output: what the workflow makes, not what a real model makes. NAMEs
+limit the thumbnails to those examples (every workflow is written).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ VIT_BIGG = "CLIP-ViT-bigG-14-laion2B-39B-b160k.safetensors"
 IPADAPTER_SD15 = "ip-adapter_sd15.safetensors"  # ComfyUI_IPAdapter_plus's README names these
 VIT_H = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
 IMAGE = "example.png"
+STYLE_IMAGE = "flexdiffuse-style.png"
+"""The style picture of the recipe and region examples: :func:`style_picture`, which the live
+tests and ``--thumbnails`` upload (ComfyUI ships example.png only)."""
 
 
 def _base(checkpoint: str, prompt: str, negative: str, size: int) -> dict[str, Any]:
@@ -71,13 +75,26 @@ def _base(checkpoint: str, prompt: str, negative: str, size: int) -> dict[str, A
     }
 
 
+def style_picture(size: int = 512) -> Image.Image:
+    """A picture with a style and no subject: bold diagonal bands of warm colours."""
+    colours = [(230, 90, 40), (250, 200, 60), (150, 40, 90), (40, 30, 60)]
+    picture = Image.new("RGB", (size, size))
+    draw = ImageDraw.Draw(picture)
+    band = size // 8
+    for number, start in enumerate(range(-size, size, band)):
+        corners = [(start, 0), (start + band, 0), (start + band + size, size), (start + size, size)]
+        draw.polygon(corners, fill=colours[number % len(colours)])
+    return picture
+
+
 SIMPLE = "FlexDiffuseImageGuidance"
 ADVANCED = "FlexDiffuseImageGuidanceAdvanced"
 PREVIEW = "FlexDiffuseMappingPreview"
 GUIDES = (SIMPLE, ADVANCED, "FlexDiffuseGuide")
 """The guide nodes (the last one deprecated: workflows saved with the first release)."""
 DEPRECATED = ("FlexDiffuseGuide", "FlexDiffusePreview")
-NODES = (SIMPLE, ADVANCED, PREVIEW, f"{PREVIEW}Advanced", *DEPRECATED)
+ENCODE, SAVE, LOAD = (f"FlexDiffuse{verb}Reference" for verb in ("Encode", "Save", "Load"))
+NODES = (SIMPLE, ADVANCED, PREVIEW, f"{PREVIEW}Advanced", ENCODE, SAVE, LOAD, *DEPRECATED)
 """Every node of the pack, as /object_info lists them."""
 
 
@@ -176,6 +193,65 @@ def with_ipadapter(size: int = 512) -> dict[str, Any]:
     return graph
 
 
+def style_and_subject() -> dict[str, Any]:
+    """Style from one picture (its recipe 'Style only'), subject from another (the preset's
+    values, 'Job settings')."""
+    graph = _base(SD15, PROMPT, NEGATIVE, 512)
+    graph["12"] = {"class_type": "LoadImage", "inputs": {"image": STYLE_IMAGE}}
+    graph["6"] = _guide(
+        preset="Original defaults",
+        image=["12", 0],
+        image_recipe="Style only",
+        image_2=["5", 0],
+        image_2_recipe="Job settings",
+    )
+    return graph
+
+
+def references_in_regions() -> dict[str, Any]:
+    """Two references, each guiding the prompt for one half of the picture: ComfyUI's own
+    ConditioningSetMask places each guided conditioning, ConditioningCombine joins them."""
+    graph = _base(SD15, PROMPT, NEGATIVE, 512)
+    graph["12"] = {"class_type": "LoadImage", "inputs": {"image": STYLE_IMAGE}}
+    for node, image, recipe in (("30", "5", "Job settings"), ("31", "12", "Style only")):
+        graph[node] = {
+            "class_type": ENCODE,
+            "inputs": {"images": [image, 0], "clip_vision": ["4", 0], "recipe": recipe},
+        }
+    for node, reference in (("6", "30"), ("32", "31")):
+        graph[node] = _guide(image=[reference, 0])
+        del graph[node]["inputs"]["clip_vision"]  # a reference needs no vision model
+    graph["33"] = {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 512, "height": 512}}
+    graph["34"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 256, "height": 512}}
+    graph["35"] = {  # the left half
+        "class_type": "MaskComposite",
+        "inputs": {
+            "destination": ["33", 0],
+            "source": ["34", 0],
+            "x": 0,
+            "y": 0,
+            "operation": "add",
+        },
+    }
+    graph["36"] = {"class_type": "InvertMask", "inputs": {"mask": ["35", 0]}}  # the right half
+    for node, guided, mask in (("37", "6", "35"), ("38", "32", "36")):
+        graph[node] = {
+            "class_type": "ConditioningSetMask",
+            "inputs": {
+                "conditioning": [guided, 0],
+                "mask": [mask, 0],
+                "strength": 1.0,
+                "set_cond_area": "default",
+            },
+        }
+    graph["39"] = {
+        "class_type": "ConditioningCombine",
+        "inputs": {"conditioning_1": ["37", 0], "conditioning_2": ["38", 0]},
+    }
+    graph["8"]["inputs"].update(positive=["39", 0], negative=["6", 1])
+    return graph
+
+
 def preview() -> dict[str, Any]:
     graph = _base(SD15, PROMPT, NEGATIVE, 512)
     keep = {k: graph[k] for k in ("1", "2", "4", "5")}
@@ -215,6 +291,17 @@ EXAMPLES = {
         with_ipadapter,
         "Beside IP-Adapter: FlexDiffuse guides the prompt, IP-Adapter the attention (needs the "
         "ComfyUI_IPAdapter_plus node pack, an IP-Adapter SD 1.5 model and its ViT-H/14).",
+    ),
+    "flexdiffuse-style-and-subject": (
+        style_and_subject,
+        "Style from one picture (its recipe: Style only), subject from another (Job settings: "
+        "the preset's values). Each image input has its own recipe.",
+    ),
+    "flexdiffuse-references-in-regions": (
+        references_in_regions,
+        "Two references in two halves of the picture: each is encoded once (FlexDiffuse Encode "
+        "Reference; save it with FlexDiffuse Save Reference, reuse it with Load Reference), "
+        "guides the prompt, and ComfyUI's ConditioningSetMask places it.",
     ),
     "flexdiffuse-mapping-preview": (
         preview,
@@ -366,22 +453,29 @@ def write_thumbnail(client: ComfyClient, name: str, graph: dict[str, Any]) -> No
     print(f"wrote example_workflows/{name}.jpg")
 
 
-def main(url: str, thumbnails: bool) -> None:
+def main(url: str, thumbnails: bool, only: tuple[str, ...] = ()) -> None:
     client = ComfyClient(url)
     info = client.get_json("/object_info")
+    if thumbnails:
+        client.upload_image(STYLE_IMAGE, style_picture())
     OUT.mkdir(exist_ok=True)
     for name, (make, note) in EXAMPLES.items():
         workflow = page_workflow(make(), info, note)
         (OUT / f"{name}.json").write_text(json.dumps(workflow, indent=2) + "\n", encoding="utf-8")
         print(f"wrote example_workflows/{name}.json")
         # The saved workflow read back as the page reads it: every widget's value is there.
-        graph = live_graph(api_prompt(workflow, info), info, 128, 4) if thumbnails else None
+        thumbnails_here = thumbnails and (not only or name in only)
+        graph = live_graph(api_prompt(workflow, info), info, 128, 4) if thumbnails_here else None
         if graph is not None:
             write_thumbnail(client, name, graph)
-        elif thumbnails:
+        elif thumbnails_here:
             print(f"no thumbnail for {name}: the live host lacks its models")
 
 
 if __name__ == "__main__":
     arguments = [a for a in sys.argv[1:] if not a.startswith("--")]
-    main(arguments[0] if arguments else "http://127.0.0.1:8188", "--thumbnails" in sys.argv)
+    main(
+        arguments[0] if arguments else "http://127.0.0.1:8188",
+        "--thumbnails" in sys.argv,
+        tuple(arguments[1:]),
+    )

@@ -44,7 +44,10 @@ def test_the_pack_loaded_and_its_nodes_are_listed_with_their_schema(object_info)
         assert not untipped, f"{name}: inputs without a tooltip: {untipped}"
     guide = object_info["FlexDiffuseImageGuidance"]
     assert guide["output"] == ["CONDITIONING", "CONDITIONING"]
-    assert guide["input"]["required"]["clip_vision"][0] == "CLIP_VISION"
+    assert guide["input"]["optional"]["clip_vision"][0] == "CLIP_VISION"  # references need none
+    assert guide["input"]["required"]["image"][0] == "IMAGE,FLEXDIFFUSE_REFERENCE"
+    assert guide["input"]["optional"]["image_mask"][0] == "MASK"
+    assert object_info["FlexDiffuseLoadReference"]["output"] == ["FLEXDIFFUSE_REFERENCE", "IMAGE"]
     assert {"image prompt", "style", "reference", "ipadapter"} <= set(guide["search_aliases"])
     assert object_info["FlexDiffuseMappingPreview"]["output_node"] is True
 
@@ -109,7 +112,7 @@ def test_an_unknown_preset_is_refused_before_queueing(comfy, basic):
 @pytest.mark.parametrize(
     "path", [p for p in EXAMPLES if p.stem not in PACK_EXAMPLES], ids=lambda p: p.stem
 )
-def test_each_sd15_example_workflow_runs(comfy, object_info, names, path):
+def test_each_sd15_example_workflow_runs(comfy, object_info, names, style_image, path):
     prompt = example(path.stem, object_info, names)
     run = comfy.run(prompt)
     assert run.status == "success", run.error
@@ -136,7 +139,7 @@ def test_the_preview_node_returns_the_mapping_and_the_table(comfy, object_info, 
 # ------------------------------------------------------------------ workflows saved with 0.2
 
 
-@pytest.mark.parametrize("path", sorted(SAVED.glob("*.json")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted(SAVED.glob("flexdiffuse-0.2-*.json")), ids=lambda p: p.stem)
 def test_a_workflow_saved_with_the_first_release_loads_and_runs(comfy, object_info, names, path):
     prompt = example(path.stem, object_info, names, SAVED)
     assert {v["class_type"] for v in prompt.values()} & set(DEPRECATED)

@@ -62,9 +62,35 @@ def _type(io_type: str, python_type=None):
 
 
 Image = _type("IMAGE", torch.Tensor)
+Mask = _type("MASK", torch.Tensor)
 Conditioning = _type("CONDITIONING", list)
 ClipVision = _type("CLIP_VISION")
 Clip = _type("CLIP")
+
+
+def Custom(io_type):
+    return _type(io_type)
+
+
+class MultiType:
+    """One socket that takes any of ``types`` (the page shows their io types joined by ',')."""
+
+    class Input(Input):
+        def __init__(
+            self,
+            id,
+            types,
+            display_name=None,
+            optional=False,
+            tooltip=None,
+            lazy=None,
+            extra_dict=None,
+            raw_link=None,
+            advanced=None,
+        ):
+            super().__init__(id, display_name, optional, tooltip, lazy, advanced=advanced)
+            self.types = types
+            self.io_type = ",".join(t.io_type for t in types)
 
 
 class Float:
