@@ -14,7 +14,7 @@ import binascii
 import io
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from ..images import KEEP_SIDE, GuidanceImage
 from ..params import PARAM_SPECS, JobParams, read_bool
 from ..presets import job_params
 from .errors import FlexDiffuseError, as_sentence
+from .reference_masks import GuidanceMask, mask_input, read_mask, upright_size
 
 GUIDANCE_INPUTS: tuple[str, ...] = ("image", "image_2", "image_3", "image_4")
 """The guidance image inputs, in order. Their image tokens are candidates together."""
@@ -69,14 +70,21 @@ FIRST_ARG_NAMES: tuple[str, ...] = (
 )
 """The positional API as 0.1 shipped it: API clients send these positions, so they never move."""
 
-ARG_NAMES: tuple[str, ...] = FIRST_ARG_NAMES + tuple(
-    name
-    for name in (*(spec.name for spec in PARAM_SPECS), *IMAGE_INPUTS)
-    if name not in FIRST_ARG_NAMES
+MASK_INPUTS: dict[str, str] = {name: mask_input(name) for name in GUIDANCE_INPUTS}
+"""The mask argument of each guidance image input (see :mod:`.reference_masks`)."""
+
+ARG_NAMES: tuple[str, ...] = (
+    FIRST_ARG_NAMES
+    + tuple(
+        name
+        for name in (*(spec.name for spec in PARAM_SPECS), *IMAGE_INPUTS)
+        if name not in FIRST_ARG_NAMES
+    )
+    + tuple(MASK_INPUTS.values())
 )
 """The script's arguments in ``ui()`` order: the positional API. Parameters added since
-:data:`FIRST_ARG_NAMES` are appended in :data:`~flexdiffuse.params.PARAM_SPECS` order, so a
-list that works today keeps working."""
+:data:`FIRST_ARG_NAMES` are appended in :data:`~flexdiffuse.params.PARAM_SPECS` order, then
+the images' masks, so a list that works today keeps working."""
 
 PRESET_NAME = "preset"
 """The name under which the object form may name a preset (:mod:`flexdiffuse.presets`). It is
@@ -96,19 +104,24 @@ class ScriptArgs:
     enabled: bool
     images: Mapping[str, GuidanceImage]
     params: JobParams
+    masks: Mapping[str, GuidanceMask] = field(default_factory=dict)
+    """The guidance images' masks by image input (absent: no mask)."""
 
     def weight(self, name: str) -> float:
         """The weight of image input ``name``."""
         return self.params.get(IMAGE_WEIGHTS[name])
 
+    def recipe(self, name: str) -> str:
+        """The recipe of guidance image input ``name`` (``"job"``: the job's own settings)."""
+        return self.params.get(f"{name}_recipe")
+
+    def guiding(self) -> list[str]:
+        """The guidance image inputs that guide (given, weight above 0), in order."""
+        return [name for name in GUIDANCE_INPUTS if name in self.images and self.weight(name) > 0]
+
     def guidance_images(self) -> list[tuple[GuidanceImage, float]]:
         """The guidance images that guide (weight above 0), in order, with their weights."""
-        given = [
-            (self.images[name], self.weight(name))
-            for name in GUIDANCE_INPUTS
-            if name in self.images
-        ]
-        return [(image, weight) for image, weight in given if weight > 0]
+        return [(self.images[name], self.weight(name)) for name in self.guiding()]
 
     @property
     def negative_image(self) -> GuidanceImage | None:
@@ -132,14 +145,21 @@ def parse_script_args(args: Sequence[Any]) -> ScriptArgs:
     enabled = read_enabled(values.pop("enabled", False))
     if not enabled:
         return ScriptArgs(False, {}, JobParams())
-    images = {}
+    images, masks = {}, {}
     for name in IMAGE_INPUTS:
-        image = read_image(values.pop(name, None), name)
-        if image is not None:
-            images[name] = image
+        decoded = decode_image(values.pop(name, None), describe_input(name))
+        if decoded is not None:
+            images[name] = GuidanceImage.from_pil(decoded)
+        if name in MASK_INPUTS:
+            size = upright_size(decoded) if decoded is not None else None
+            mask = read_mask(
+                values.pop(MASK_INPUTS[name], None), describe_input(name), size, _decode
+            )
+            if mask is not None:
+                masks[name] = mask
     preset = values.pop(PRESET_NAME, None)
     read_preset(preset)
-    return ScriptArgs(True, images, make_params(values, preset=preset))
+    return ScriptArgs(True, images, make_params(values, preset=preset), masks)
 
 
 def read_preset(name: Any) -> JobParams:
@@ -188,11 +208,21 @@ def read_image(value: Any, name: str = "image") -> GuidanceImage | None:
         FlexDiffuseError: undecodable data, or an image over :data:`MAX_IMAGE_PIXELS`; the
             message names the input.
     """
+    image = decode_image(value, describe_input(name))
+    return GuidanceImage.from_pil(image) if image is not None else None
+
+
+def decode_image(value: Any, label: str) -> Image.Image | None:
+    """The picture in what the panel or an API client sent for an image input (see
+    :func:`read_image`), or None; ``label`` names the input in messages."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, Mapping) and "image" in value:
-        return read_image(value["image"], name)
-    label = describe_input(name)
+        return decode_image(value["image"], label)
+    return _decode(value, label)
+
+
+def _decode(value: Any, label: str) -> Image.Image:
     if isinstance(value, Image.Image):
         image = value
     elif isinstance(value, np.ndarray):
@@ -205,7 +235,7 @@ def read_image(value: Any, name: str = "image") -> GuidanceImage | None:
             f"{type(value).__name__}."
         )
     _check_size(image, label)
-    return GuidanceImage.from_pil(image)
+    return image
 
 
 def describe_input(name: str) -> str:

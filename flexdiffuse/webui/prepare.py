@@ -13,6 +13,7 @@ from ..guides import (
     Advice,
     EncodedPart,
     GuideError,
+    ImageTokens,
     check_concepts,
     check_pooled,
     negative_guide,
@@ -20,12 +21,14 @@ from ..guides import (
 )
 from ..images import GuidanceImage
 from ..known_towers import KnownTower
+from ..masks import MaskError
 from . import settings
-from .args import ScriptArgs
+from .args import ScriptArgs, describe_input
 from .conds import token_states
 from .errors import FlexDiffuseError
 from .families import SDXL, SDXL_REFINER, ConditioningPart, Family, detect_family
 from .job import JobGuides
+from .reference_masks import mask_error
 from .runtime import Runtime
 from .vision_towers import TowerPlacement, TowerProgress
 
@@ -118,21 +121,20 @@ def encode_guides(args: ScriptArgs, inputs: CheckpointInputs, runtime: Runtime) 
     # Towers no tower setting names any more (a setting changed for this request only, or a
     # file found on disk now resolves the default) go before any other loads.
     runtime.towers.retain(settings.sources_in_use(host))
-    images = args.guidance_images()
+    guiding = args.guiding()
     negative_image = args.negative_image
     # Each tower encodes all of the job's images in one go (loaded once, even if not kept).
-    everything = [image for image, _ in images] + ([negative_image] if negative_image else [])
+    everything = [args.images[name] for name in guiding]
+    everything += [negative_image] if negative_image else []
     encoded = {
         part: _encode(runtime, part, everything, placement, inputs.family)
         for part in parts
         if everything
     }
-    weights = [weight for _, weight in images]
     rows = [
         EncodedPart(
             part,
-            encoded[part][: len(images)],
-            weights,
+            image_tokens(args, guiding, encoded[part]),
             encoded[part][-1] if negative_image is not None else None,
         )
         for part in encoded
@@ -143,6 +145,27 @@ def encode_guides(args: ScriptArgs, inputs: CheckpointInputs, runtime: Runtime) 
     if not placement.keep_loaded or placement.park is not None:
         host.free_memory()
     return JobGuides(prompt, negative, inputs.empty_prompt)
+
+
+def image_tokens(
+    args: ScriptArgs, guiding: list[str], tokens: list[torch.Tensor]
+) -> list[ImageTokens]:
+    """The guiding images' tokens from one tower, each with its weight, recipe and mask's
+    keep (``tokens``: the tower's tokens of the inputs ``guiding``, in order, then others).
+
+    Raises:
+        FlexDiffuseError: a mask the core refuses (its message, naming the image).
+    """
+    rows = []
+    for name, image in zip(guiding, tokens, strict=False):
+        mask, keep = args.masks.get(name), None
+        if mask is not None:
+            try:
+                keep = mask.keep(len(image))
+            except MaskError as error:
+                raise mask_error(describe_input(name), error) from None
+        rows.append(ImageTokens(image, args.weight(name), args.recipe(name), keep))
+    return rows
 
 
 def guided_parts(runtime: Runtime, family: Family) -> tuple[ConditioningPart, ...]:

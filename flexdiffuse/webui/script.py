@@ -14,7 +14,7 @@ from modules import script_callbacks, scripts
 
 from .. import guides
 from . import hosts, settings
-from .args import ScriptArgs, make_params, parse_script_args
+from .args import MASK_INPUTS, ScriptArgs, make_params, parse_script_args
 from .errors import NO_GUIDANCE_IMAGE, PLOTTED_BUT_OFF, FlexDiffuseError
 from .infotext import NOTE_KEY, generation_params, is_flexdiffuse_infotext
 from .job import FailedJob, GuidedJob, Job
@@ -91,7 +91,7 @@ def start_job(p: Any, args: Sequence[Any], runtime: Runtime) -> Job | None:
     else:
         if script_args is None:
             return None
-        digests = {name: image.digest for name, image in script_args.images.items()}
+        digests = input_digests(script_args)
         inert = nothing_to_guide(script_args, surface.all_prompts())
         surface.infotext.update(
             generation_params(script_args.params, digests, guided=inert is None, note=inert or "")
@@ -103,6 +103,16 @@ def start_job(p: Any, args: Sequence[Any], runtime: Runtime) -> Job | None:
         job = GuidedJob(script_args, lambda width: build_guides(script_args, width, runtime), host)
     job.attach(p)
     return job
+
+
+def input_digests(args: ScriptArgs) -> dict[str, str]:
+    """The digest of each image given and of its mask, right after it, by argument name."""
+    digests = {}
+    for name, image in args.images.items():
+        digests[name] = image.digest
+        if name in args.masks:
+            digests[MASK_INPUTS[name]] = args.masks[name].digest
+    return digests
 
 
 def nothing_to_guide(args: ScriptArgs, prompts: Sequence[str]) -> str | None:
@@ -117,6 +127,7 @@ def nothing_to_guide(args: ScriptArgs, prompts: Sequence[str]) -> str | None:
         images=bool(args.guidance_images()),
         negative=args.negative_image is not None,
         empty_prompt=any(not str(prompt).strip() for prompt in prompts),
+        recipes=tuple(args.recipe(name) for name in args.guiding()),
     )
 
 

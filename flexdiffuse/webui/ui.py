@@ -10,9 +10,17 @@ import gradio as gr
 
 from ..params import PARAM_SPECS, SPECS_BY_NAME, ParamSpec
 from ..presets import CONCEPTS_PRESET, PRESET_FIELDS, PRESETS, find_preset
-from .args import ARG_NAMES, GUIDANCE_INPUTS, IMAGE_INPUTS, IMAGE_WEIGHTS, describe_input
+from .args import (
+    ARG_NAMES,
+    GUIDANCE_INPUTS,
+    IMAGE_INPUTS,
+    IMAGE_WEIGHTS,
+    MASK_INPUTS,
+    describe_input,
+)
 from .hosts import Host
 from .infotext import PASTE_READERS, PasteReader, control_value
+from .mask_panel import MASK_NOTE, MASK_READERS, add_mask_editor, connect_mask_editor
 
 GARBAGE_HINT = (
     "Image looks like garbage? Lower **Image strength** first, or start again from the "
@@ -58,7 +66,7 @@ class Panel:
     def infotext_fields(self) -> list[tuple[Any, PasteReader]]:
         """(control, reader) pairs: pasting parameters restores every control; the images'
         readers leave them as they are, but name them for "Send to" (see IMAGE_CARRIERS)."""
-        readers = {**PASTE_READERS, **IMAGE_CARRIERS}
+        readers = {**PASTE_READERS, **IMAGE_CARRIERS, **MASK_READERS}
         return [(self.controls[name], reader) for name, reader in readers.items()]
 
 
@@ -95,9 +103,9 @@ def build_panel(
     the sliders to a recipe (it is no argument of the script). With the tab's ``prompt``
     textbox and a ``previewer``, a "Preview mapping" button shows what guidance does.
     """
-    builder = _Builder(elem_id)
+    builder = _Builder(elem_id, host)
     controls = builder.controls
-    placed = {*TOP, *OPTIONS, *SDXL_PARAMS, *IMAGE_WEIGHTS.values()}
+    placed = {*TOP, *OPTIONS, *SDXL_PARAMS, *IMAGE_WEIGHTS.values(), *IMAGE_RECIPES.values()}
     with host.input_accordion(False, label="FlexDiffuse", elem_id=elem_id("enabled")) as enabled:
         controls["enabled"] = enabled
         if host.unsupported:
@@ -115,6 +123,7 @@ def build_panel(
             preset.do_not_save_to_config = True
             builder.specs(TOP)
         preset_note = gr.Markdown("", elem_id=elem_id("preset_note"))
+        controls[MASK_NOTE] = gr.Markdown("", elem_id=elem_id(MASK_NOTE))
         with gr.Row():
             with gr.Column():
                 builder.image_input(GUIDANCE_INPUTS[0])
@@ -134,6 +143,8 @@ def build_panel(
             shown = gr.HTML(elem_id=elem_id("preview"))
         gr.Markdown(GARBAGE_HINT)
     images = [controls[name] for name in IMAGE_INPUTS]
+    for name in GUIDANCE_INPUTS:
+        connect_mask_editor(controls[name], controls[MASK_INPUTS[name]])
     for image in images:
         # Dropping an image means "guide with this": switch FlexDiffuse on, as ControlNet does.
         image.upload(fn=lambda: True, inputs=None, outputs=[enabled], show_progress=False)
@@ -194,15 +205,24 @@ def _images_note(given: list[bool]) -> str:
     return "Images in use: " + ", ".join(held) + "."
 
 
+IMAGE_RECIPES: dict[str, str] = {name: f"{name}_recipe" for name in GUIDANCE_INPUTS}
+"""The recipe parameter of each guidance image input, shown beside its weight."""
+
+MENU_FROM = 4
+"""A choice of this many values or more is a menu (a dropdown); fewer are radio buttons."""
+
+
 class _Builder:
     """Creates controls in the current layout context and files them by argument name."""
 
-    def __init__(self, elem_id: Callable[[str], str]) -> None:
+    def __init__(self, elem_id: Callable[[str], str], host: Host) -> None:
         self.elem_id = elem_id
+        self.host = host
         self.controls: dict[str, Any] = {}
 
     def image_input(self, name: str) -> None:
-        """An image input and the slider of its weight."""
+        """An image input, the slider of its weight, and for a guidance image its recipe
+        menu beside the weight and its mask editor."""
         self.controls[name] = gr.Image(
             label=describe_input(name).capitalize(),
             **UPLOAD_ONLY,
@@ -211,7 +231,12 @@ class _Builder:
             elem_id=self.elem_id(name),
             height=240,
         )
-        self.specs([IMAGE_WEIGHTS[name]])
+        if name not in IMAGE_RECIPES:
+            self.specs([IMAGE_WEIGHTS[name]])
+            return
+        self.specs([IMAGE_WEIGHTS[name], IMAGE_RECIPES[name]], per_row=2)
+        mask = MASK_INPUTS[name]
+        self.controls[mask] = add_mask_editor(self.host, describe_input(name), self.elem_id(mask))
 
     def specs(self, names: tuple[str, ...] | list[str], per_row: int = 1) -> None:
         """Controls for the parameters ``names``, ``per_row`` to a row."""
@@ -232,6 +257,8 @@ class _Builder:
             control = gr.Slider(
                 minimum=spec.minimum, maximum=spec.maximum, step=spec.step, value=default, **common
             )
+        elif spec.kind == "choice" and len(spec.choices or ()) >= MENU_FROM:
+            control = gr.Dropdown(choices=list(spec.choices.values()), value=default, **common)
         elif spec.kind == "choice":
             assert spec.choices is not None
             interactive = not SPECS_BY_NAME["reuse"].default if spec.name == "order" else None

@@ -44,7 +44,7 @@ from sdmodel import FakeSdModel  # noqa: E402
 
 from flexdiffuse.params import PARAM_SPECS, format_value  # noqa: E402
 from flexdiffuse.webui import hosts, script  # noqa: E402
-from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS  # noqa: E402
+from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS, MASK_INPUTS  # noqa: E402
 from flexdiffuse.webui.families import VIT_BIGG, VIT_H, VIT_L  # noqa: E402
 from flexdiffuse.webui.runtime import Runtime  # noqa: E402
 from flexdiffuse.webui.vision_towers import VisionTowers  # noqa: E402
@@ -174,13 +174,14 @@ class Webui:
     def args(enabled: bool = True, image: Any = None, **values: Any) -> list[Any]:
         """Script arguments as the panel sends them, in order; defaults for what is not given.
 
-        ``values`` are parameters and the other image inputs (``image_2=...``).
+        ``values`` are parameters, the other image inputs (``image_2=...``) and masks
+        (``image_mask=...``).
         """
         args = {"enabled": enabled, "image": image}
         for spec in PARAM_SPECS:
             value = values.pop(spec.name, spec.default)
             args[spec.name] = format_value(spec, value) if spec.kind == "choice" else value
-        for slot in IMAGE_INPUTS[1:]:
+        for slot in (*IMAGE_INPUTS[1:], *MASK_INPUTS.values()):
             args[slot] = values.pop(slot, None)
         assert not values, f"unknown arguments {values}"
         return [args[name] for name in ARG_NAMES]

@@ -263,6 +263,11 @@ class A1111Host:
         with contextlib.suppress(Exception):
             gr.Warning(message)
 
+    def mask_editor(self, label: str, elem_id: str, height: int) -> Any:
+        from .editors import mask_editor
+
+        return mask_editor(label, elem_id, height)
+
     def input_accordion(self, value: bool, label: str, elem_id: str) -> Any:
         from modules.ui_components import InputAccordion
 

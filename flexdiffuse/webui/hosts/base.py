@@ -175,6 +175,10 @@ class HostUI(Protocol):
     def warn(self, message: str) -> None:
         """Show ``message`` to the user of the current request, if the host can."""
 
+    def mask_editor(self, label: str, elem_id: str, height: int) -> Any:
+        """The host's own image editor to paint a reference mask on a copy of an image
+        (its value: see :func:`~..reference_masks.painted`)."""
+
 
 class TextEncoding(Protocol):
     """The loaded checkpoint and how the host turns prompts into its conditioning."""

@@ -1,0 +1,121 @@
+"""Pick an image recipe and paint a reference mask in a running webui's panel, in a browser.
+
+    python tests/live/browser_references.py http://127.0.0.1:7860 OUT_DIR [IMAGE] [VIT_L_TOWER]
+
+Like ``browser_check.py`` (Playwright and Debian's ``chromium``): in txt2img it opens the
+FlexDiffuse panel, drops a guidance image, picks *Style only* in its recipe menu, opens its
+mask fold (which must hold a copy of the image), paints a stroke over the left half with the
+host's own editor (gradio 3's sketch tool or gradio 4's image editor), generates (the infotext
+must record the recipe and the mask's hash) and previews (the masked patches are dimmed and
+the recipe is named). Screenshots of each step go to OUT_DIR; the script prints what it saw
+and exits non-zero when something is missing. Not part of the test suite: a by-hand check.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from playwright.sync_api import Page, sync_playwright
+
+from tests.live.browser_check import DEFAULT_IMAGE, PREFIX, check, generate, set_option
+
+STYLE = "Style only"
+
+
+def pick_recipe(page: Page, label: str) -> None:
+    """Choose ``label`` in the first image's recipe menu (gradio 3 and 4 dropdowns)."""
+    menu = page.locator(f"{PREFIX}image_recipe input")
+    menu.click()
+    page.wait_for_timeout(500)
+    page.locator("ul.options li", has_text=label).first.click()
+    page.wait_for_timeout(500)
+
+
+def paint_left_half(page: Page, editor: str) -> bool:
+    """Drag a thick stroke down the left half of the editor's picture; whether a canvas
+    was found to paint on."""
+    for label in ("Draw", "Brush", "Draw button"):  # gradio 4 picks its brush tool first
+        button = page.locator(f"{editor} button[aria-label='{label}']")
+        if button.count():
+            button.first.click()
+            page.wait_for_timeout(300)
+            break
+    canvases = page.locator(f"{editor} canvas")
+    if not canvases.count():
+        return False
+    box = canvases.last.bounding_box()
+    if not box:
+        return False
+    x = box["x"] + box["width"] * 0.25
+    page.mouse.move(x, box["y"] + box["height"] * 0.1)
+    page.mouse.down()
+    for step in range(1, 21):
+        page.mouse.move(x, box["y"] + box["height"] * (0.1 + 0.04 * step), steps=2)
+    page.mouse.up()
+    page.wait_for_timeout(800)
+    return True
+
+
+def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    if vit_l:
+        set_option(url.rstrip("/"), "flexdiffuse_model_vit_l", vit_l)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+            args=["--no-sandbox"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 2200})
+        page.goto(url, timeout=120_000)
+        page.wait_for_selector("#txt2img_prompt textarea", timeout=120_000)
+        page.fill("#txt2img_prompt textarea", "a photo of a deer in a dark forest, oil painting")
+        for field, value in (("steps", 2), ("width", 64), ("height", 64)):
+            page.fill(f"#txt2img_{field} input[type=number]", str(value))
+            page.press(f"#txt2img_{field} input[type=number]", "Enter")
+        page.click(f"{PREFIX}enabled .label-wrap")
+        page.set_input_files(f"{PREFIX}image input[type=file]", str(image))
+        page.wait_for_timeout(2000)
+        pick_recipe(page, STYLE)
+        shown = page.locator(f"{PREFIX}image_recipe").inner_text()
+        check(STYLE in shown, f"the recipe menu shows {STYLE!r}", failures)
+        page.get_by_text("Mask of the guidance image", exact=True).first.click()
+        page.wait_for_timeout(1500)
+        editor = f"{PREFIX}image_mask"
+        check(
+            page.locator(f"{editor} img, {editor} canvas").count() > 0,
+            "the mask fold holds the guidance image to paint on",
+            failures,
+        )
+        page.locator(editor).screenshot(path=str(out / "1-mask-editor.png"))
+        check(paint_left_half(page, editor), "a canvas to paint the mask on", failures)
+        page.locator(editor).screenshot(path=str(out / "2-mask-painted.png"))
+        page.locator(f"{PREFIX}enabled").screenshot(path=str(out / "3-panel.png"))
+        text, _ = generate(page)
+        page.screenshot(path=str(out / "4-generated.png"), full_page=False)
+        check("FlexDiffuse: True" in text, "the job is guided", failures)
+        check(f"FlexDiffuse image recipe: {STYLE}" in text, "infotext records the recipe", failures)
+        check("FlexDiffuse image mask: " in text, "infotext records the mask's hash", failures)
+        page.click(f"{PREFIX}preview_button")
+        preview = page.locator(f"{PREFIX}preview .flexdiffuse-preview")
+        deadline = time.time() + 300
+        while time.time() < deadline and not preview.count():
+            page.wait_for_timeout(1000)
+        page.wait_for_timeout(1000)
+        rows = page.locator(f"{PREFIX}preview tr.flexdiffuse-position").count()
+        check(rows > 0, f"the preview lists prompt tokens ({rows} rows)", failures)
+        page.locator(f"{PREFIX}preview").first.screenshot(path=str(out / "5-preview.png"))
+        print("preview:", preview.last.inner_text()[:300].replace("\n", " | ") if rows else "")
+        browser.close()
+    print("FAILED: " + "; ".join(failures) if failures else "all checks passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    image = Path(sys.argv[3]) if sys.argv[3:] else DEFAULT_IMAGE
+    sys.exit(main(sys.argv[1], Path(sys.argv[2]), image, sys.argv[4] if sys.argv[4:] else None))
