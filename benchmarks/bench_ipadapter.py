@@ -329,10 +329,10 @@ def cold(server: Server, size: int, steps: int) -> list[str]:
         files = [MODEL_FILES[t] for t in TOWERS_OF[method]]
         if method in ("ipadapter", "both"):
             files.append(("ipadapter", IPADAPTER_SD15))
-        size = sum((tree / kind / HOST_MODELS[name]).stat().st_size for kind, name in files)
+        extra = sum((tree / kind / HOST_MODELS[name]).stat().st_size for kind, name in files)
         rows.append(
             f"| {method} | {started:.0f} | {first.wall:.1f} | {again.wall:.1f} "
-            f"| {memory.hwm / 2**30:.2f} | {memory.rss / 2**30:.2f} | {size / 2**30:.2f} GiB "
+            f"| {memory.hwm / 2**30:.2f} | {memory.rss / 2**30:.2f} | {extra / 2**30:.2f} GiB "
             f"| {first.load:.1f} |"
         )
     return rows

@@ -12,12 +12,14 @@ the image's pooled embedding (the projected class token), an option beyond the o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from .engine import guide, pure_image_guidance
 from .params import GuidanceParams
+from .recipes import ImageGroup, guide_groups
 
 
 @dataclass(frozen=True)
@@ -28,12 +30,55 @@ class PartGuide:
     first); the part is channels ``channel_start .. channel_start + d``. ``token_weights``
     ``[n]`` weighs each token by its image (None: all 1). ``concept_cond`` is the same part of
     the encoded mapping-concepts prompt, ``[77, d]``.
+
+    Images with recipes of their own (docs/algorithm.md §17) or masks (§18) come as
+    ``groups``: then ``image_tokens`` are the groups' kept tokens in group order, guided by
+    :func:`~flexdiffuse.recipes.guide_groups` when there are several groups. ``per_image`` is
+    how many tokens the tower gives an image and ``keeps`` each image's mask keep (None: no
+    mask), for the preview.
     """
 
     channel_start: int
     image_tokens: torch.Tensor
     concept_cond: torch.Tensor | None = None
     token_weights: torch.Tensor | None = None
+    groups: tuple[ImageGroup, ...] = ()
+    per_image: int = 0
+    keeps: tuple[torch.Tensor | None, ...] = ()
+
+    @classmethod
+    def of_groups(
+        cls,
+        channel_start: int,
+        groups: Sequence[ImageGroup],
+        concept_cond: torch.Tensor | None = None,
+        *,
+        per_image: int = 0,
+        keeps: Sequence[torch.Tensor | None] = (),
+    ) -> PartGuide:
+        """The part guided by image ``groups`` (one group: exactly the plain method's path)."""
+        weights = groups[0].token_weights if len(groups) == 1 else None
+        return cls(
+            channel_start,
+            torch.cat([group.image_tokens for group in groups]),
+            concept_cond,
+            weights,
+            tuple(groups),
+            per_image,
+            tuple(keeps),
+        )
+
+    def params(self, job: GuidanceParams) -> GuidanceParams:
+        """The parameters its images guide with: their one recipe's, else the ``job``'s."""
+        return self.groups[0].params if len(self.groups) == 1 else job
+
+    @property
+    def token_ids(self) -> torch.Tensor:
+        """Each of ``image_tokens``' number among all its images' tokens, unmasked ``[n]``."""
+        ids = [group.token_ids for group in self.groups]
+        if not ids or any(i is None for i in ids):
+            return torch.arange(len(self.image_tokens))
+        return torch.cat(ids)  # type: ignore[arg-type]
 
     @property
     def channel_stop(self) -> int:
@@ -118,10 +163,12 @@ class ConditioningGuide:
             if self.params.strength == 0:
                 return text.clone()
             return pure_image_guidance(text, part.image_tokens)
+        if len(part.groups) > 1:
+            return guide_groups(text, part.groups, part.concept_cond)
         return guide(
             text,
             part.image_tokens,
-            self.params,
+            part.params(self.params),
             part.concept_cond,
             token_weights=part.token_weights,
         )

@@ -18,7 +18,21 @@ from .engine import CHUNK, moves_tokens
 from .families import ConditioningPart, Family
 from .guidance import ConditioningGuide, PartGuide
 from .known_towers import VIT_BIGG
-from .params import JobParams
+from .params import JOB_RECIPE, JobParams
+from .recipes import ImageTokens, group_images, recipe_params
+
+__all__ = [
+    "Advice",
+    "EncodedPart",
+    "GuideError",
+    "ImageTokens",
+    "check_concepts",
+    "check_pooled",
+    "is_empty_prompt",
+    "negative_guide",
+    "nothing_to_guide",
+    "prompt_guide",
+]
 
 
 class GuideError(ValueError):
@@ -37,13 +51,12 @@ class Advice:
 class EncodedPart:
     """One conditioning part with its tower's tokens of every image of the job.
 
-    ``images`` are the prompt's guidance images' tokens ``[n, d]`` each, with their
-    ``weights``; ``negative`` the negative image's tokens (None: no negative image).
+    ``images`` are the prompt's guidance images (their tokens ``[n, d]``, weight, recipe and
+    mask keep); ``negative`` the negative image's tokens (None: no negative image).
     """
 
     part: ConditioningPart
-    images: Sequence[torch.Tensor]
-    weights: Sequence[float]
+    images: Sequence[ImageTokens]
     negative: torch.Tensor | None = None
 
 
@@ -83,9 +96,12 @@ def prompt_guide(
     """The guide of the prompt by its images (None: no guidance image)."""
     if not encoded or not encoded[0].images:
         return None
-    parts = tuple(
-        _part_guide(e.part, e.images, e.weights, _concept_part(concepts, e.part)) for e in encoded
-    )
+    try:
+        parts = tuple(
+            _part_guide(params, e.part, e.images, _concept_part(concepts, e.part)) for e in encoded
+        )
+    except ValueError as error:  # an unknown recipe, a mask keep that does not fit
+        raise GuideError(str(error)) from None
     return ConditioningGuide(params.guidance, parts, pooled_image(params, encoded), params.pooled)
 
 
@@ -96,7 +112,8 @@ def negative_guide(params: JobParams, encoded: Sequence[EncodedPart]) -> Conditi
     parts = []
     for e in encoded:
         assert e.negative is not None
-        parts.append(_part_guide(e.part, [e.negative], [params.negative_weight], None))
+        negative = ImageTokens(e.negative, params.negative_weight)
+        parts.append(_part_guide(params, e.part, [negative], None))
     return ConditioningGuide(params.guidance, tuple(parts))
 
 
@@ -107,23 +124,28 @@ def pooled_image(params: JobParams, encoded: Sequence[EncodedPart]) -> torch.Ten
     bigg = next((e for e in encoded if e.part.tower == VIT_BIGG), None)
     if bigg is None:  # check_pooled refuses this before encoding
         raise GuideError(f"Pooled image guidance needs the {VIT_BIGG.label} vision model.")
-    classes = torch.stack([tokens[0] for tokens in bigg.images])
-    mix = torch.tensor(list(bigg.weights), dtype=classes.dtype, device=classes.device)
+    # The class token describes the whole picture: a mask does not change it.
+    classes = torch.stack([image.tokens[0] for image in bigg.images])
+    mix = torch.tensor([i.weight for i in bigg.images], dtype=classes.dtype, device=classes.device)
     return (classes * mix.unsqueeze(-1)).sum(0) / mix.sum()
 
 
 def _part_guide(
+    params: JobParams,
     part: ConditioningPart,
-    images: Sequence[torch.Tensor],
-    weights: Sequence[float],
+    images: Sequence[ImageTokens],
     concept: torch.Tensor | None,
 ) -> PartGuide:
-    token_weights = None
-    if any(weight != 1 for weight in weights):  # all 1 is the algorithm's exact path
-        token_weights = torch.cat(
-            [torch.full((len(t),), w) for t, w in zip(images, weights, strict=True)]
-        )
-    return PartGuide(part.channel_start, torch.cat(list(images)), concept, token_weights)
+    """The part's guide: its images' kept tokens by recipe (§17, §18); images all of one
+    recipe, unmasked and of weight 1 take the algorithm's exact path."""
+    groups = group_images(images, params.guidance)
+    return PartGuide.of_groups(
+        part.channel_start,
+        groups,
+        concept,
+        per_image=len(images[0].tokens),
+        keeps=[image.keep for image in images],
+    )
 
 
 def _concept_part(concepts: torch.Tensor | None, part: ConditioningPart) -> torch.Tensor | None:
@@ -145,7 +167,12 @@ def is_empty_prompt(states: torch.Tensor, empty: torch.Tensor | None) -> bool:
 
 
 def nothing_to_guide(
-    params: JobParams, *, images: bool, negative: bool, empty_prompt: bool
+    params: JobParams,
+    *,
+    images: bool,
+    negative: bool,
+    empty_prompt: bool,
+    recipes: Sequence[str] = (),
 ) -> str | None:
     """Why a job moves no token at all, or None when it guides something.
 
@@ -153,7 +180,8 @@ def nothing_to_guide(
     or weights and a cap that move no token with no concepts prompt, no empty prompt (which
     the image replaces whatever the weights) and no pooled guidance (the pooled vector moves
     whatever the weights). ``images``: a guidance image guides (weight above 0); ``negative``
-    a negative image does; ``empty_prompt``: a prompt is empty.
+    a negative image does; ``empty_prompt``: a prompt is empty; ``recipes``: the recipes of the
+    images that guide (docs/algorithm.md §17; none given: the job's settings).
     """
     if not images and not negative:
         return "FlexDiffuse guided nothing: every given image has weight 0."
@@ -161,9 +189,11 @@ def nothing_to_guide(
         return "FlexDiffuse guided nothing: Image strength is 0."
     concepts = images and bool(params.concepts.strip())
     pooled = images and params.pooled > 0
-    if not moves_tokens(params.guidance, concepts=concepts) and not (
-        (images and empty_prompt) or pooled
-    ):
+    moves = any(
+        moves_tokens(recipe_params(params.guidance, recipe), concepts=concepts)
+        for recipe in (recipes or [JOB_RECIPE])
+    )
+    if not moves and not ((images and empty_prompt) or pooled):
         return (
             "FlexDiffuse guided nothing: Linear, Clustered and Threshold with Max image "
             "guidance move no token, and neither mapping concepts nor pooled guidance are set."

@@ -24,6 +24,23 @@ Order = Literal["fit", "text"]
 ORDER_LABELS: dict[str, str] = {"fit": "Optimal fit", "text": "Text order"}
 """Mapping priority values and the labels users see for them."""
 
+JOB_RECIPE = "job"
+"""An image's recipe for the job's own parameters (the panel's sliders, the node's widgets)."""
+
+RECIPE_LABELS: dict[str, str] = {
+    JOB_RECIPE: "Job settings",
+    "original": "Original defaults",
+    "strong": "Strong: matches and style",
+    "style": "Style only",
+    "away": "Away from the image's matches",
+    "concepts": "Concepts only",
+}
+"""An image's recipe (docs/algorithm.md §17): the job's own settings, or a preset by its key,
+with the labels users see (``presets`` checks that they are its presets' keys and labels)."""
+
+IMAGE_SLOTS: tuple[str, ...] = ("image", "image_2", "image_3", "image_4")
+"""The guidance image slots; slot ``s`` has the parameters ``s_weight`` and ``s_recipe``."""
+
 INFOTEXT_PREFIX = "FlexDiffuse"
 
 DECIMALS = 6
@@ -72,6 +89,18 @@ def _image_weight(number: int) -> Any:
         kind="float",
         minimum=0.0,
         maximum=2.0,
+        omit_default=True,
+    )
+
+
+def _image_recipe(number: int) -> Any:
+    return _param(
+        JOB_RECIPE,
+        label=f"Image {number} recipe" if number > 1 else "Image recipe",
+        infotext="image recipe" if number == 1 else f"image {number} recipe",
+        info="What this image gives: the job's settings, or a preset's (say Style only).",
+        kind="choice",
+        choices=RECIPE_LABELS,
         omit_default=True,
     )
 
@@ -238,9 +267,13 @@ class JobParams(_Validated):
         omit_default=True,
     )
     image_weight: float = _image_weight(1)
+    image_recipe: str = _image_recipe(1)
     image_2_weight: float = _image_weight(2)
+    image_2_recipe: str = _image_recipe(2)
     image_3_weight: float = _image_weight(3)
+    image_3_recipe: str = _image_recipe(3)
     image_4_weight: float = _image_weight(4)
+    image_4_recipe: str = _image_recipe(4)
     negative_weight: float = _param(
         1.0,
         label="Negative image weight",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from .params import SPECS_BY_NAME, JobParams, check_value
+from .params import JOB_RECIPE, RECIPE_LABELS, SPECS_BY_NAME, JobParams, check_value
 
 PRESET_FIELDS: tuple[str, ...] = (
     "threshold_mult",
@@ -151,6 +151,9 @@ def _check(presets: tuple[Preset, ...]) -> None:
         for name, value in preset.values.items():
             if not SPECS_BY_NAME[name].engine or check_value(name, value) != value:
                 raise ValueError(f"Preset {preset.key!r}: {name} = {value!r} is not valid.")
+    recipes = {k: v for k, v in RECIPE_LABELS.items() if k != JOB_RECIPE}
+    if recipes != {p.key: p.label for p in presets}:
+        raise ValueError("params.RECIPE_LABELS must list every preset's key and label.")
 
 
 _check(PRESETS)

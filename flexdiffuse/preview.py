@@ -7,13 +7,16 @@ the sliders do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from PIL import Image
 
-from .engine import CHUNK, check_inputs, plan_guidance
-from .params import GuidanceParams
+from .engine import CHUNK, GuidancePlan, check_inputs, plan_guidance
+from .guidance import PartGuide
+from .masks import patch_grid
+from .params import RECIPE_LABELS, GuidanceParams
+from .recipes import plan_groups
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class PositionReport:
     floor: float
     pure: bool = False
     """The prompt is empty: the position is replaced by its image token (§6), no alignment."""
+    recipe: str = ""
+    """The label of the recipe whose image moved it (§17; "" when it does not move)."""
 
     @property
     def moved(self) -> bool:
@@ -61,6 +66,10 @@ def explain(
     plan = plan_guidance(
         chunks, image_tokens.to(chunks.device), params, concept_cond, token_weights
     )
+    return _reports(plan)
+
+
+def _reports(plan: GuidancePlan) -> list[PositionReport]:
     rows = zip(
         plan.index.tolist(),
         plan.score.tolist(),
@@ -100,6 +109,41 @@ def explain_pure(
         )
         for chunk in range(chunks)
         for position in range(1, CHUNK)
+    ]
+
+
+def explain_part(
+    text_cond: torch.Tensor, part: PartGuide, params: GuidanceParams, *, pure: bool = False
+) -> list[PositionReport]:
+    """The reports of one prompt ``[77*k, d]`` on one guided part, as the guide moves it.
+
+    Images with recipes of their own are explained by their combined plan (§17), each moved
+    position naming its recipe; masked tokens (§18) are never mapped. ``image_token`` counts
+    all the part's images' tokens, unmasked (``image * part.per_image + token``), so
+    :func:`image_place` finds the image and the patch.
+    """
+    tokens = part.image_tokens
+    if pure:
+        reports = explain_pure(text_cond, tokens, params)
+    elif len(part.groups) > 1:
+        check_inputs(text_cond, tokens, part.concept_cond)
+        chunks = text_cond.reshape(-1, CHUNK, text_cond.shape[-1])
+        reports = _reports(plan_groups(chunks, part.groups, part.concept_cond))
+    else:
+        reports = explain(
+            text_cond, tokens, part.params(params), part.concept_cond, part.token_weights
+        )
+    ids = part.token_ids.tolist()
+    names = [g.name for g in part.groups for _ in range(len(g.image_tokens))]
+    return [
+        replace(
+            report,
+            image_token=ids[report.image_token] if report.image_token >= 0 else -1,
+            recipe=RECIPE_LABELS[names[report.image_token]]
+            if names and report.moved and report.image_token >= 0 and not report.pure
+            else "",
+        )
+        for report in reports
     ]
 
 
@@ -202,3 +246,20 @@ def heat_overlay(square: Image.Image, heat: torch.Tensor) -> Image.Image:
         overlay.putalpha(mask)
         square = Image.alpha_composite(square, overlay)
     return square.convert("RGB")
+
+
+MASKED_SHADE = 0.3
+"""How much of a masked-out patch's brightness the preview keeps."""
+
+
+def dim_masked(square: Image.Image, keep: torch.Tensor | None) -> Image.Image:
+    """``square`` (the image as the tower saw it) with the patches its mask drops dimmed,
+    RGB; ``keep`` is the mask's token keep ``[1 + grid²]`` (None: no mask, unchanged)."""
+    square = square.convert("RGB")
+    if keep is None:
+        return square
+    grid = patch_grid(len(keep))
+    dropped = (~keep[1:].to(torch.bool)).reshape(grid, grid).to(torch.uint8) * 255
+    where = Image.fromarray(dropped.numpy(), "L").resize(square.size, Image.Resampling.NEAREST)
+    dark = Image.eval(square, lambda value: int(value * MASKED_SHADE))
+    return Image.composite(dark, square, where)

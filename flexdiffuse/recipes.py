@@ -15,19 +15,16 @@ from dataclasses import dataclass
 import torch
 
 from .engine import (
+    CHUNK,
     GuidancePlan,
     check_inputs,
     guide,
     moves_tokens,
     plan_guidance,
 )
-from .params import GuidanceParams
+from .params import JOB_RECIPE, RECIPE_LABELS, GuidanceParams
 from .presets import preset_values
 from .tween import TweenPlan, tween
-
-JOB_RECIPE = "job"
-"""An image's recipe name for the job's own parameters (the panel's sliders, the node's
-widgets): the default, under which every job guides as it did before recipes existed."""
 
 
 def recipe_params(job: GuidanceParams, recipe: str | None) -> GuidanceParams:
@@ -40,9 +37,49 @@ def recipe_params(job: GuidanceParams, recipe: str | None) -> GuidanceParams:
     Raises:
         ValueError: an unknown preset, naming the presets there are.
     """
-    if recipe is None or not recipe.strip() or recipe.strip().lower() == JOB_RECIPE:
-        return job
-    return job.replace(**preset_values(recipe))
+    name = recipe_key(recipe)
+    return job if name == JOB_RECIPE else job.replace(**preset_values(name))
+
+
+def recipe_key(recipe: str | None) -> str:
+    """The key of recipe ``recipe`` (a key or a label of :data:`RECIPE_LABELS`, any case);
+    None or empty is :data:`JOB_RECIPE`.
+
+    Raises:
+        ValueError: an unknown recipe, naming the recipes there are.
+    """
+    text = (recipe or "").strip().lower()
+    if not text:
+        return JOB_RECIPE
+    for key, label in RECIPE_LABELS.items():
+        if text in (key, label.lower()):
+            return key
+    known = ", ".join(f"{key!r} ({label})" for key, label in RECIPE_LABELS.items())
+    raise ValueError(f"Unknown recipe {recipe!r}; the recipes are {known}.")
+
+
+@dataclass(frozen=True, eq=False)
+class ImageTokens:
+    """One guidance image's tokens ``[n, d]`` from one tower (all of them, as encoded), its
+    weight, its recipe (a key of :data:`RECIPE_LABELS`) and its reference mask's token keep
+    ``[n]`` (docs/algorithm.md §18; None: no mask)."""
+
+    tokens: torch.Tensor
+    weight: float = 1.0
+    recipe: str = JOB_RECIPE
+    keep: torch.Tensor | None = None
+
+    def kept(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens its mask keeps ``[m, d]`` and their indices among all its tokens ``[m]``."""
+        if self.keep is None:
+            return self.tokens, torch.arange(len(self.tokens))
+        if tuple(self.keep.shape) != (len(self.tokens),):
+            raise ValueError(
+                f"A reference mask keeps {tuple(self.keep.shape)} tokens of an image of "
+                f"{len(self.tokens)}: make the keep with masks.token_keep for these tokens."
+            )
+        keep = self.keep.to(device=self.tokens.device, dtype=torch.bool)
+        return self.tokens[keep], keep.nonzero().flatten().cpu()
 
 
 @dataclass(frozen=True)
@@ -53,12 +90,37 @@ class ImageGroup:
     image_tokens: torch.Tensor
     params: GuidanceParams
     token_weights: torch.Tensor | None = None
+    name: str = JOB_RECIPE
+    """The recipe's key (the first image's, where two recipes give the same parameters)."""
+    token_ids: torch.Tensor | None = None
+    """Each token's number among all the images' tokens, unmasked, in input order ``[n]``
+    (None: not tracked); the preview maps a move back to its image and patch by it."""
+
+
+def group_images(images: Sequence[ImageTokens], job: GuidanceParams) -> list[ImageGroup]:
+    """The images' kept tokens, grouped by recipe (§17, §18), with their token numbers.
+
+    Raises:
+        ValueError: an unknown recipe, or a keep that does not fit its image.
+    """
+    kept = [image.kept() for image in images]
+    offsets = torch.tensor([0, *(len(image.tokens) for image in images[:-1])]).cumsum(0)
+    return group_by_recipe(
+        [tokens for tokens, _ in kept],
+        [recipe_params(job, image.recipe) for image in images],
+        [image.weight for image in images],
+        names=[recipe_key(image.recipe) for image in images],
+        token_ids=[ids + offset for (_, ids), offset in zip(kept, offsets.tolist(), strict=True)],
+    )
 
 
 def group_by_recipe(
     tokens: Sequence[torch.Tensor],
     recipes: Sequence[GuidanceParams],
     weights: Sequence[float] | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    token_ids: Sequence[torch.Tensor] | None = None,
 ) -> list[ImageGroup]:
     """Each image's tokens ``[n_j, d]`` gathered into one group per distinct recipe.
 
@@ -80,7 +142,9 @@ def group_by_recipe(
             token_weights = torch.cat(
                 [torch.full((len(tokens[i]),), float(weights[i])) for i in indices]
             )
-        groups.append(ImageGroup(image, recipe, token_weights))
+        name = JOB_RECIPE if names is None else names[indices[0]]
+        ids = None if token_ids is None else torch.cat([token_ids[i] for i in indices])
+        groups.append(ImageGroup(image, recipe, token_weights, name, ids))
     return groups
 
 
@@ -117,18 +181,38 @@ def guide_groups(
             group.token_weights,
             check_finite=check_finite,
         )
-    moving = [g for g in groups if moves_tokens(g.params, concepts=concept_cond is not None)]
-    if not moving:
+    if not any(moves_tokens(g.params, concepts=concept_cond is not None) for g in groups):
         return text_cond.clone()
-    chunks = text_cond.reshape(-1, 77, text_cond.shape[-1])
-    images = [group.image_tokens.to(chunks.device) for group in moving]
-    plans = [
-        plan_guidance(chunks, image, group.params, concept_cond, group.token_weights)
-        for image, group in zip(images, moving, strict=True)
-    ]
-    plan = combine_plans(plans, [len(image) for image in images])
-    guided = tween(chunks, torch.cat(images), plan.index, TweenPlan(plan.weight, plan.whole))
+    chunks = text_cond.reshape(-1, CHUNK, text_cond.shape[-1])
+    plan = plan_groups(chunks, groups, concept_cond)
+    images = torch.cat([group.image_tokens for group in groups]).to(chunks.device)
+    guided = tween(chunks, images, plan.index, TweenPlan(plan.weight, plan.whole))
     return guided.to(text_cond.dtype).reshape(text_cond.shape)
+
+
+def plan_groups(
+    chunks: torch.Tensor, groups: Sequence[ImageGroup], concept_cond: torch.Tensor | None
+) -> GuidancePlan:
+    """The combined plan of image groups for prompt ``chunks`` ``[..., 77, d]`` (§17).
+
+    A group whose recipe moves no token keeps its place but is never chosen (as
+    :func:`~flexdiffuse.engine.guide` leaves the prompt as it is for it); indices are into the
+    groups' tokens concatenated in group order.
+    """
+    plans = []
+    for group in groups:
+        plan = plan_guidance(
+            chunks,
+            group.image_tokens.to(chunks.device),
+            group.params,
+            concept_cond,
+            group.token_weights,
+        )
+        if not moves_tokens(group.params, concepts=concept_cond is not None):
+            still = torch.zeros_like(plan.whole)
+            plan = plan._replace(weight=torch.zeros_like(plan.weight), whole=still, concept=still)
+        plans.append(plan)
+    return combine_plans(plans, [len(group.image_tokens) for group in groups])
 
 
 def combine_plans(plans: Sequence[GuidancePlan], sizes: Sequence[int]) -> GuidancePlan:

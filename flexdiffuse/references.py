@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +26,26 @@ from PIL import Image
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .images import centre_square
+from .images import centre_square, image_digest
 from .known_towers import KnownTower
-from .recipes import JOB_RECIPE
+from .params import JOB_RECIPE
+from .recipes import ImageTokens, recipe_key
+
+__all__ = [
+    "REFERENCES_SUBFOLDER",
+    "Reference",
+    "ReferenceError",
+    "ReferenceImage",
+    "TowerIdentity",
+    "image_digest",
+    "list_references",
+    "load_reference",
+    "reference_hash",
+    "reference_images",
+    "reference_path",
+    "save_reference",
+    "thumbnail",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +56,9 @@ VERSION = 1
 SUFFIX = ".safetensors"
 THUMBNAIL_SIDE = 64
 """Side of each image's square in the thumbnail, in pixels."""
+REFERENCES_SUBFOLDER = "FlexDiffuse/references"
+"""Where references are saved, under the host's models folder."""
+_NAME = re.compile(r"^[\w][\w .()+,-]*$")
 
 
 class ReferenceError(ValueError):
@@ -95,6 +116,57 @@ class Reference:
                 "checkpoint loaded (or with its tower), or use the images themselves."
             )
         return [image.tokens[tower.name] for image in self.images]
+
+
+def reference_images(
+    reference: Reference, tower: KnownTower, weight: float, slot_recipe: str = JOB_RECIPE
+) -> list[ImageTokens]:
+    """A reference in an image slot: its images' ``tower`` tokens, each with the slot's
+    ``weight``, the slot's recipe (the one saved with the image where the slot's is the job's
+    settings) and the saved mask's keep.
+
+    Raises:
+        ReferenceError: the reference was made without ``tower``.
+    """
+    slot = recipe_key(slot_recipe)
+    return [
+        ImageTokens(tokens, weight, image.recipe if slot == JOB_RECIPE else slot, image.keep)
+        for image, tokens in zip(reference.images, reference.tokens(tower), strict=True)
+    ]
+
+
+def reference_path(folder: Path, name: str) -> Path:
+    """The file of the reference named ``name`` in ``folder``.
+
+    Raises:
+        ReferenceError: a name that is empty, a path or has characters a file name cannot.
+    """
+    text = name.strip() if isinstance(name, str) else ""
+    if text.lower().endswith(SUFFIX):
+        text = text[: -len(SUFFIX)]
+    if not _NAME.match(text) or len(text) > 120:
+        raise ReferenceError(
+            f"{name!r} is not a reference name: use letters, digits, spaces and . ( ) + , - _ "
+            "(at most 120), starting with a letter or digit."
+        )
+    return Path(folder) / f"{text}{SUFFIX}"
+
+
+def list_references(folder: Path) -> list[str]:
+    """The names of the references saved in ``folder``, sorted (a missing folder: none).
+
+    Only each file's safetensors header is read: nothing is unpickled and no tensor loaded;
+    safetensors files that are not references are left out.
+    """
+    names = []
+    for path in sorted(Path(folder).glob(f"*{SUFFIX}")) if Path(folder).is_dir() else []:
+        try:
+            with safe_open(str(path), framework="pt") as reader:
+                if (reader.metadata() or {}).get("format") == FORMAT:
+                    names.append(path.name[: -len(SUFFIX)])
+        except (SafetensorError, OSError) as error:
+            logger.warning("Skipping %s, which cannot be read as a reference: %s", path, error)
+    return names
 
 
 def thumbnail(images: Sequence[Image.Image]) -> torch.Tensor:

@@ -122,5 +122,5 @@ def test_a_preset_recipe_sets_its_fields_and_keeps_the_jobs_strength_and_thresho
 
 
 def test_an_unknown_recipe_names_the_presets():
-    with pytest.raises(ValueError, match="Unknown preset 'sharp'; the presets are"):
+    with pytest.raises(ValueError, match="Unknown recipe 'sharp'; the recipes are"):
         recipe_params(GuidanceParams(), "sharp")

@@ -29,6 +29,7 @@ from ..guides import (
     Advice,
     EncodedPart,
     GuideError,
+    ImageTokens,
     check_concepts,
     check_pooled,
     is_empty_prompt,
@@ -275,15 +276,15 @@ def encode_towers(inputs: GuideInputs, width: int, steps: Steps) -> list[Encoded
     encoded = []
     for tower, part in zip(towers, parts, strict=True):
         steps.check_interrupt()
-        tokens, weights = [], []
-        for group in images:
-            pictures = image_tokens(tower, group.pixels)
-            tokens += pictures
-            weights += [group.weight] * len(pictures)
+        tokens = [
+            ImageTokens(picture, group.weight)
+            for group in images
+            for picture in image_tokens(tower, group.pixels)
+        ]
         negative = None
         if inputs.negative is not None:
             negative = torch.cat(image_tokens(tower, inputs.negative.pixels))
-        encoded.append(EncodedPart(part, tokens, weights, negative))
+        encoded.append(EncodedPart(part, tokens, negative))
         steps.advance()
     return encoded
 
