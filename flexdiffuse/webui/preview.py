@@ -21,7 +21,7 @@ import torch
 from ..engine import PURE_IMAGE_WARNING
 from ..guides import is_empty_prompt
 from ..images import GuidanceImage, prepare_image
-from ..params import RECIPE_LABELS, GuidanceParams
+from ..params import JOB_RECIPE, RECIPE_LABELS, GuidanceParams
 from ..preview import (
     PositionReport,
     chunk_rows,
@@ -35,7 +35,6 @@ from ..preview import (
     summary_text,
     token_label,
 )
-from ..recipes import JOB_RECIPE
 from .args import NEGATIVE_INPUT, ScriptArgs, parse_script_args
 from .conds import token_states
 from .errors import FlexDiffuseError
