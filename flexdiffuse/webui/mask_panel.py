@@ -1,10 +1,11 @@
-"""The panel's reference masks: an editor per guidance image, and what a paste says of masks.
+"""The panel's reference masks: the picture each editor holds, and what a paste says of masks.
 
-Each guidance image gets the host's own image editor (``Host.mask_editor``) holding a copy of
-the image, upright, to paint the part that may be taken; the copy follows the image (a new
-image clears the strokes). A mask is no parameter: infotext records its digest beside the
-image's, and neither a paste nor "Send to img2img" can give it back (gradio 3 cannot even
-copy an editor's strokes), so a pasted infotext that had masks says so under the panel's top.
+Each guidance image gets the host's own image editor (``Host.mask_editor``, placed by
+``ui.py``) holding a copy of the image, upright, to paint the part that may be taken; the
+copy follows the image (a new image clears the strokes). A mask is no parameter: infotext
+records its digest beside the image's, and neither a paste nor "Send to img2img" can give it
+back (gradio 3 cannot even copy an editor's strokes), so a pasted infotext that had masks says
+so under the panel's top.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import gradio as gr
 from PIL import Image, ImageOps
 
 from .args import GUIDANCE_INPUTS, MASK_INPUTS, describe_input
-from .hosts import Host
 from .infotext import PasteReader, image_key, is_flexdiffuse_infotext
 
 MASK_NOTE = "masks_note"
@@ -26,19 +25,6 @@ MASK_HINT = (
     "Paint over the part of the image that may be taken (patches at least half covered); "
     "nothing painted: the whole image. The API takes a mask image: white may be taken."
 )
-
-
-def add_mask_editor(host: Host, label: str, elem_id: str) -> Any:
-    """The mask editor of the guidance image ``label``, in a closed fold."""
-    with gr.Accordion(f"Mask of the {label}", open=False):
-        editor = host.mask_editor(label=f"Mask of the {label}", elem_id=elem_id, height=240)
-        gr.Markdown(MASK_HINT, elem_classes=["flexdiffuse-hint"])
-    return editor
-
-
-def connect_mask_editor(image: Any, editor: Any) -> None:
-    """Keep a copy of ``image`` in its mask ``editor``, to paint on (None clears it)."""
-    image.change(fn=editor_picture, inputs=[image], outputs=[editor], show_progress=False)
 
 
 def editor_picture(image: Image.Image | None) -> Image.Image | None:

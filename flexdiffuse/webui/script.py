@@ -56,7 +56,7 @@ class FlexDiffuseScript(scripts.Script):
         panel = build_panel(RUNTIME.host, self.elem_id, prompt, previewer(RUNTIME))
         self.infotext_fields = panel.infotext_fields
         # "Send to" copies the controls whose paste keys are listed here (readers included).
-        self.paste_field_names = [key for _, key in panel.infotext_fields]
+        self.paste_field_names = panel.paste_field_names
         return panel.inputs
 
     def process(self, p: Any, *args: Any) -> None:

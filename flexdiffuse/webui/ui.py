@@ -20,7 +20,7 @@ from .args import (
 )
 from .hosts import Host
 from .infotext import PASTE_READERS, PasteReader, control_value
-from .mask_panel import MASK_NOTE, MASK_READERS, add_mask_editor, connect_mask_editor
+from .mask_panel import MASK_HINT, MASK_NOTE, MASK_READERS, editor_picture
 
 GARBAGE_HINT = (
     "Image looks like garbage? Lower **Image strength** first, or start again from the "
@@ -68,6 +68,13 @@ class Panel:
         readers leave them as they are, but name them for "Send to" (see IMAGE_CARRIERS)."""
         readers = {**PASTE_READERS, **IMAGE_CARRIERS, **MASK_READERS}
         return [(self.controls[name], reader) for name, reader in readers.items()]
+
+    @property
+    def paste_field_names(self) -> list[PasteReader]:
+        """The fields "Send to" copies control to control: all but the masks' note, which
+        its reader writes from the sent image's infotext (a copy would race it)."""
+        notes = set(MASK_READERS.values())
+        return [key for _, key in self.infotext_fields if key not in notes]
 
 
 def _carried_image(name: str) -> PasteReader:
@@ -144,7 +151,13 @@ def build_panel(
         gr.Markdown(GARBAGE_HINT)
     images = [controls[name] for name in IMAGE_INPUTS]
     for name in GUIDANCE_INPUTS:
-        connect_mask_editor(controls[name], controls[MASK_INPUTS[name]])
+        # The mask editor holds a copy of its image to paint on (a new image clears it).
+        controls[name].change(
+            fn=editor_picture,
+            inputs=[controls[name]],
+            outputs=[controls[MASK_INPUTS[name]]],
+            show_progress=False,
+        )
     for image in images:
         # Dropping an image means "guide with this": switch FlexDiffuse on, as ControlNet does.
         image.upload(fn=lambda: True, inputs=None, outputs=[enabled], show_progress=False)
@@ -235,8 +248,10 @@ class _Builder:
             self.specs([IMAGE_WEIGHTS[name]])
             return
         self.specs([IMAGE_WEIGHTS[name], IMAGE_RECIPES[name]], per_row=2)
-        mask = MASK_INPUTS[name]
-        self.controls[mask] = add_mask_editor(self.host, describe_input(name), self.elem_id(mask))
+        mask, label = MASK_INPUTS[name], f"Mask of the {describe_input(name)}"
+        with gr.Accordion(label, open=False):
+            self.controls[mask] = self.host.mask_editor(label, self.elem_id(mask), height=240)
+            gr.Markdown(MASK_HINT, elem_classes=["flexdiffuse-hint"])
 
     def specs(self, names: tuple[str, ...] | list[str], per_row: int = 1) -> None:
         """Controls for the parameters ``names``, ``per_row`` to a row."""

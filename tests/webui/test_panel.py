@@ -16,6 +16,7 @@ from modules.ui_components import InputAccordion
 from flexdiffuse.params import PARAM_SPECS, JobParams, format_value
 from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS
 from flexdiffuse.webui.infotext import PASTE_READERS, image_key
+from flexdiffuse.webui.mask_panel import MASK_NOTE
 from flexdiffuse.webui.ui import MENU_FROM, PRIORITY_HINT
 from tests.webui.conftest import gradient
 
@@ -167,7 +168,8 @@ def test_send_to_img2img_copies_every_control_by_name(webui):
     )
     names = txt2img.paste_field_names
     copied = [field for field, key in txt2img.infotext_fields if key in names]
-    assert copied == [field for field, _ in txt2img.infotext_fields]
+    note = txt2img.elem_id(MASK_NOTE)  # written from the sent image's infotext instead
+    assert copied == [field for field, _ in txt2img.infotext_fields if field.elem_id != note]
     assert [key for _, key in img2img.infotext_fields] == [
         key for _, key in txt2img.infotext_fields
     ]

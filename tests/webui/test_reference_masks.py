@@ -15,7 +15,7 @@ from PIL import Image
 from flexdiffuse.images import image_digest
 from flexdiffuse.webui.args import ARG_NAMES, MASK_INPUTS, describe_input, parse_script_args
 from flexdiffuse.webui.errors import FlexDiffuseError
-from flexdiffuse.webui.hosts.editors import has_sketch_tool, mask_editor
+from flexdiffuse.webui.hosts.a1111 import A1111Host, has_sketch_tool
 from flexdiffuse.webui.infotext import IMAGE_HASH_LENGTH, image_key
 from flexdiffuse.webui.mask_panel import MASK_NOTE, editor_picture
 from flexdiffuse.webui.reference_masks import mask_values, upright_size
@@ -237,7 +237,7 @@ def test_gradio_4_paints_masks_in_its_image_editor(monkeypatch):
     monkeypatch.setattr(gr, "ImageEditor", Recorded, raising=False)
     monkeypatch.setattr(gr, "Brush", Recorded, raising=False)
     assert not has_sketch_tool()
-    editor = mask_editor("Mask of the guidance image", "mask_id", 240)
+    editor = A1111Host().mask_editor("Mask of the guidance image", "mask_id", 240)
     assert isinstance(editor, Recorded)
     assert set(editor.kwargs) <= set(GRADIO_4_EDITOR)
     assert editor.kwargs["format"] == "png"  # lossless strokes
