@@ -251,10 +251,7 @@ def _row(
 def _picture(
     image: GuidanceImage, number: int, heat: torch.Tensor, grid: int, keep: torch.Tensor | None
 ) -> str:
-    square = prepare_image(image.pixels, DISPLAY_SIZE)
-    if keep is not None:
-        square = dim_masked(square, keep)
-    square = heat_overlay(square, heat)
+    square = heat_overlay(dim_masked(prepare_image(image.pixels, DISPLAY_SIZE), keep), heat)
     buffer = io.BytesIO()
     square.save(buffer, "PNG")
     data = base64.b64encode(buffer.getvalue()).decode()
