@@ -39,3 +39,40 @@
         });
     });
 })();
+
+// gradio 3's sketch tool (the reference masks' editor on A1111, Forge Classic, reForge) sizes
+// its drawing canvas when its picture loads: in a closed fold that is 0 x 0, and the picture
+// and the strokes stay hidden once the fold opens (gradio-app/gradio#1721). As A1111 does for
+// its inpaint editor (imageMaskFix.js), fit the canvases to the picture whenever the page
+// changes or the window resizes. gradio 4's editor sizes itself.
+(function () {
+    function fitMaskEditors() {
+        gradioApp()
+            .querySelectorAll(".flexdiffuse-mask-editor .touch-none")
+            .forEach(function (wrapper) {
+                var picture = wrapper.previousElementSibling;
+                if (!picture || picture.tagName !== "IMG" || !picture.naturalWidth) {
+                    return;
+                }
+                var scale = Math.min(
+                    picture.width / picture.naturalWidth,
+                    picture.height / picture.naturalHeight
+                );
+                if (!scale) {
+                    return; // still hidden: fitted when its fold opens
+                }
+                wrapper.style.width = picture.naturalWidth * scale + "px";
+                wrapper.style.height = picture.naturalHeight * scale + "px";
+                wrapper.style.left = "0px";
+                wrapper.style.top = "0px";
+                wrapper.querySelectorAll("canvas").forEach(function (canvas) {
+                    canvas.style.width = canvas.style.height = "";
+                    canvas.style.maxWidth = canvas.style.maxHeight = "100%";
+                    canvas.style.objectFit = "contain";
+                });
+            });
+    }
+
+    onAfterUiUpdate(fitMaskEditors);
+    window.addEventListener("resize", fitMaskEditors);
+})();

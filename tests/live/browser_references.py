@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
 
 from tests.live.browser_check import DEFAULT_IMAGE, PREFIX, check, generate, set_option
@@ -27,16 +28,21 @@ STYLE = "Style only"
 
 def pick_recipe(page: Page, label: str) -> None:
     """Choose ``label`` in the first image's recipe menu (gradio 3 and 4 dropdowns)."""
-    menu = page.locator(f"{PREFIX}image_recipe input")
-    menu.click()
+    page.locator(f"{PREFIX}image_recipe input").first.click(timeout=10_000)
     page.wait_for_timeout(500)
-    page.locator("ul.options li", has_text=label).first.click()
+    page.locator("ul.options li", has_text=label).first.click(timeout=10_000)
     page.wait_for_timeout(500)
+
+
+def flexdiffuse_ids(page: Page) -> list[str]:
+    """The ids of the page's FlexDiffuse elements (what a failed step could not find)."""
+    return page.eval_on_selector_all(
+        "[id*=flexdiffuse]", "elements => elements.map(element => element.id)"
+    )
 
 
 def paint_left_half(page: Page, editor: str) -> bool:
-    """Drag a thick stroke down the left half of the editor's picture; whether a canvas
-    was found to paint on."""
+    """Paint the left half of the editor's picture; whether a canvas was found to paint on."""
     for label in ("Draw", "Brush", "Draw button"):  # gradio 4 picks its brush tool first
         button = page.locator(f"{editor} button[aria-label='{label}']")
         if button.count():
@@ -49,12 +55,12 @@ def paint_left_half(page: Page, editor: str) -> bool:
     box = canvases.last.bounding_box()
     if not box:
         return False
-    x = box["x"] + box["width"] * 0.25
-    page.mouse.move(x, box["y"] + box["height"] * 0.1)
-    page.mouse.down()
-    for step in range(1, 21):
-        page.mouse.move(x, box["y"] + box["height"] * (0.1 + 0.04 * step), steps=2)
-    page.mouse.up()
+    for column in range(16):  # close strokes: a filled half, whatever the brush's size
+        x = box["x"] + box["width"] * (0.03 + 0.03 * column)
+        page.mouse.move(x, box["y"] + box["height"] * 0.05)
+        page.mouse.down()
+        page.mouse.move(x, box["y"] + box["height"] * 0.95, steps=12)
+        page.mouse.up()
     page.wait_for_timeout(800)
     return True
 
@@ -79,8 +85,14 @@ def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
         page.click(f"{PREFIX}enabled .label-wrap")
         page.set_input_files(f"{PREFIX}image input[type=file]", str(image))
         page.wait_for_timeout(2000)
-        pick_recipe(page, STYLE)
-        shown = page.locator(f"{PREFIX}image_recipe").inner_text()
+        page.locator(f"{PREFIX}enabled").screenshot(path=str(out / "0-image.png"))
+        try:
+            pick_recipe(page, STYLE)
+        except PlaywrightError as error:
+            print(f"the recipe menu: {error}".splitlines()[0])
+            print("FlexDiffuse ids:", " ".join(flexdiffuse_ids(page)))
+        menu = page.locator(f"{PREFIX}image_recipe")
+        shown = (menu.first.inner_text() + " " + menu.first.inner_html()) if menu.count() else ""
         check(STYLE in shown, f"the recipe menu shows {STYLE!r}", failures)
         page.get_by_text("Mask of the guidance image", exact=True).first.click()
         page.wait_for_timeout(1500)

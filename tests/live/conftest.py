@@ -140,9 +140,12 @@ host reports: hosts add controls of their own (Neo's "Row Count", reForge's "Ski
 generation"...), so the argument list is never assumed."""
 
 
-def xyz_script_args(webui: WebuiClient, axis: str, values: str) -> list[Any]:
+def xyz_script_args(
+    webui: WebuiClient, axis: str, values: str, choices: list[str] | None = None
+) -> list[Any]:
     """``script_args`` of the host's X/Y/Z plot: X axis ``axis`` over ``values``, no Y or Z
-    axis, a legend and the lone images.
+    axis, a legend and the lone images. An axis with choices (a recipe) takes ``choices``
+    from its dropdown instead: the plot reads the text box only in its CSV mode.
 
     Built from ``/sdapi/v1/script-info``, which lists the script's controls in the order its
     ``run`` takes them, each with its label and default: an axis type is the index of its
@@ -164,7 +167,7 @@ def xyz_script_args(webui: WebuiClient, axis: str, values: str) -> list[Any]:
     for arg in xyz["args"]:
         label = arg["label"]
         if label.endswith(" values") and label in seen:  # the dropdown twin of the text box
-            args.append([])
+            args.append(list(choices or []) if label == "X values" else [])
         elif label in chosen:
             args.append(chosen[label])
         else:

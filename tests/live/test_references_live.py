@@ -86,8 +86,8 @@ def test_a_mask_that_leaves_nothing_stops_the_job_with_its_message(webui, guidan
 
 
 def test_xyz_plot_sweeps_an_image_recipe(webui, guidance_image, second_image):
-    labels = f"{RECIPE_LABELS['job']}, {RECIPE_LABELS['style']}"
-    grid = xyz_script_args(webui, "[FlexDiffuse] Image 2 recipe", labels)
+    labels = [RECIPE_LABELS["job"], RECIPE_LABELS["style"]]
+    grid = xyz_script_args(webui, "[FlexDiffuse] Image 2 recipe", ", ".join(labels), labels)
     guidance = [{"image": guidance_image, "image_2": second_image}]
     body = ok(webui.job(guidance=guidance, script_name="x/y/z plot", script_args=grid))
     infotexts = info(body)["infotexts"]

@@ -273,7 +273,13 @@ class A1111Host:
         editor keeps both in one value.)"""
         import gradio as gr
 
-        common = {"label": label, "elem_id": elem_id, "height": height, "interactive": True}
+        common = {
+            "label": label,
+            "elem_id": elem_id,
+            "elem_classes": ["flexdiffuse-mask-editor"],  # javascript/flexdiffuse.js fits it
+            "height": height,
+            "interactive": True,
+        }
         if has_sketch_tool():
             return gr.Image(
                 source="upload",
