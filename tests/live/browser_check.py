@@ -22,10 +22,11 @@ import os
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_IMAGE = ROOT.parent / "shared" / "testdata" / "deer_mod.webp"
@@ -87,24 +88,47 @@ def set_option(url: str, key: str, value: str) -> None:
     urllib.request.urlopen(urllib.request.Request(f"{url}/sdapi/v1/options", data, headers))
 
 
+def open_txt2img(
+    playwright: Playwright, url: str, vit_l: str | None = None, height: int = 1800
+) -> tuple[Browser, Page]:
+    """Chromium on the webui's txt2img tab with a prompt, a small job (quick on a CPU) and
+    the FlexDiffuse panel open; ``vit_l`` is set as the ViT-L tower setting first."""
+    if vit_l:
+        set_option(url.rstrip("/"), "flexdiffuse_model_vit_l", vit_l)
+    browser = playwright.chromium.launch(
+        executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+        args=["--no-sandbox"],
+    )
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    page.goto(url, timeout=120_000)
+    page.wait_for_selector("#txt2img_prompt textarea", timeout=120_000)
+    page.fill("#txt2img_prompt textarea", "a photo of a deer in a dark forest, oil painting")
+    for field, value in (("steps", 2), ("width", 64), ("height", 64)):
+        page.fill(f"#txt2img_{field} input[type=number]", str(value))
+        page.press(f"#txt2img_{field} input[type=number]", "Enter")
+    page.click(f"{PREFIX}enabled .label-wrap")
+    return browser, page
+
+
+def finish(failures: list[str]) -> int:
+    """Say whether every check passed; the exit status."""
+    print("FAILED: " + "; ".join(failures) if failures else "all checks passed")
+    return 1 if failures else 0
+
+
+def run(main: Callable[[str, Path, Path, str | None], int], usage: str | None) -> None:
+    """Run a browser pass from the command line: URL OUT_DIR [IMAGE] [VIT_L_TOWER]."""
+    if len(sys.argv) < 3:
+        sys.exit(usage)
+    image = Path(sys.argv[3]) if sys.argv[3:] else DEFAULT_IMAGE
+    sys.exit(main(sys.argv[1], Path(sys.argv[2]), image, sys.argv[4] if sys.argv[4:] else None))
+
+
 def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
-    if vit_l:
-        set_option(url.rstrip("/"), "flexdiffuse_model_vit_l", vit_l)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-            args=["--no-sandbox"],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.goto(url, timeout=120_000)
-        page.wait_for_selector("#txt2img_prompt textarea", timeout=120_000)
-        page.fill("#txt2img_prompt textarea", "a photo of a deer in a dark forest, oil painting")
-        for field, value in (("steps", 2), ("width", 64), ("height", 64)):  # quick on a CPU
-            page.fill(f"#txt2img_{field} input[type=number]", str(value))
-            page.press(f"#txt2img_{field} input[type=number]", "Enter")
-        page.click(f"{PREFIX}enabled .label-wrap")
+        browser, page = open_txt2img(playwright, url, vit_l)
         panel = page.locator(f"{PREFIX}enabled")
         panel.screenshot(path=str(out / "1-panel.png"))
         box = page.locator(f"{PREFIX}enabled-visible-checkbox")
@@ -166,12 +190,8 @@ def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
         page.screenshot(path=str(out / "5-no-image.png"), full_page=False)
         check("no guidance image" in shown, "a job without an image shows the message", failures)
         browser.close()
-    print("FAILED: " + "; ".join(failures) if failures else "all checks passed")
-    return 1 if failures else 0
+    return finish(failures)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3:
-        sys.exit(__doc__)
-    image = Path(sys.argv[3]) if sys.argv[3:] else DEFAULT_IMAGE
-    sys.exit(main(sys.argv[1], Path(sys.argv[2]), image, sys.argv[4] if sys.argv[4:] else None))
+    run(main, __doc__)

@@ -13,15 +13,20 @@ and exits non-zero when something is missing. Not part of the test suite: a by-h
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from pathlib import Path
 
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
 
-from tests.live.browser_check import DEFAULT_IMAGE, PREFIX, check, generate, set_option
+from tests.live.browser_check import (
+    PREFIX,
+    check,
+    finish,
+    generate,
+    open_txt2img,
+    run,
+)
 
 STYLE = "Style only"
 
@@ -68,21 +73,8 @@ def paint_left_half(page: Page, editor: str) -> bool:
 def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
-    if vit_l:
-        set_option(url.rstrip("/"), "flexdiffuse_model_vit_l", vit_l)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-            args=["--no-sandbox"],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 2200})
-        page.goto(url, timeout=120_000)
-        page.wait_for_selector("#txt2img_prompt textarea", timeout=120_000)
-        page.fill("#txt2img_prompt textarea", "a photo of a deer in a dark forest, oil painting")
-        for field, value in (("steps", 2), ("width", 64), ("height", 64)):
-            page.fill(f"#txt2img_{field} input[type=number]", str(value))
-            page.press(f"#txt2img_{field} input[type=number]", "Enter")
-        page.click(f"{PREFIX}enabled .label-wrap")
+        browser, page = open_txt2img(playwright, url, vit_l, height=2200)
         page.set_input_files(f"{PREFIX}image input[type=file]", str(image))
         page.wait_for_timeout(2000)
         page.locator(f"{PREFIX}enabled").screenshot(path=str(out / "0-image.png"))
@@ -122,12 +114,8 @@ def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
         page.locator(f"{PREFIX}preview").first.screenshot(path=str(out / "5-preview.png"))
         print("preview:", preview.last.inner_text()[:300].replace("\n", " | ") if rows else "")
         browser.close()
-    print("FAILED: " + "; ".join(failures) if failures else "all checks passed")
-    return 1 if failures else 0
+    return finish(failures)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3:
-        sys.exit(__doc__)
-    image = Path(sys.argv[3]) if sys.argv[3:] else DEFAULT_IMAGE
-    sys.exit(main(sys.argv[1], Path(sys.argv[2]), image, sys.argv[4] if sys.argv[4:] else None))
+    run(main, __doc__)

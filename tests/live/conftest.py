@@ -194,11 +194,16 @@ def webui(request) -> WebuiClient:
     return client
 
 
-@pytest.fixture(scope="session")
-def guidance_image() -> str:
-    """A real guidance image from ../shared/testdata, base64-encoded."""
-    path = TESTDATA / "deer_mod.webp"
+def testdata_base64(name: str) -> str:
+    """Real test image ``name`` from ../shared/testdata, base64-encoded."""
+    path = TESTDATA / name
     if not path.is_file():
         skip_or_fail(f"real test images not found at {TESTDATA}")
     with Image.open(path) as image:
         return image_base64(image)
+
+
+@pytest.fixture(scope="session")
+def guidance_image() -> str:
+    """A real guidance image, base64-encoded."""
+    return testdata_base64("deer_mod.webp")

@@ -13,14 +13,13 @@ import pytest
 from PIL import Image
 
 from flexdiffuse.params import RECIPE_LABELS
-from tests.conftest import TESTDATA
 from tests.live.conftest import (
     error_message,
     image_base64,
     info,
     ok,
     same_pixels,
-    skip_or_fail,
+    testdata_base64,
     xyz_script_args,
 )
 
@@ -28,11 +27,7 @@ from tests.live.conftest import (
 @pytest.fixture(scope="module")
 def second_image() -> str:
     """A second real guidance image, base64-encoded."""
-    path = TESTDATA / "turtle_mod.webp"
-    if not path.is_file():
-        skip_or_fail(f"real test images not found at {TESTDATA}")
-    with Image.open(path) as image:
-        return image_base64(image)
+    return testdata_base64("turtle_mod.webp")
 
 
 def size_of(encoded: str) -> tuple[int, int]:
