@@ -194,7 +194,7 @@ def webui(request) -> WebuiClient:
     return client
 
 
-def testdata_base64(name: str) -> str:
+def real_image_base64(name: str) -> str:
     """Real test image ``name`` from ../shared/testdata, base64-encoded."""
     path = TESTDATA / name
     if not path.is_file():
@@ -206,4 +206,4 @@ def testdata_base64(name: str) -> str:
 @pytest.fixture(scope="session")
 def guidance_image() -> str:
     """A real guidance image, base64-encoded."""
-    return testdata_base64("deer_mod.webp")
+    return real_image_base64("deer_mod.webp")

@@ -19,7 +19,7 @@ from tests.live.conftest import (
     info,
     ok,
     same_pixels,
-    testdata_base64,
+    real_image_base64,
     xyz_script_args,
 )
 
@@ -27,7 +27,7 @@ from tests.live.conftest import (
 @pytest.fixture(scope="module")
 def second_image() -> str:
     """A second real guidance image, base64-encoded."""
-    return testdata_base64("turtle_mod.webp")
+    return real_image_base64("turtle_mod.webp")
 
 
 def size_of(encoded: str) -> tuple[int, int]:
