@@ -18,8 +18,8 @@ from tests.live.conftest import (
     image_base64,
     info,
     ok,
-    same_pixels,
     real_image_base64,
+    same_pixels,
     xyz_script_args,
 )
 
