@@ -46,7 +46,7 @@ def masks_note(infotext: Mapping[str, Any]) -> str | None:
         return ""
     return (
         f"**The pasted image was made with masks on the {', '.join(masked)}.** Infotext "
-        "holds a mask's digest, not the mask: the mask folds keep what they hold (a new image, "
+        "holds a mask's digest, not the mask: the mask editors keep what they hold (a new image, "
         "as Send to img2img gives, clears its mask). Paint the masks again where needed."
     )
 

@@ -248,10 +248,11 @@ class _Builder:
             self.specs([IMAGE_WEIGHTS[name]])
             return
         self.specs([IMAGE_WEIGHTS[name], IMAGE_RECIPES[name]], per_row=2)
+        # In view, not in a closed fold: gradio 3's sketch tool breaks for good when its
+        # picture arrives while it is hidden (a white canvas that records no strokes).
         mask, label = MASK_INPUTS[name], f"Mask of the {describe_input(name)}"
-        with gr.Accordion(label, open=False):
-            self.controls[mask] = self.host.mask_editor(label, self.elem_id(mask), height=240)
-            gr.Markdown(MASK_HINT, elem_classes=["flexdiffuse-hint"])
+        self.controls[mask] = self.host.mask_editor(label, self.elem_id(mask), height=200)
+        gr.Markdown(MASK_HINT, elem_classes=["flexdiffuse-hint"])
 
     def specs(self, names: tuple[str, ...] | list[str], per_row: int = 1) -> None:
         """Controls for the parameters ``names``, ``per_row`` to a row."""

@@ -4,7 +4,7 @@
 
 Like ``browser_check.py`` (Playwright and Debian's ``chromium``): in txt2img it opens the
 FlexDiffuse panel, drops a guidance image, picks *Style only* in its recipe menu, opens its
-mask fold (which must hold a copy of the image), paints a stroke over the left half with the
+mask editor (which must hold a copy of the image), paints over the left half with the
 host's own editor (gradio 3's sketch tool or gradio 4's image editor), generates (the infotext
 must record the recipe and the mask's hash) and previews (the masked patches are dimmed and
 the recipe is named). Screenshots of each step go to OUT_DIR; the script prints what it saw
@@ -86,12 +86,11 @@ def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
         menu = page.locator(f"{PREFIX}image_recipe")
         shown = (menu.first.inner_text() + " " + menu.first.inner_html()) if menu.count() else ""
         check(STYLE in shown, f"the recipe menu shows {STYLE!r}", failures)
-        page.get_by_text("Mask of the guidance image", exact=True).first.click()
         page.wait_for_timeout(1500)
         editor = f"{PREFIX}image_mask"
         check(
             page.locator(f"{editor} img, {editor} canvas").count() > 0,
-            "the mask fold holds the guidance image to paint on",
+            "the mask editor holds the guidance image to paint on",
             failures,
         )
         page.locator(editor).screenshot(path=str(out / "1-mask-editor.png"))

@@ -219,7 +219,6 @@ GRADIO_4_EDITOR = (  # gr.ImageEditor.__init__ of gradio 4.40 (WebUI Forge, Forg
     "format",
     "interactive",
     "elem_id",
-    "elem_classes",
     "height",
 )
 

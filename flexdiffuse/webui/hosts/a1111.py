@@ -276,7 +276,6 @@ class A1111Host:
         common = {
             "label": label,
             "elem_id": elem_id,
-            "elem_classes": ["flexdiffuse-mask-editor"],  # javascript/flexdiffuse.js fits it
             "height": height,
             "interactive": True,
         }
