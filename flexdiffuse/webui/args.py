@@ -21,10 +21,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..images import KEEP_SIDE, GuidanceImage
-from ..params import PARAM_SPECS, JobParams, read_bool
+from ..params import JobParams, read_bool
 from ..presets import job_params
 from ..references import Reference
 from .errors import FlexDiffuseError, as_sentence
+from .reference_masks import GuidanceMask, mask_input, read_mask, upright_size
 
 GUIDANCE_INPUTS: tuple[str, ...] = ("image", "image_2", "image_3", "image_4")
 """The guidance image inputs, in order. Their image tokens are candidates together."""
@@ -76,14 +77,22 @@ FIRST_ARG_NAMES: tuple[str, ...] = (
 )
 """The positional API as 0.1 shipped it: API clients send these positions, so they never move."""
 
-ARG_NAMES: tuple[str, ...] = FIRST_ARG_NAMES + tuple(
-    name
-    for name in (*(spec.name for spec in PARAM_SPECS), *IMAGE_INPUTS, *REFERENCE_INPUTS.values())
-    if name not in FIRST_ARG_NAMES
+MASK_INPUTS: dict[str, str] = {name: mask_input(name) for name in GUIDANCE_INPUTS}
+"""The mask argument of each guidance image input (see :mod:`.reference_masks`)."""
+
+LATER_ARG_NAMES: tuple[str, ...] = (
+    "strength",
+    "auto_floor",
+    *(f"{name}_recipe" for name in GUIDANCE_INPUTS),
+    *REFERENCE_INPUTS.values(),
+    *MASK_INPUTS.values(),
 )
-"""The script's arguments in ``ui()`` order: the positional API. Parameters added since
-:data:`FIRST_ARG_NAMES` are appended in :data:`~flexdiffuse.params.PARAM_SPECS` order, so a
-list that works today keeps working."""
+"""The arguments added since :data:`FIRST_ARG_NAMES`, in the order they came: a new one is
+appended here (a test checks that every parameter is an argument), so a positional list that
+works today keeps working."""
+
+ARG_NAMES: tuple[str, ...] = FIRST_ARG_NAMES + LATER_ARG_NAMES
+"""The script's arguments in ``ui()`` order: the positional API."""
 
 PRESET_NAME = "preset"
 """The name under which the object form may name a preset (:mod:`flexdiffuse.presets`). It is
@@ -116,10 +125,16 @@ class ScriptArgs:
     images: Mapping[str, GuidanceImage]
     params: JobParams
     references: Mapping[str, SlotReference] = field(default_factory=dict)
+    masks: Mapping[str, GuidanceMask] = field(default_factory=dict)
+    """The guidance images' masks by image input (absent: no mask)."""
 
     def weight(self, name: str) -> float:
         """The weight of image input ``name``."""
         return self.params.get(IMAGE_WEIGHTS[name])
+
+    def recipe(self, name: str) -> str:
+        """The recipe of guidance image input ``name`` (``"job"``: the job's own settings)."""
+        return self.params.get(f"{name}_recipe")
 
     def guidance_slots(self) -> list[str]:
         """The guidance image slots that guide (an image or a reference, weight above 0)."""
@@ -160,11 +175,18 @@ def parse_script_args(args: Sequence[Any]) -> ScriptArgs:
     enabled = read_enabled(values.pop("enabled", False))
     if not enabled:
         return ScriptArgs(False, {}, JobParams())
-    images = {}
+    images, masks = {}, {}
     for name in IMAGE_INPUTS:
-        image = read_image(values.pop(name, None), name)
-        if image is not None:
-            images[name] = image
+        decoded = decode_image(values.pop(name, None), describe_input(name))
+        if decoded is not None:
+            images[name] = GuidanceImage.from_pil(decoded)
+        if name in MASK_INPUTS:
+            size = upright_size(decoded) if decoded is not None else None
+            mask = read_mask(
+                values.pop(MASK_INPUTS[name], None), describe_input(name), size, _decode
+            )
+            if mask is not None:
+                masks[name] = mask
     references = {}
     for slot, name in REFERENCE_INPUTS.items():
         reference = read_reference_name(values.pop(name, None), slot)
@@ -172,7 +194,8 @@ def parse_script_args(args: Sequence[Any]) -> ScriptArgs:
             references[slot] = SlotReference(reference)
     preset = values.pop(PRESET_NAME, None)
     read_preset(preset)
-    return ScriptArgs(True, images, make_params(values, preset=preset), references)
+    params = make_params(values, preset=preset)
+    return ScriptArgs(True, images, params, references, masks)
 
 
 def read_reference_name(value: Any, slot: str = "image") -> str | None:
@@ -239,11 +262,21 @@ def read_image(value: Any, name: str = "image") -> GuidanceImage | None:
         FlexDiffuseError: undecodable data, or an image over :data:`MAX_IMAGE_PIXELS`; the
             message names the input.
     """
+    image = decode_image(value, describe_input(name))
+    return GuidanceImage.from_pil(image) if image is not None else None
+
+
+def decode_image(value: Any, label: str) -> Image.Image | None:
+    """The picture in what the panel or an API client sent for an image input (see
+    :func:`read_image`), or None; ``label`` names the input in messages."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, Mapping) and "image" in value:
-        return read_image(value["image"], name)
-    label = describe_input(name)
+        return decode_image(value["image"], label)
+    return _decode(value, label)
+
+
+def _decode(value: Any, label: str) -> Image.Image:
     if isinstance(value, Image.Image):
         image = value
     elif isinstance(value, np.ndarray):
@@ -256,7 +289,7 @@ def read_image(value: Any, name: str = "image") -> GuidanceImage | None:
             f"{type(value).__name__}."
         )
     _check_size(image, label)
-    return GuidanceImage.from_pil(image)
+    return image
 
 
 def describe_input(name: str) -> str:

@@ -21,14 +21,16 @@ from ..guides import (
 )
 from ..images import GuidanceImage
 from ..known_towers import KnownTower
+from ..masks import MaskError
 from ..references import ReferenceError, reference_images
 from . import settings
-from .args import ScriptArgs
+from .args import ScriptArgs, describe_input
 from .conds import token_states
 from .errors import FlexDiffuseError
 from .families import SDXL, SDXL_REFINER, ConditioningPart, Family, detect_family
 from .hosts import Host
 from .job import JobGuides
+from .reference_masks import mask_error
 from .runtime import Runtime
 from .vision_towers import TowerPlacement, TowerProgress
 
@@ -145,11 +147,13 @@ def _slot_tokens(
     args: ScriptArgs, part: ConditioningPart, encoded: list[torch.Tensor], at: TowerPlacement
 ) -> list[ImageTokens]:
     """Each guiding slot's tokens from the part's tower, in slot order: an image's as the
-    tower encoded it (``encoded``, in order), a saved reference's as saved, placed as the
-    tower's would be (so both give the same pixels).
+    tower encoded it (``encoded``, in order) with its mask's keep, a saved reference's as
+    saved (with its saved masks; the slot's painted mask belongs to the image it replaces),
+    placed as the tower's would be (so both give the same pixels).
 
     Raises:
         ReferenceError: a reference made without the part's tower.
+        FlexDiffuseError: a mask the core refuses.
     """
     made = iter(encoded)
     tokens: list[ImageTokens] = []
@@ -157,7 +161,8 @@ def _slot_tokens(
         weight, recipe = args.weight(slot), args.params.get(f"{slot}_recipe")
         ref = args.references.get(slot)
         if ref is None:
-            tokens.append(ImageTokens(next(made), weight, recipe))
+            image = next(made)
+            tokens.append(ImageTokens(image, weight, recipe, _mask_keep(args, slot, len(image))))
             continue
         assert ref.reference is not None, "a job's references are read before it starts"
         tokens += [
@@ -165,6 +170,21 @@ def _slot_tokens(
             for image in reference_images(ref.reference, part.tower, weight, recipe)
         ]
     return tokens
+
+
+def _mask_keep(args: ScriptArgs, slot: str, tokens: int) -> torch.Tensor | None:
+    """The token keep of ``slot``'s mask for an image of ``tokens`` tokens (None: no mask).
+
+    Raises:
+        FlexDiffuseError: a mask the core refuses (its message, naming the image).
+    """
+    mask = args.masks.get(slot)
+    if mask is None:
+        return None
+    try:
+        return mask.keep(tokens)
+    except MaskError as error:
+        raise mask_error(describe_input(slot), error) from None
 
 
 def tower_placement(host: Host) -> TowerPlacement:

@@ -12,7 +12,7 @@ import html
 import io
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,13 +21,13 @@ import torch
 from ..engine import PURE_IMAGE_WARNING
 from ..guides import is_empty_prompt
 from ..images import GuidanceImage, prepare_image
-from ..params import GuidanceParams
+from ..params import JOB_RECIPE, RECIPE_LABELS, GuidanceParams
 from ..preview import (
     PositionReport,
     chunk_rows,
+    dim_masked,
     effect_text,
-    explain,
-    explain_pure,
+    explain_part,
     heat_overlay,
     image_place,
     patch_heat,
@@ -107,16 +107,13 @@ def preview_html(runtime: Runtime, prompt: str, args: ScriptArgs) -> str:
     )
     for number, part in enumerate(guide.parts):
         states = tokens[..., part.channel_start : part.channel_stop]
-        if pure:
-            reports = explain_pure(states, part.image_tokens, guide.params)
-        else:
-            reports = explain(
-                states, part.image_tokens, guide.params, part.concept_cond, part.token_weights
-            )
+        reports = explain_part(states, part, guide.params, pure=pure)
         title = f"Vision tower {number + 1} of {len(guide.parts)}" if number else ""
         note = settings_note(guide.params, reports)
-        count = len(part.image_tokens)
-        sections.append(render_mapping(reports, labels, images, count, title, note))
+        count = part.per_image * len(images)  # the full numbering: masked tokens counted
+        sections.append(
+            render_mapping(reports, labels, images, count, title, note, keeps=part.keeps)
+        )
     timer.lap("table")
     footer = f'<p class="flexdiffuse-note">{html.escape(timer.summary())}</p>'
     return f'<div class="flexdiffuse-preview">{"".join(sections)}{footer}</div>'
@@ -169,18 +166,23 @@ def render_mapping(
     token_count: int,
     title: str = "",
     note: str = "",
+    *,
+    keeps: Sequence[torch.Tensor | None] | None = None,
 ) -> str:
     """One tower's table of prompt positions and its images with the mapped patches lit.
 
     ``token_count`` is the number of image tokens of all ``images`` together; each image has
     a class token, then a square grid of patches. ``note`` is added to the summary (see
-    :func:`settings_note`).
+    :func:`settings_note`). ``keeps`` are the images' masks' token keeps (None: unmasked):
+    the patches a mask leaves out are dimmed.
     """
     per_image = token_count // max(1, len(images))
     grid = math.isqrt(per_image - 1)
     rows, tokens = [], []
+    # Which recipe moved a token is news only where an image has a recipe of its own.
+    recipes = bool({report.recipe for report in reports} - {"", RECIPE_LABELS[JOB_RECIPE]})
     for shown, padding in chunk_rows(reports, labels, PAD):
-        rows += [_row(report, labels, per_image, grid) for report in shown]
+        rows += [_row(report, labels, per_image, grid, recipes) for report in shown]
         tokens += shown
         if padding:
             rows.append(_padding_row(padding))
@@ -191,9 +193,10 @@ def render_mapping(
     )
     if note:
         summary = f"{summary} {note}"
+    keeps = keeps or [None] * len(images)
     pictures = "".join(
-        _picture(image, number, patch_heat(tokens, number, per_image, grid), grid)
-        for number, image in enumerate(images)
+        _picture(image, number, patch_heat(tokens, number, per_image, grid), grid, keep)
+        for number, (image, keep) in enumerate(zip(images, keeps, strict=True))
     )
     return (
         f'<div class="flexdiffuse-section">{heading}<p class="flexdiffuse-note">{summary}</p>'
@@ -216,7 +219,13 @@ def _padding_row(padding: list[PositionReport]) -> str:
     )
 
 
-def _row(report: PositionReport, labels: list[list[str]] | None, per_image: int, grid: int) -> str:
+def _row(
+    report: PositionReport,
+    labels: list[list[str]] | None,
+    per_image: int,
+    grid: int,
+    recipes: bool = False,
+) -> str:
     label = token_label(labels, report)
     number = prompt_number(report)
     token = html.escape(label if label is not None else "")
@@ -231,6 +240,8 @@ def _row(report: PositionReport, labels: list[list[str]] | None, per_image: int,
             where = f"image {image + 1}, patch {row + 1},{column + 1}"
             data += f' data-flexdiffuse-row="{row}" data-flexdiffuse-col="{column}"'
             data += f' data-flexdiffuse-grid="{grid}"'
+        if recipes and report.recipe:
+            where += f" ({html.escape(report.recipe)})"
     bar = f'<span class="flexdiffuse-bar" style="width:{report.alignment * 4:.2f}em"></span>'
     shown = report.image_token >= 0 and not report.pure
     alignment = f"{bar}{report.alignment:.2f}" if shown else "\u2014"
@@ -242,8 +253,10 @@ def _row(report: PositionReport, labels: list[list[str]] | None, per_image: int,
     )
 
 
-def _picture(image: GuidanceImage, number: int, heat: torch.Tensor, grid: int) -> str:
-    square = heat_overlay(prepare_image(image.pixels, DISPLAY_SIZE), heat)
+def _picture(
+    image: GuidanceImage, number: int, heat: torch.Tensor, grid: int, keep: torch.Tensor | None
+) -> str:
+    square = heat_overlay(dim_masked(prepare_image(image.pixels, DISPLAY_SIZE), keep), heat)
     buffer = io.BytesIO()
     square.save(buffer, "PNG")
     data = base64.b64encode(buffer.getvalue()).decode()

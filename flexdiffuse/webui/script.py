@@ -13,8 +13,9 @@ from typing import Any
 from modules import script_callbacks, scripts
 
 from .. import guides
+from ..params import JOB_RECIPE
 from . import hosts, settings
-from .args import REFERENCE_INPUTS, ScriptArgs, make_params, parse_script_args
+from .args import MASK_INPUTS, REFERENCE_INPUTS, ScriptArgs, make_params, parse_script_args
 from .errors import NO_GUIDANCE_IMAGE, PLOTTED_BUT_OFF, FlexDiffuseError
 from .infotext import NOTE_KEY, generation_params, is_flexdiffuse_infotext
 from .job import FailedJob, GuidedJob, Job
@@ -65,7 +66,7 @@ class FlexDiffuseScript(scripts.Script):
         panel = build_panel(RUNTIME.host, self.elem_id, prompt, previewer(RUNTIME), saver(RUNTIME))
         self.infotext_fields = panel.infotext_fields
         # "Send to" copies the controls whose paste keys are listed here (readers included).
-        self.paste_field_names = [key for _, key in panel.infotext_fields]
+        self.paste_field_names = panel.paste_field_names
         return panel.inputs
 
     def process(self, p: Any, *args: Any) -> None:
@@ -100,11 +101,7 @@ def start_job(p: Any, args: Sequence[Any], runtime: Runtime) -> Job | None:
     else:
         if script_args is None:
             return None
-        digests = {
-            name: image.digest
-            for name, image in script_args.images.items()
-            if name not in script_args.references  # a slot's reference replaces its image
-        }
+        digests = input_digests(script_args)
         inert = nothing_to_guide(script_args, surface.all_prompts())
         surface.infotext.update(
             generation_params(script_args.params, digests, guided=inert is None, note=inert or "")
@@ -119,6 +116,32 @@ def start_job(p: Any, args: Sequence[Any], runtime: Runtime) -> Job | None:
     return job
 
 
+def input_digests(args: ScriptArgs) -> dict[str, str]:
+    """The digest of each image given and of its mask, right after it, by argument name."""
+    digests = {}
+    for name, image in args.images.items():
+        if name in args.references:
+            continue  # a slot's reference replaces its image (and the mask painted on it)
+        digests[name] = image.digest
+        if name in args.masks:
+            digests[MASK_INPUTS[name]] = args.masks[name].digest
+    return digests
+
+
+def slot_recipes(args: ScriptArgs) -> tuple[str, ...]:
+    """The recipes of the images that guide: each slot's, or where a slot holding a saved
+    reference keeps the job's settings, the recipes saved with the reference's images."""
+    recipes: list[str] = []
+    for slot in args.guidance_slots():
+        ref = args.references.get(slot)
+        saved = ref.reference if ref is not None else None
+        if saved is not None and args.recipe(slot) == JOB_RECIPE:
+            recipes += [image.recipe for image in saved.images]
+        else:
+            recipes.append(args.recipe(slot))
+    return tuple(recipes)
+
+
 def nothing_to_guide(args: ScriptArgs, prompts: Sequence[str]) -> str | None:
     """Why ``args`` move no token of a job of ``prompts`` at all, or None when they guide
     something (the core's rule, :func:`flexdiffuse.guides.nothing_to_guide`, for every way
@@ -131,6 +154,7 @@ def nothing_to_guide(args: ScriptArgs, prompts: Sequence[str]) -> str | None:
         images=bool(args.guidance_slots()),
         negative=args.negative_image is not None,
         empty_prompt=any(not str(prompt).strip() for prompt in prompts),
+        recipes=slot_recipes(args),
     )
 
 

@@ -15,11 +15,13 @@ from .args import (
     GUIDANCE_INPUTS,
     IMAGE_INPUTS,
     IMAGE_WEIGHTS,
+    MASK_INPUTS,
     REFERENCE_INPUTS,
     describe_input,
 )
 from .hosts import Host
 from .infotext import PASTE_READERS, PasteReader, control_value
+from .mask_panel import MASK_HINT, MASK_NOTE, MASK_READERS, editor_picture
 from .reference_panel import (
     Saver,
     connect_save,
@@ -73,9 +75,16 @@ class Panel:
     def infotext_fields(self) -> list[tuple[Any, PasteReader]]:
         """(control, reader) pairs: pasting parameters restores every control; the images'
         readers leave them as they are, but name them for "Send to" (see IMAGE_CARRIERS)."""
-        readers = {**PASTE_READERS, **IMAGE_CARRIERS}
+        readers = {**PASTE_READERS, **IMAGE_CARRIERS, **MASK_READERS}
         fields = [(self.controls[name], reader) for name, reader in readers.items()]
         return fields + self.reference_fields
+
+    @property
+    def paste_field_names(self) -> list[PasteReader]:
+        """The fields "Send to" copies control to control: all but the masks' note, which
+        its reader writes from the sent image's infotext (a copy would race it)."""
+        notes = set(MASK_READERS.values())
+        return [key for _, key in self.infotext_fields if key not in notes]
 
 
 def _carried_image(name: str) -> PasteReader:
@@ -116,7 +125,7 @@ def build_panel(
     """
     builder = _Builder(elem_id, host)
     controls = builder.controls
-    placed = {*TOP, *OPTIONS, *SDXL_PARAMS, *IMAGE_WEIGHTS.values()}
+    placed = {*TOP, *OPTIONS, *SDXL_PARAMS, *IMAGE_WEIGHTS.values(), *IMAGE_RECIPES.values()}
     with host.input_accordion(False, label="FlexDiffuse", elem_id=elem_id("enabled")) as enabled:
         controls["enabled"] = enabled
         if host.unsupported:
@@ -134,6 +143,7 @@ def build_panel(
             preset.do_not_save_to_config = True
             builder.specs(TOP)
         preset_note = gr.Markdown("", elem_id=elem_id("preset_note"))
+        controls[MASK_NOTE] = gr.Markdown("", elem_id=elem_id(MASK_NOTE))
         with gr.Row():
             with gr.Column():
                 builder.image_input(GUIDANCE_INPUTS[0])
@@ -156,6 +166,14 @@ def build_panel(
             shown = gr.HTML(elem_id=elem_id("preview"))
         gr.Markdown(GARBAGE_HINT)
     images = [controls[name] for name in IMAGE_INPUTS]
+    for name in GUIDANCE_INPUTS:
+        # The mask editor holds a copy of its image to paint on (a new image clears it).
+        controls[name].change(
+            fn=editor_picture,
+            inputs=[controls[name]],
+            outputs=[controls[MASK_INPUTS[name]]],
+            show_progress=False,
+        )
     for image in images:
         # Dropping an image means "guide with this": switch FlexDiffuse on, as ControlNet does.
         image.upload(fn=lambda: True, inputs=None, outputs=[enabled], show_progress=False)
@@ -219,6 +237,13 @@ def _images_note(given: list[bool]) -> str:
     return "Images in use: " + ", ".join(held) + "."
 
 
+IMAGE_RECIPES: dict[str, str] = {name: f"{name}_recipe" for name in GUIDANCE_INPUTS}
+"""The recipe parameter of each guidance image input, shown beside its weight."""
+
+MENU_FROM = 4
+"""A choice of this many values or more is a menu (a dropdown); fewer are radio buttons."""
+
+
 class _Builder:
     """Creates controls in the current layout context and files them by argument name."""
 
@@ -228,7 +253,8 @@ class _Builder:
         self.controls: dict[str, Any] = {}
 
     def image_input(self, name: str) -> None:
-        """An image input, its saved-reference menu (guidance images) and its weight."""
+        """An image input, and for a guidance image its saved-reference menu; the slider of
+        its weight, and for a guidance image its recipe menu beside it and its mask editor."""
         self.controls[name] = gr.Image(
             label=describe_input(name).capitalize(),
             **UPLOAD_ONLY,
@@ -240,7 +266,15 @@ class _Builder:
         if name in REFERENCE_INPUTS:
             reference = reference_menu(self.host, name, self.elem_id)
             self.controls[REFERENCE_INPUTS[name]] = reference
-        self.specs([IMAGE_WEIGHTS[name]])
+        if name not in IMAGE_RECIPES:
+            self.specs([IMAGE_WEIGHTS[name]])
+            return
+        self.specs([IMAGE_WEIGHTS[name], IMAGE_RECIPES[name]], per_row=2)
+        # In view, not in a closed fold: gradio 3's sketch tool breaks for good when its
+        # picture arrives while it is hidden (a white canvas that records no strokes).
+        mask, label = MASK_INPUTS[name], f"Mask of the {describe_input(name)}"
+        self.controls[mask] = self.host.mask_editor(label, self.elem_id(mask), height=200)
+        gr.Markdown(MASK_HINT, elem_classes=["flexdiffuse-hint"])
 
     def specs(self, names: tuple[str, ...] | list[str], per_row: int = 1) -> None:
         """Controls for the parameters ``names``, ``per_row`` to a row."""
@@ -261,6 +295,8 @@ class _Builder:
             control = gr.Slider(
                 minimum=spec.minimum, maximum=spec.maximum, step=spec.step, value=default, **common
             )
+        elif spec.kind == "choice" and len(spec.choices or ()) >= MENU_FROM:
+            control = gr.Dropdown(choices=list(spec.choices.values()), value=default, **common)
         elif spec.kind == "choice":
             assert spec.choices is not None
             interactive = not SPECS_BY_NAME["reuse"].default if spec.name == "order" else None

@@ -22,11 +22,11 @@ import os
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_IMAGE = ROOT.parent / "shared" / "testdata" / "deer_mod.webp"
@@ -88,9 +88,11 @@ def set_option(url: str, key: str, value: str) -> None:
     urllib.request.urlopen(urllib.request.Request(f"{url}/sdapi/v1/options", data, headers))
 
 
-def open_txt2img(playwright: Any, url: str, vit_l: str | None, height: int = 1800) -> Page:
-    """The txt2img tab in a new Chromium page, a quick job's settings in (2 steps, 64 pixels,
-    fast on a CPU) and the FlexDiffuse panel open; ``vit_l`` set as the ViT-L tower first."""
+def open_txt2img(
+    playwright: Playwright, url: str, vit_l: str | None = None, height: int = 1800
+) -> tuple[Browser, Page]:
+    """Chromium on the webui's txt2img tab with a prompt, a small job (quick on a CPU) and
+    the FlexDiffuse panel open; ``vit_l`` is set as the ViT-L tower setting first."""
     if vit_l:
         set_option(url.rstrip("/"), "flexdiffuse_model_vit_l", vit_l)
     browser = playwright.chromium.launch(
@@ -105,15 +107,28 @@ def open_txt2img(playwright: Any, url: str, vit_l: str | None, height: int = 180
         page.fill(f"#txt2img_{field} input[type=number]", str(value))
         page.press(f"#txt2img_{field} input[type=number]", "Enter")
     page.click(f"{PREFIX}enabled .label-wrap")
-    return page
+    return browser, page
+
+
+def finish(failures: list[str]) -> int:
+    """Say whether every check passed; the exit status."""
+    print("FAILED: " + "; ".join(failures) if failures else "all checks passed")
+    return 1 if failures else 0
+
+
+def run(main: Callable[[str, Path, Path, str | None], int], usage: str | None) -> None:
+    """Run a browser pass from the command line: URL OUT_DIR [IMAGE] [VIT_L_TOWER]."""
+    if len(sys.argv) < 3:
+        sys.exit(usage)
+    image = Path(sys.argv[3]) if sys.argv[3:] else DEFAULT_IMAGE
+    sys.exit(main(sys.argv[1], Path(sys.argv[2]), image, sys.argv[4] if sys.argv[4:] else None))
 
 
 def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     with sync_playwright() as playwright:
-        page = open_txt2img(playwright, url, vit_l)
-        browser = page.context.browser
+        browser, page = open_txt2img(playwright, url, vit_l)
         panel = page.locator(f"{PREFIX}enabled")
         panel.screenshot(path=str(out / "1-panel.png"))
         box = page.locator(f"{PREFIX}enabled-visible-checkbox")
@@ -175,12 +190,8 @@ def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
         page.screenshot(path=str(out / "5-no-image.png"), full_page=False)
         check("no guidance image" in shown, "a job without an image shows the message", failures)
         browser.close()
-    print("FAILED: " + "; ".join(failures) if failures else "all checks passed")
-    return 1 if failures else 0
+    return finish(failures)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3:
-        sys.exit(__doc__)
-    image = Path(sys.argv[3]) if sys.argv[3:] else DEFAULT_IMAGE
-    sys.exit(main(sys.argv[1], Path(sys.argv[2]), image, sys.argv[4] if sys.argv[4:] else None))
+    run(main, __doc__)

@@ -13,11 +13,11 @@ what it saw and exits non-zero when something is missing. Not part of the test s
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from browser_check import DEFAULT_IMAGE, PREFIX, check, generate, open_txt2img
 from playwright.sync_api import Page, sync_playwright
+
+from tests.live.browser_check import PREFIX, check, finish, generate, open_txt2img, run
 
 NAME = "browser check"
 
@@ -46,8 +46,7 @@ def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     with sync_playwright() as playwright:
-        page = open_txt2img(playwright, url, vit_l, height=2200)
-        browser = page.context.browser
+        browser, page = open_txt2img(playwright, url, vit_l, height=2200)
         page.set_input_files(f"{PREFIX}image input[type=file]", str(image))
         page.wait_for_timeout(2000)
         page.get_by_text("Save as a reference").first.click()
@@ -98,12 +97,8 @@ def main(url: str, out: Path, image: Path, vit_l: str | None = None) -> int:
         )
         page.locator(f"{PREFIX}enabled").screenshot(path=str(out / "4-refused.png"))
         browser.close()
-    print("FAILED: " + "; ".join(failures) if failures else "all checks passed")
-    return 1 if failures else 0
+    return finish(failures)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3:
-        sys.exit(__doc__)
-    image = Path(sys.argv[3]) if sys.argv[3:] else DEFAULT_IMAGE
-    sys.exit(main(sys.argv[1], Path(sys.argv[2]), image, sys.argv[4] if sys.argv[4:] else None))
+    run(main, __doc__)

@@ -204,6 +204,12 @@ def real_image_base64(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def second_image() -> str:
+    """A second real guidance image, base64-encoded."""
+    return real_image_base64("turtle_mod.webp")
+
+
+@pytest.fixture(scope="session")
 def guidance_image() -> str:
     """A real guidance image from ../shared/testdata, base64-encoded."""
     return real_image_base64("deer_mod.webp")

@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 
 from flexdiffuse.params import SPECS_BY_NAME
-from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS, describe_input
+from flexdiffuse.webui.args import (
+    ARG_NAMES,
+    IMAGE_INPUTS,
+    MASK_INPUTS,
+    REFERENCE_INPUTS,
+    describe_input,
+)
+from flexdiffuse.webui.reference_panel import MENU_LABEL
 from tests.live.conftest import (
     error_message,
     first_pixels,
@@ -26,11 +33,17 @@ from tests.live.conftest import (
     same_pixels,
 )
 
+MASKED = {mask: image for image, mask in MASK_INPUTS.items()}
+
 LABELS = [
     "FlexDiffuse"
     if name == "enabled"
     else describe_input(name).capitalize()
     if name in IMAGE_INPUTS
+    else f"Mask of the {describe_input(MASKED[name])}"
+    if name in MASKED
+    else MENU_LABEL
+    if name in REFERENCE_INPUTS.values()
     else SPECS_BY_NAME[name].label
     for name in ARG_NAMES
 ]

@@ -14,18 +14,12 @@ from tests.live.conftest import (
     error_message,
     info,
     ok,
-    real_image_base64,
     same_pixels,
     xyz_script_args,
 )
 
 ROUTE = "/flexdiffuse/v1/references"
 PAIR = "live pair"
-
-
-@pytest.fixture(scope="module")
-def second_image() -> str:
-    return real_image_base64("turtle_mod.webp")
 
 
 @pytest.fixture(scope="module")

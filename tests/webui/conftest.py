@@ -47,6 +47,7 @@ from flexdiffuse.webui import hosts, script  # noqa: E402
 from flexdiffuse.webui.args import (  # noqa: E402
     ARG_NAMES,
     IMAGE_INPUTS,
+    MASK_INPUTS,
     NO_REFERENCE,
     REFERENCE_INPUTS,
 )
@@ -179,14 +180,14 @@ class Webui:
     def args(enabled: bool = True, image: Any = None, **values: Any) -> list[Any]:
         """Script arguments as the panel sends them, in order; defaults for what is not given.
 
-        ``values`` are parameters, the other image inputs (``image_2=...``) and the slots'
-        saved references (``image_reference=...``).
+        ``values`` are parameters, the other image inputs (``image_2=...``), masks
+        (``image_mask=...``) and the slots' saved references (``image_reference=...``).
         """
         args = {"enabled": enabled, "image": image}
         for spec in PARAM_SPECS:
             value = values.pop(spec.name, spec.default)
             args[spec.name] = format_value(spec, value) if spec.kind == "choice" else value
-        for slot in IMAGE_INPUTS[1:]:
+        for slot in (*IMAGE_INPUTS[1:], *MASK_INPUTS.values()):
             args[slot] = values.pop(slot, None)
         for name in REFERENCE_INPUTS.values():
             args[name] = values.pop(name, NO_REFERENCE)

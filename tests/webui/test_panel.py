@@ -16,7 +16,8 @@ from modules.ui_components import InputAccordion
 from flexdiffuse.params import PARAM_SPECS, JobParams, format_value
 from flexdiffuse.webui.args import ARG_NAMES, IMAGE_INPUTS
 from flexdiffuse.webui.infotext import PASTE_READERS, image_key
-from flexdiffuse.webui.ui import PRIORITY_HINT
+from flexdiffuse.webui.mask_panel import MASK_NOTE
+from flexdiffuse.webui.ui import MENU_FROM, PRIORITY_HINT
 from tests.webui.conftest import gradient
 
 IMAGE = gradient()
@@ -59,7 +60,9 @@ def test_controls_follow_the_specs(webui, spec):
             default,
         )
     elif spec.kind == "choice":
-        assert isinstance(control, gr.Radio)
+        # A long choice (an image's recipe) is a menu; a short one radio buttons.
+        long = len(spec.choices) >= MENU_FROM
+        assert isinstance(control, gr.Dropdown if long else gr.Radio)
         assert [c[0] if isinstance(c, tuple) else c for c in control.choices] == list(
             spec.choices.values()
         )
@@ -165,7 +168,8 @@ def test_send_to_img2img_copies_every_control_by_name(webui):
     )
     names = txt2img.paste_field_names
     copied = [field for field, key in txt2img.infotext_fields if key in names]
-    assert copied == [field for field, _ in txt2img.infotext_fields]
+    note = txt2img.elem_id(MASK_NOTE)  # written from the sent image's infotext instead
+    assert copied == [field for field, _ in txt2img.infotext_fields if field.elem_id != note]
     assert [key for _, key in img2img.infotext_fields] == [
         key for _, key in txt2img.infotext_fields
     ]

@@ -10,6 +10,7 @@ schedules (:func:`prompt_schedules`, :func:`negative_schedules`).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import sys
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
@@ -263,6 +264,41 @@ class A1111Host:
         with contextlib.suppress(Exception):
             gr.Warning(message)
 
+    def mask_editor(self, label: str, elem_id: str, height: int) -> Any:
+        """The editor gradio offers, chosen by what its components accept (never its
+        version): gradio 3 (A1111 1.7-1.10, Forge Classic, reForge) paints masks with
+        ``gr.Image``'s sketch tool, as A1111's inpaint tab does; gradio 4 (WebUI Forge, Forge
+        Neo) dropped the tool for ``gr.ImageEditor``. (Forge's ForgeCanvas splits a picture
+        and its strokes into two hidden text fields driven by its own script; gradio's
+        editor keeps both in one value.)"""
+        import gradio as gr
+
+        common = {
+            "label": label,
+            "elem_id": elem_id,
+            "height": height,
+            "interactive": True,
+        }
+        if has_sketch_tool():
+            return gr.Image(
+                source="upload",
+                tool="sketch",
+                type="pil",
+                image_mode="RGBA",
+                brush_color=MASK_BRUSH,
+                **common,
+            )
+        return gr.ImageEditor(
+            sources=["upload"],
+            type="pil",
+            image_mode="RGBA",
+            brush=gr.Brush(colors=[MASK_BRUSH], color_mode="fixed"),
+            transforms=(),  # no crop: the mask stays on the whole image
+            layers=False,
+            format="png",  # the strokes' edges exactly (the default, WebP, is lossy)
+            **common,
+        )
+
     def input_accordion(self, value: bool, label: str, elem_id: str) -> Any:
         from modules.ui_components import InputAccordion
 
@@ -432,6 +468,17 @@ def pass_cfg_scale(params: Any) -> float:
         return float(p.hr_cfg)
     scale = params.denoiser.sampler.sampler_extra_args.get("cond_scale", p.cfg_scale)
     return float(scale)
+
+
+MASK_BRUSH = "#ffffff"
+"""The mask editor's brush: white, as a mask image marks what may be taken."""
+
+
+def has_sketch_tool() -> bool:
+    """Whether gradio's image component paints masks itself (gradio 3's ``tool``)."""
+    import gradio as gr
+
+    return "tool" in inspect.signature(gr.Image.__init__).parameters
 
 
 def _free_text_dropdown() -> Callable[..., Any]:

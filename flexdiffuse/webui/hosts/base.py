@@ -179,6 +179,10 @@ class HostUI(Protocol):
         """The host's refresh button beside dropdown ``menu``: it sets the menu's choices
         to ``choices()`` again."""
 
+    def mask_editor(self, label: str, elem_id: str, height: int) -> Any:
+        """The host's own image editor to paint a reference mask on a copy of an image
+        (its value: see :func:`~..reference_masks.painted`)."""
+
 
 class TextEncoding(Protocol):
     """The loaded checkpoint and how the host turns prompts into its conditioning."""
