@@ -162,7 +162,7 @@ def _slot_tokens(
         ref = args.references.get(slot)
         if ref is None:
             image = next(made)
-            tokens.append(ImageTokens(image, weight, recipe, _mask_keep(args, slot, len(image))))
+            tokens.append(ImageTokens(image, weight, recipe, mask_keep(args, slot, len(image))))
             continue
         assert ref.reference is not None, "a job's references are read before it starts"
         tokens += [
@@ -172,7 +172,7 @@ def _slot_tokens(
     return tokens
 
 
-def _mask_keep(args: ScriptArgs, slot: str, tokens: int) -> torch.Tensor | None:
+def mask_keep(args: ScriptArgs, slot: str, tokens: int) -> torch.Tensor | None:
     """The token keep of ``slot``'s mask for an image of ``tokens`` tokens (None: no mask).
 
     Raises:

@@ -55,7 +55,7 @@ from .errors import FlexDiffuseError
 from .families import detect_family
 from .hosts import Host
 from .infotext import is_flexdiffuse_infotext
-from .prepare import encode_images, guided_parts, tower_placement
+from .prepare import encode_images, guided_parts, mask_keep, tower_placement
 from .runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -269,7 +269,8 @@ def save_from_args(runtime: Runtime, name: str, args: ScriptArgs, overwrite: boo
         if ref is None:
             number = next(made)
             tokens = {tower: encoded[tower][number] for tower in encoded}
-            saved.append(ReferenceImage(images[number].digest, tokens, recipe))
+            keep = mask_keep(args, slot, len(next(iter(tokens.values()))))
+            saved.append(ReferenceImage(images[number].digest, tokens, recipe, keep))
             pictures.append(images[number].pixels)
             continue
         assert ref.reference is not None

@@ -30,6 +30,7 @@ from tests.pickles import plant
 from tests.webui.conftest import gradient, use_checkpoint
 from tests.webui.test_errors import assert_stops, png_base64
 from tests.webui.test_panel import event_fn
+from tests.webui.test_reference_masks import left_half
 from tests.webui.test_xyz import xyz_grid  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.every_host
@@ -71,6 +72,17 @@ def test_a_reference_job_gives_exactly_its_images_job_and_loads_no_tower(webui, 
         assert torch.equal(mine, theirs)
     plain = webui.txt2img(webui.args(enabled=False), **JOB)
     assert not torch.equal(steps[0], plain.cond_steps()[0])
+
+
+def test_a_saved_reference_keeps_the_mask_painted_on_its_image(webui, monkeypatch):
+    mask = png_base64(left_half(A.size))
+    save("masked", image=png_base64(A), image_mask=mask)
+    by_image = webui.txt2img(webui.args(image=A, image_mask=mask), **JOB).cond_steps()[0]
+    unmasked = webui.txt2img(webui.args(image=A), **JOB).cond_steps()[0]
+    no_tower_loads(monkeypatch)
+    by_reference = webui.txt2img(webui.args(image_reference="masked"), **JOB).cond_steps()[0]
+    assert torch.equal(by_reference, by_image)
+    assert not torch.equal(by_reference, unmasked)
 
 
 def test_a_slots_reference_replaces_its_image(webui):
