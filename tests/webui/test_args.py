@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from flexdiffuse.images import image_digest
-from flexdiffuse.params import JobParams
+from flexdiffuse.params import PARAM_SPECS, JobParams
 from flexdiffuse.webui.args import ARG_NAMES, parse_script_args, read_image
 from flexdiffuse.webui.errors import FlexDiffuseError
 from tests.webui.conftest import gradient
@@ -58,6 +58,12 @@ POSITIONAL_API = (  # frozen: API clients send these positions; new inputs go la
 
 def test_the_positional_api_only_grows_at_its_end():
     assert ARG_NAMES[: len(POSITIONAL_API)] == POSITIONAL_API
+
+
+def test_every_parameter_is_one_positional_argument():
+    """A parameter left out of LATER_ARG_NAMES would have no place in the positional API."""
+    assert len(set(ARG_NAMES)) == len(ARG_NAMES)
+    assert {spec.name for spec in PARAM_SPECS} <= set(ARG_NAMES)
 
 
 def test_positional_arguments_in_panel_order():
