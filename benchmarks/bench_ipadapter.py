@@ -367,10 +367,16 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_setup:
         setup(args.comfyui_dir, models)
     server = Server(KIT / "live-comfyui", args.comfyui_dir, free_port())
+    run_parts("bench_ipadapter", server, args, cold, warm)
+
+
+def run_parts(name: str, server: Any, args: argparse.Namespace, cold: Any, warm: Any) -> None:
+    """Print the header, then each part's table (``cold(server, size, steps)``,
+    ``warm(server, size, steps, repeat)``), and stop the server whatever happens."""
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
-    print(f"bench_ipadapter {commit}: SD 1.5 {args.size}x{args.size}, {os.cpu_count()} CPUs")
+    print(f"{name} {commit}: SD 1.5 {args.size}x{args.size}, {os.cpu_count()} CPUs")
     try:
         for part in args.part:
             if part == "cold":

@@ -49,6 +49,7 @@ from benchmarks.bench_ipadapter import (  # noqa: E402
     load_average,
     per_step,
     row,
+    run_parts,
 )
 from tests.conftest import TESTDATA  # noqa: E402
 from tests.live_comfy.random_ipadapter import VARIANTS, VIT_H_FILE  # noqa: E402
@@ -268,20 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.no_setup:
         setup(args.neo_dir)
-    neo = Neo(args.neo_dir, free_port())
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    print(f"bench_ipadapter_neo {commit}: SD 1.5 {args.size}x{args.size}, {os.cpu_count()} CPUs")
-    try:
-        for part in args.part:
-            if part == "cold":
-                rows = cold(neo, args.size, args.steps)
-            else:
-                rows = warm(neo, args.size, args.steps, args.repeat)
-            print("\n".join(["", *rows]), flush=True)
-    finally:
-        neo.stop()
+    run_parts("bench_ipadapter_neo", Neo(args.neo_dir, free_port()), args, cold, warm)
 
 
 if __name__ == "__main__":
