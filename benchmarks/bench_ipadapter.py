@@ -34,7 +34,9 @@ show apart from work.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -167,6 +169,25 @@ class Job:
     cpu: float
     majflt: int
     load: float
+    sampler: float = math.nan  # the sampler's own seconds per step (its progress bar's rate)
+
+
+SAMPLER_RATE = re.compile(r"(\d+)/\1 \[[\d:]+<[\d:]+,\s*([\d.]+)(s/it|it/s)\]")
+"""The closing state of a sampler's progress bar in the server log: ``4/4 [00:19<00:00,
+4.80s/it]``. Its rate counts the steps alone (no encoding, no VAE), the per-step cost with no
+fixed cost to subtract."""
+
+
+def sampler_rate(log: Path, offset: int) -> float:
+    """Seconds per step of the last sampling logged after byte ``offset`` (nan: none)."""
+    with open(log, "rb") as file:
+        file.seek(offset)
+        text = file.read().decode("utf-8", "replace")
+    found = SAMPLER_RATE.findall(text)
+    if not found:
+        return math.nan
+    _, rate, unit = found[-1]
+    return float(rate) if unit == "s/it" else 1 / float(rate)
 
 
 SEEDS = iter(range(1000, 10**6))
@@ -176,6 +197,8 @@ def run_job(server: Server, graph: dict[str, Any], method: str, steps: int) -> J
     graph = set_inputs(graph, "KSampler", seed=next(SEEDS), steps=steps)
     assert server.client is not None
     before = counters(server.pid)
+    log = server.folder / "server.log"
+    offset = log.stat().st_size
     run = server.client.run(graph)
     after = counters(server.pid)
     if run.status != "success":
@@ -185,13 +208,11 @@ def run_job(server: Server, graph: dict[str, Any], method: str, steps: int) -> J
     cpu, faults = after.cpu - before.cpu, after.majflt - before.majflt
     print(  # each job as it ends, so a run cut short still shows what it measured
         f"# {method}, {steps} steps: {wall:.1f} s, CPU {cpu:.1f} s, {faults} major faults, "
-        f"load {load_average():.1f}",
+        f"load {load_average():.1f}, sampler {sampler_rate(log, offset):.2f} s/step",
         file=sys.stderr,
         flush=True,
     )
-    return Job(
-        method, steps, wall, after.cpu - before.cpu, after.majflt - before.majflt, load_average()
-    )
+    return Job(method, steps, wall, cpu, faults, load_average(), sampler_rate(log, offset))
 
 
 # ------------------------------------------------------------------ setup
@@ -269,10 +290,11 @@ def warm(server: Server, size: int, steps: int, repeat: int) -> list[str]:
         f"{describe([j.load for r in rounds for pair in r.values() for j in pair])} (rotation); "
         f"server RSS after {resident.rss / 2**30:.2f} GiB",
         "",
-        "| job | s/step min / median | CPU s/step | fixed s | major faults/job "
+        "| job | sampler s/step (vs plain, same towers: min / median) "
+        "| s/step from N, 2N: min / median | CPU s/step | fixed s | major faults/job "
         "| per step vs plain, same towers loaded (min / median) "
         "| per step vs plain, nothing else loaded |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
         row("plain, nothing else loaded", alone, steps, None, base_alone),
     ]
     for method in ROTATION:
@@ -303,11 +325,25 @@ def row(
     alone = [w / base_alone for w in walls]
     faults = statistics.median(j.majflt for pair in pairs for j in pair)
     return (
-        f"| {label} | {min(walls):.2f} / {statistics.median(walls):.2f} "
+        f"| {label} | {sampler_cell(pairs, plain)} "
+        f"| {min(walls):.2f} / {statistics.median(walls):.2f} "
         f"| {statistics.median(m[1] for m in measured):.2f} "
         f"| {statistics.median(m[2] for m in measured):.1f} | {faults:.0f} | {same} "
         f"| {min(alone):.2f} / {statistics.median(alone):.2f} |"
     )
+
+
+def sampler_cell(pairs: list[list[Job]], plain: list[list[Job]] | None) -> str:
+    """The sampler's own s/step, median over the jobs, and its ratio to the same rounds'
+    plain jobs (min / median over rounds)."""
+    rate = statistics.median(job.sampler for pair in pairs for job in pair)
+    if plain is None:
+        return f"{rate:.2f}"
+    ratios = [
+        statistics.median(j.sampler for j in pair) / statistics.median(j.sampler for j in base)
+        for pair, base in zip(pairs, plain, strict=True)
+    ]
+    return f"{rate:.2f} ({min(ratios):.2f} / {statistics.median(ratios):.2f})"
 
 
 def cold(server: Server, size: int, steps: int) -> list[str]:

@@ -184,10 +184,11 @@ def warm(neo: Neo, size: int, steps: int, repeat: int) -> list[str]:
         f"{describe([j.load for r in rounds for pair in r.values() for j in pair])} (rotation); "
         f"server RSS after {resident.rss / 2**30:.2f} GiB",
         "",
-        "| job | s/step min / median | CPU s/step | fixed s | major faults/job "
+        "| job | sampler s/step (not read on Neo) "
+        "| s/step from N, 2N: min / median | CPU s/step | fixed s | major faults/job "
         "| per step vs plain, same towers loaded (min / median) "
         "| per step vs plain, nothing else loaded |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
         row("plain, nothing else loaded", alone, steps, None, base_alone),
     ]
     for method in METHODS:
