@@ -65,10 +65,31 @@ def test_bench_scan_row(tmp_path):
 
 def test_bench_ipadapter_row_from_n_and_2n_step_jobs():
     bench = load("bench_ipadapter")
-    plain = [bench.Job("plain", 4, 10.0, 8.0, 0, 1.0), bench.Job("plain", 8, 14.0, 12.0, 0, 1.0)]
-    both = [bench.Job("both", 4, 12.0, 9.0, 0, 1.0), bench.Job("both", 8, 18.0, 14.0, 0, 1.0)]
+    plain = [
+        bench.Job("plain", 4, 10.0, 8.0, 0, 1.0, 2.0),
+        bench.Job("plain", 8, 14.0, 12.0, 0, 1.0, 2.0),
+    ]
+    both = [
+        bench.Job("both", 4, 12.0, 9.0, 0, 1.0, 2.4),
+        bench.Job("both", 8, 18.0, 14.0, 0, 1.0, 2.4),
+    ]
     row = bench.row("both", [both], 4, [plain], 1.0)
-    assert row == "| both | 1.50 / 1.50 | 1.25 | 6.0 | 0 | 1.50 / 1.50 | 1.50 / 1.50 |"
+    assert row == (
+        "| both | 2.40 (1.20 / 1.20) | 1.50 / 1.50 | 1.25 | 6.0 | 0 | 1.50 / 1.50 | 1.50 / 1.50 |"
+    )
+
+
+def test_the_samplers_rate_is_read_from_its_progress_bar(tmp_path):
+    bench = load("bench_ipadapter")
+    log = tmp_path / "server.log"
+    log.write_text("old 2/2 [00:09<00:00,  9.00s/it]\n")
+    offset = log.stat().st_size
+    with open(log, "a") as file:
+        file.write(" 25%| 1/4 [00:04<00:14,  4.95s/it]100%| 4/4 [00:19<00:00,  4.80s/it]\n")
+    assert bench.sampler_rate(log, offset) == 4.80
+    assert bench.sampler_rate(log, log.stat().st_size) != bench.sampler_rate(
+        log, log.stat().st_size
+    )
 
 
 def test_bench_reference_row(tmp_path):
