@@ -45,6 +45,7 @@ __all__ = [
     "reference_path",
     "save_reference",
     "thumbnail",
+    "thumbnail_squares",
 ]
 
 logger = logging.getLogger(__name__)
@@ -133,6 +134,16 @@ def reference_images(
         ImageTokens(tokens, weight, image.recipe if slot == JOB_RECIPE else slot, image.keep)
         for image, tokens in zip(reference.images, reference.tokens(tower), strict=True)
     ]
+
+
+def thumbnail_squares(reference: Reference) -> list[Image.Image]:
+    """Each image of ``reference`` as its thumbnail shows it: its square of the grid that
+    :func:`thumbnail` lays out (the pictures a host shows for a reference, which keeps none)."""
+    sheet = Image.fromarray(reference.thumbnail.cpu().numpy(), "RGB")
+    side = THUMBNAIL_SIDE
+    columns = max(1, sheet.width // side)
+    boxes = [((n % columns) * side, (n // columns) * side) for n in range(len(reference.images))]
+    return [sheet.crop((left, top, left + side, top + side)) for left, top in boxes]
 
 
 def reference_path(folder: Path, name: str) -> Path:

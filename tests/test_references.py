@@ -20,6 +20,7 @@ from flexdiffuse.references import (
     reference_hash,
     save_reference,
     thumbnail,
+    thumbnail_squares,
 )
 from tests.helpers import random_tokens
 
@@ -131,3 +132,13 @@ def test_the_hash_changes_with_the_content(tmp_path):
     second = reference_hash(save_reference(_reference(images=2), tmp_path / "b.safetensors"))
     assert len(first) == 10
     assert first != second
+
+
+def test_thumbnail_squares_give_back_each_image_in_its_place():
+    colours = [(200, 10, 10), (10, 200, 10), (10, 10, 200)]
+    pictures = [Image.new("RGB", (90, 60), colour) for colour in colours]
+    reference = _reference(images=3)
+    reference = Reference(reference.name, reference.images, reference.towers, thumbnail(pictures))
+    squares = thumbnail_squares(reference)
+    assert [square.getpixel((30, 30)) for square in squares] == colours
+    assert {square.size for square in squares} == {(64, 64)}

@@ -31,8 +31,9 @@ from ..preview import (
     summary_text,
     token_label,
 )
+from ..references import thumbnail_squares
 from .guiding import WeightedImages
-from .referencing import thumbnail_tiles, to_picture
+from .referencing import to_picture
 
 DISPLAY_SIZE = 224
 
@@ -52,7 +53,7 @@ def slot_pictures(slot: WeightedImages) -> list[Image.Image]:
     """The pictures of one image slot as the preview shows them: its IMAGE's, or its saved
     reference's thumbnail squares (a reference keeps no pictures)."""
     if slot.reference is not None:
-        return [_display(tile) for tile in thumbnail_tiles(slot.reference)]
+        return [_display(tile) for tile in thumbnail_squares(slot.reference)]
     return pictures(list(slot.source))
 
 

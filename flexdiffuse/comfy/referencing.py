@@ -19,12 +19,12 @@ from PIL import Image
 
 from ..recipes import recipe_key
 from ..references import (
-    THUMBNAIL_SIDE,
     Reference,
     ReferenceImage,
     TowerIdentity,
     image_digest,
     thumbnail,
+    thumbnail_squares,
 )
 from .guiding import (
     GuideError,
@@ -45,19 +45,6 @@ def to_picture(pixels: torch.Tensor) -> Image.Image:
     """One ComfyUI picture ``[H, W, C]`` in 0..1 as an 8-bit RGB image."""
     array = (pixels[..., :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
     return Image.fromarray(np.ascontiguousarray(array), "RGB")
-
-
-def thumbnail_tiles(reference: Reference) -> list[Image.Image]:
-    """Each image's square of the reference's thumbnail (laid out as
-    :func:`~flexdiffuse.references.thumbnail` lays them: rows of ``ceil(sqrt(n))``)."""
-    sheet = Image.fromarray(reference.thumbnail.cpu().numpy(), "RGB")
-    columns = max(1, sheet.width // THUMBNAIL_SIDE)
-    side = THUMBNAIL_SIDE
-    tiles = []
-    for index in range(len(reference.images)):
-        left, top = (index % columns) * side, (index // columns) * side
-        tiles.append(sheet.crop((left, top, left + side, top + side)))
-    return tiles
 
 
 def thumbnail_image(reference: Reference) -> torch.Tensor:
@@ -118,7 +105,7 @@ def encode_reference(
         add_to.name,
         (*add_to.images, *images),
         add_to.towers,
-        thumbnail([*thumbnail_tiles(add_to), *pictures]),
+        thumbnail([*thumbnail_squares(add_to), *pictures]),
     )
 
 

@@ -21,13 +21,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..images import KEEP_SIDE, GuidanceImage
-from ..params import JobParams, read_bool
+from ..params import IMAGE_SLOTS, JobParams, read_bool
 from ..presets import job_params
 from ..references import Reference
 from .errors import FlexDiffuseError, as_sentence
 from .reference_masks import GuidanceMask, mask_input, read_mask, upright_size
 
-GUIDANCE_INPUTS: tuple[str, ...] = ("image", "image_2", "image_3", "image_4")
+GUIDANCE_INPUTS: tuple[str, ...] = IMAGE_SLOTS
 """The guidance image inputs, in order. Their image tokens are candidates together."""
 
 NEGATIVE_INPUT = "negative_image"

@@ -20,14 +20,12 @@ from typing import Any
 
 import torch
 from fastapi import Body, FastAPI, HTTPException
-from PIL import Image
 
 from ..images import GuidanceImage
 from ..known_towers import KnownTower
 from ..params import INFOTEXT_PREFIX, JOB_RECIPE, JobParams
 from ..references import (
     REFERENCES_SUBFOLDER,
-    THUMBNAIL_SIDE,
     Reference,
     ReferenceError,
     ReferenceImage,
@@ -38,6 +36,7 @@ from ..references import (
     reference_path,
     save_reference,
     thumbnail,
+    thumbnail_squares,
 )
 from . import settings
 from .args import (
@@ -143,15 +142,6 @@ def guidance_pictures(args: ScriptArgs) -> list[GuidanceImage]:
             for square, image in zip(squares, ref.reference.images, strict=True)
         ]
     return pictures
-
-
-def thumbnail_squares(reference: Reference) -> list[Image.Image]:
-    """Each image of ``reference`` as its thumbnail shows it (a square of the grid)."""
-    sheet = Image.fromarray(reference.thumbnail.numpy())
-    side = THUMBNAIL_SIDE
-    columns = max(1, sheet.width // side)
-    boxes = [((n % columns) * side, (n // columns) * side) for n in range(len(reference.images))]
-    return [sheet.crop((left, top, left + side, top + side)) for left, top in boxes]
 
 
 # ------------------------------------------------------------------------------------ paste
