@@ -179,11 +179,13 @@ fixed cost to subtract."""
 
 
 def sampler_rate(log: Path, offset: int) -> float:
-    """Seconds per step of the last sampling logged after byte ``offset`` (nan: none)."""
+    """Seconds per step of the last sampling logged after byte ``offset`` (nan: none). A
+    webui's "Total progress" bar is skipped: it spans the whole job (hires, batches)."""
     with open(log, "rb") as file:
         file.seek(offset)
         text = file.read().decode("utf-8", "replace")
-    found = SAMPLER_RATE.findall(text)
+    lines = re.split(r"[\r\n]", text)
+    found = SAMPLER_RATE.findall("\n".join(x for x in lines if "Total progress" not in x))
     if not found:
         return math.nan
     _, rate, unit = found[-1]

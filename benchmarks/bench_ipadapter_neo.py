@@ -12,7 +12,8 @@ steps. DIR is a live Neo (``../shared/hosts/live-neo build DIR``) set up as ``te
 the live servers.
 
 Times are the API call's wall time (Neo's API has no server timestamps; the client is on the
-same machine and idle), with the server process's CPU seconds and major faults (``/proc``).
+same machine and idle), with the server process's CPU seconds and major faults (``/proc``) and
+the sampler's own s/step (its progress bar's closing rate in the server log, as in ComfyUI).
 The control "plain, every tower loaded" is plain sampling run in rotation after FlexDiffuse's
 ViT-L and the IP-Adapter's ViT-H have loaded (Neo keeps both: FlexDiffuse's "keep loaded"
 setting is on by default, and the ControlNet preprocessor caches its model).
@@ -50,6 +51,7 @@ from benchmarks.bench_ipadapter import (  # noqa: E402
     per_step,
     row,
     run_parts,
+    sampler_rate,
 )
 from tests.conftest import TESTDATA  # noqa: E402
 from tests.live_comfy.random_ipadapter import VARIANTS, VIT_H_FILE  # noqa: E402
@@ -143,10 +145,13 @@ SEEDS = iter(range(1000, 10**6))
 
 def run_job(neo: Neo, payload: dict[str, Any], method: str, steps: int) -> Job:
     before = counters(neo.pid)
+    log = neo.folder / "server.log"
+    offset = log.stat().st_size
     began = time.monotonic()
     body = neo.post("/sdapi/v1/txt2img", {**payload, "steps": steps, "seed": next(SEEDS)})
     wall = time.monotonic() - began
     after = counters(neo.pid)
+    rate = sampler_rate(log, offset)
     infotext = json.loads(body["info"])["infotexts"][0]
     if method in ("flexdiffuse", "both") and "FlexDiffuse: True" not in infotext:
         raise SystemExit(f"{method}: FlexDiffuse did not guide: {infotext}")
@@ -155,11 +160,11 @@ def run_job(neo: Neo, payload: dict[str, Any], method: str, steps: int) -> Job:
     cpu, faults = after.cpu - before.cpu, after.majflt - before.majflt
     print(
         f"# {method}, {steps} steps: {wall:.1f} s, CPU {cpu:.1f} s, {faults} major faults, "
-        f"load {load_average():.1f}",
+        f"load {load_average():.1f}, sampler {rate:.2f} s/step",
         file=sys.stderr,
         flush=True,
     )
-    return Job(method, steps, wall, cpu, faults, load_average())
+    return Job(method, steps, wall, cpu, faults, load_average(), rate)
 
 
 def warm(neo: Neo, size: int, steps: int, repeat: int) -> list[str]:
@@ -184,7 +189,7 @@ def warm(neo: Neo, size: int, steps: int, repeat: int) -> list[str]:
         f"{describe([j.load for r in rounds for pair in r.values() for j in pair])} (rotation); "
         f"server RSS after {resident.rss / 2**30:.2f} GiB",
         "",
-        "| job | sampler s/step (not read on Neo) "
+        "| job | sampler s/step (vs plain, same towers: min / median) "
         "| s/step from N, 2N: min / median | CPU s/step | fixed s | major faults/job "
         "| per step vs plain, same towers loaded (min / median) "
         "| per step vs plain, nothing else loaded |",

@@ -92,6 +92,16 @@ def test_the_samplers_rate_is_read_from_its_progress_bar(tmp_path):
     )
 
 
+def test_the_samplers_rate_skips_a_webuis_total_progress_bar(tmp_path):
+    bench = load("bench_ipadapter")
+    log = tmp_path / "server.log"
+    log.write_text(
+        "100%|###| 3/3 [00:07<00:00,  2.42s/it]\r"
+        "Total progress: 100%|###| 6/6 [00:24<00:00,  4.10s/it]\x1b[A\n"
+    )
+    assert bench.sampler_rate(log, 0) == 2.42
+
+
 def test_bench_reference_row(tmp_path):
     from tests.conftest import save_tiny_clip
 

@@ -15,7 +15,7 @@ from PIL import Image
 from flexdiffuse.images import image_digest
 from flexdiffuse.webui.args import ARG_NAMES, MASK_INPUTS, describe_input, parse_script_args
 from flexdiffuse.webui.errors import FlexDiffuseError
-from flexdiffuse.webui.hosts.a1111 import A1111Host, has_sketch_tool
+from flexdiffuse.webui.hosts.a1111 import A1111Host, has_image_editor
 from flexdiffuse.webui.infotext import IMAGE_HASH_LENGTH, image_key
 from flexdiffuse.webui.mask_panel import MASK_NOTE, editor_picture
 from flexdiffuse.webui.reference_masks import mask_values, upright_size
@@ -190,7 +190,7 @@ def test_each_guidance_image_has_the_hosts_mask_editor_holding_a_copy(webui):
     for name, mask in MASK_INPUTS.items():
         editor = controls[mask]
         assert editor.label == f"Mask of the {describe_input(name)}"
-        if has_sketch_tool():  # gradio 3 (the test venv's): the sketch tool, as inpainting
+        if not has_image_editor():  # gradio 3 (the test venv's): the sketch tool, as inpainting
             assert isinstance(editor, gr.Image)
             assert editor.tool == "sketch"
         copy = event_fn(webui, "change", controls[name], [editor])
@@ -224,7 +224,7 @@ GRADIO_4_EDITOR = (  # gr.ImageEditor.__init__ of gradio 4.40 (WebUI Forge, Forg
 
 
 def test_gradio_4_paints_masks_in_its_image_editor(monkeypatch):
-    """gradio 4 has no sketch tool: the probe finds none and takes ``gr.ImageEditor``."""
+    """gradio 4 has ``gr.ImageEditor`` and no sketch tool: the probe takes the editor."""
 
     class Image4:
         def __init__(self, value=None, *, sources=None, type="numpy", label=None): ...
@@ -236,7 +236,7 @@ def test_gradio_4_paints_masks_in_its_image_editor(monkeypatch):
     monkeypatch.setattr(gr, "Image", Image4)
     monkeypatch.setattr(gr, "ImageEditor", Recorded, raising=False)
     monkeypatch.setattr(gr, "Brush", Recorded, raising=False)
-    assert not has_sketch_tool()
+    assert has_image_editor()
     editor = A1111Host().mask_editor("Mask of the guidance image", "mask_id", 240)
     assert isinstance(editor, Recorded)
     assert set(editor.kwargs) <= set(GRADIO_4_EDITOR)
@@ -244,3 +244,20 @@ def test_gradio_4_paints_masks_in_its_image_editor(monkeypatch):
     assert editor.kwargs["layers"] is False
     assert editor.kwargs["transforms"] == ()  # no crop: the mask stays on the whole image
     assert editor.kwargs["brush"].kwargs == {"colors": ["#ffffff"], "color_mode": "fixed"}
+
+
+def test_a_webui_wrapping_gradio_3s_image_init_still_gets_the_sketch_tool(monkeypatch):
+    """reForge replaces ``gr.Image.__init__`` with a ``*args, **kwargs`` wrapper (its
+    gradio_extensons.py); the probe must still see gradio 3 and not ask for an editor
+    gradio 3 lacks."""
+    assert not hasattr(gr, "ImageEditor")  # the test venv's gradio 3
+    original = gr.Image.__init__
+
+    def wrapped(self, *args, **kwargs):
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(gr.Image, "__init__", wrapped)
+    assert not has_image_editor()
+    editor = A1111Host().mask_editor("Mask of the guidance image", "mask_id", 240)
+    assert isinstance(editor, gr.Image)
+    assert editor.tool == "sketch"

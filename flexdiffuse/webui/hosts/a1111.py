@@ -10,7 +10,6 @@ schedules (:func:`prompt_schedules`, :func:`negative_schedules`).
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import sys
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
@@ -279,7 +278,7 @@ class A1111Host:
             "height": height,
             "interactive": True,
         }
-        if has_sketch_tool():
+        if not has_image_editor():
             return gr.Image(
                 source="upload",
                 tool="sketch",
@@ -474,11 +473,13 @@ MASK_BRUSH = "#ffffff"
 """The mask editor's brush: white, as a mask image marks what may be taken."""
 
 
-def has_sketch_tool() -> bool:
-    """Whether gradio's image component paints masks itself (gradio 3's ``tool``)."""
+def has_image_editor() -> bool:
+    """Whether gradio paints masks in ``gr.ImageEditor`` (gradio 4), not with ``gr.Image``'s
+    sketch tool (gradio 3). Probed by the component, not by ``gr.Image``'s signature: reForge
+    wraps ``gr.Image.__init__`` in a ``*args, **kwargs`` function that hides its ``tool``."""
     import gradio as gr
 
-    return "tool" in inspect.signature(gr.Image.__init__).parameters
+    return hasattr(gr, "ImageEditor")
 
 
 def _free_text_dropdown() -> Callable[..., Any]:
