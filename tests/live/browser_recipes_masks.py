@@ -60,11 +60,13 @@ def paint_left_half(page: Page, editor: str) -> bool:
     box = canvases.last.bounding_box()
     if not box:
         return False
-    for column in range(16):  # close strokes: a filled half, whatever the brush's size
-        x = box["x"] + box["width"] * (0.03 + 0.03 * column)
-        page.mouse.move(x, box["y"] + box["height"] * 0.05)
+    # Strokes a brush's width apart fill the half; few mouse steps each, as gradio 4's editor
+    # takes seconds per stroke in headless chromium's software rendering.
+    for column in range(12):
+        x = box["x"] + box["width"] * (0.02 + 0.04 * column)
+        page.mouse.move(x, box["y"] + box["height"] * 0.03)
         page.mouse.down()
-        page.mouse.move(x, box["y"] + box["height"] * 0.95, steps=12)
+        page.mouse.move(x, box["y"] + box["height"] * 0.97, steps=3)
         page.mouse.up()
     page.wait_for_timeout(800)
     return True

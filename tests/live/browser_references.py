@@ -23,11 +23,13 @@ NAME = "browser check"
 
 
 def status(page: Page, before: str = "") -> str:
-    """The Save fold's message, once it shows one other than ``before`` (gradio 4 shows the
-    progress there first)."""
+    """The Save fold's message, once it shows one other than ``before``. gradio 4 shows its
+    progress timer ("0.0s") above the old message while the click runs: that is not new."""
     shown = page.locator(f"{PREFIX}reference_status").last  # gradio 3 repeats the id inside
     for _ in range(600):
         page.wait_for_timeout(500)
+        if shown.locator(".progress-text, .eta-bar").count():
+            continue
         text = shown.inner_text().strip()
         if text != before and ("Saved" in text or "Not saved" in text):
             return text

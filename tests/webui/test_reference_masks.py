@@ -242,6 +242,7 @@ def test_gradio_4_paints_masks_in_its_image_editor(monkeypatch):
     assert set(editor.kwargs) <= set(GRADIO_4_EDITOR)
     assert editor.kwargs["format"] == "png"  # lossless strokes
     assert editor.kwargs["layers"] is False
+    assert "height" not in editor.kwargs  # a fixed height hides gradio 4.40's toolbar
     assert editor.kwargs["transforms"] == ()  # no crop: the mask stays on the whole image
     assert editor.kwargs["brush"].kwargs == {"colors": ["#ffffff"], "color_mode": "fixed"}
 

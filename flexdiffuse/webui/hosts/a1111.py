@@ -272,12 +272,7 @@ class A1111Host:
         editor keeps both in one value.)"""
         import gradio as gr
 
-        common = {
-            "label": label,
-            "elem_id": elem_id,
-            "height": height,
-            "interactive": True,
-        }
+        common = {"label": label, "elem_id": elem_id, "interactive": True}
         if not has_image_editor():
             return gr.Image(
                 source="upload",
@@ -285,8 +280,11 @@ class A1111Host:
                 type="pil",
                 image_mode="RGBA",
                 brush_color=MASK_BRUSH,
+                height=height,
                 **common,
             )
+        # No height: gradio 4.40's editor does not scale its picture into one, so the
+        # picture overflows it and hides the brush's toolbar; unset, it fits the column.
         return gr.ImageEditor(
             sources=["upload"],
             type="pil",
