@@ -1,6 +1,6 @@
 """Pick an image recipe and paint a reference mask in a running webui's panel, in a browser.
 
-    python tests/live/browser_recipes_masks.py http://127.0.0.1:7860 OUT_DIR [IMAGE] [VIT_L_TOWER]
+    python -m tests.live.browser_recipes_masks http://127.0.0.1:7860 OUT_DIR [IMAGE] [VIT_L_TOWER]
 
 Like ``browser_check.py`` (Playwright and Debian's ``chromium``): in txt2img it opens the
 FlexDiffuse panel, drops a guidance image, picks *Style only* in its recipe menu, opens its

@@ -1,7 +1,7 @@
 """Save a reference from the FlexDiffuse panel of a running webui and generate with it, in a
 real browser, as a user would.
 
-    python tests/live/browser_references.py http://127.0.0.1:7860 OUT_DIR [IMAGE] [VIT_L_TOWER]
+    python -m tests.live.browser_references http://127.0.0.1:7860 OUT_DIR [IMAGE] [VIT_L_TOWER]
 
 Needs what ``browser_check.py`` needs. In the txt2img tab it opens the panel, drops a guidance
 image, types a name in "Save as a reference", ticks Overwrite and saves (the fold must say it
