@@ -147,8 +147,8 @@ def run_in_page(page: Page, url: str, failures: list[str]) -> dict | None:
         time.sleep(2)
         new = [v for k, v in get(f"{url}/history").items() if k not in before]
         done = [v for v in new if v.get("status", {}).get("completed") is not None]
-        if done or any(v.get("status", {}).get("status_str") == "error" for v in new):
-            entry = (done or new)[0]
+        if done:  # "completed" is false for a failed job
+            entry = done[0]
             status = entry["status"]
             check(status.get("status_str") == "success", f"the job succeeded ({status})", failures)
             return entry

@@ -39,7 +39,6 @@ from tests.live_comfy.browser_check import get, live_workflow, open_page, readab
 
 ADVANCED = "FlexDiffuseImageGuidanceAdvanced"
 GUIDES = (ADVANCED, "FlexDiffuseImageGuidance")
-MUTED = 2  # LiteGraph's mode "Never" (Ctrl+M in the page)
 
 # Where a node, one of its sockets or widgets is on the screen: graph units through the
 # canvas's offset and zoom.
@@ -135,6 +134,14 @@ def run_over_http(url: str, prompt: dict) -> dict | None:
     return None
 
 
+def run_and_show(page: Page, url: str, out: Path, shot: str, failures: list[str]) -> dict | None:
+    """Run the page's graph and screenshot it: the job's ``/history`` entry if it succeeded."""
+    entry = run_in_page(page, url, failures)
+    page.wait_for_timeout(3000)  # the page draws the result on its node
+    page.screenshot(path=str(out / shot))
+    return entry if entry and entry["status"].get("status_str") == "success" else None
+
+
 def paint_mask(page: Page, url: str, out: Path, failures: list[str]) -> None:
     """Step 1: a mask painted in the Mask Editor guides the Advanced node's image."""
     page.evaluate(
@@ -175,10 +182,8 @@ def paint_mask(page: Page, url: str, out: Path, failures: list[str]) -> None:
     check("clipspace" in picture, f"Load Image takes the painted picture ({picture})", failures)
     drag_link(page, loader, 1, guide, "image_mask", failures)
     page.screenshot(path=str(out / "5-mask-connected.png"))
-    masked = run_in_page(page, url, failures)
-    page.wait_for_timeout(3000)
-    page.screenshot(path=str(out / "6-masked-result.png"))
-    if masked is None or masked["status"].get("status_str") != "success":
+    masked = run_and_show(page, url, out, "6-masked-result.png", failures)
+    if masked is None:
         return
     prompt = masked["prompt"][2]
     image = next(v for v in prompt.values() if v["class_type"] == "LoadImage")["inputs"]["image"]
@@ -246,7 +251,7 @@ def save_and_pick(page: Page, url: str, out: Path, failures: list[str]) -> None:
             set(save, 'name', name);
             encode.connect(0, save, 0);
             const load = add('FlexDiffuseLoadReference', [1120, 420]);
-            load.mode = 2;
+            load.mode = 2;  // 'Never': the page's Ctrl+M
             window.app.canvas.setDirty(true, true);
             return {guide: guide.id, encode: encode.id, save: save.id, load: load.id,
                     vision: vision.id, listed: load.widgets[0].options.values};
@@ -258,10 +263,8 @@ def save_and_pick(page: Page, url: str, out: Path, failures: list[str]) -> None:
         name not in ids["listed"], f"Load Reference's menu lacks '{name}' before the save", failures
     )
     page.screenshot(path=str(out / "7-save-graph.png"))
-    saved = run_in_page(page, url, failures)
-    page.wait_for_timeout(3000)
-    page.screenshot(path=str(out / "8-saved.png"))
-    if saved is None or saved["status"].get("status_str") != "success":
+    saved = run_and_show(page, url, out, "8-saved.png", failures)
+    if saved is None:
         return
     text = " ".join(saved["outputs"].get(str(ids["save"]), {}).get("text", []))
     print("Save Reference says:", text)
@@ -295,10 +298,8 @@ def save_and_pick(page: Page, url: str, out: Path, failures: list[str]) -> None:
     )
     drag_link(page, ids["load"], 0, ids["guide"], "image", failures)
     page.screenshot(path=str(out / "10-reference-connected.png"))
-    loaded = run_in_page(page, url, failures)
-    page.wait_for_timeout(3000)
-    page.screenshot(path=str(out / "11-reference-result.png"))
-    if loaded is None or loaded["status"].get("status_str") != "success":
+    loaded = run_and_show(page, url, out, "11-reference-result.png", failures)
+    if loaded is None:
         return
     prompt = loaded["prompt"][2]
     load = [v["inputs"] for v in prompt.values() if v["class_type"] == "FlexDiffuseLoadReference"]
