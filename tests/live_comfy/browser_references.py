@@ -6,8 +6,8 @@ page, as a user would.
 Needs what ``browser_check.py`` needs, and the live host's SD 1.5 and ViT-L/14 (64x64, 2 steps).
 
 1. The mask: the SD 1.5 Advanced example; on its Load Image node, right-click, "Open in
-   MaskEditor", paint two strokes with the mouse, Save; drag the node's MASK onto the guide's
-   ``image_mask`` and Run. The job must succeed with the painted picture (``clipspace/...``),
+   MaskEditor", paint three strokes with the mouse, Save; drag the node's MASK onto the guide's
+   ``image_mask`` and Run. The job must succeed with the painted picture (``clipspace-...png``),
    whose alpha must hold the strokes, and give other pixels than the same job without the
    mask (queued over HTTP from the job's own prompt).
 2. The reference: the SD 1.5 basic example with Encode Reference and Save Reference beside it
