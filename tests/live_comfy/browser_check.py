@@ -1,6 +1,6 @@
 """Load an example workflow in a running ComfyUI's page, queue it and see its result.
 
-    python tests/live_comfy/browser_check.py http://127.0.0.1:8188 OUT_DIR [EXAMPLE] [--search]
+    python -m tests.live_comfy.browser_check http://127.0.0.1:8188 OUT_DIR [EXAMPLE] [--search]
 
 Needs Playwright and a Chromium (Debian's ``chromium``; set ``CHROMIUM`` to another binary).
 The page loads ``example_workflows/EXAMPLE.json`` (default: the SD 1.5 example; or EXAMPLE, a
@@ -22,8 +22,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from playwright.sync_api import sync_playwright
+
+from tests.live.browser_check import check, finish
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_TITLES = [p.stem for p in sorted((ROOT / "example_workflows").glob("*.json"))]
@@ -98,80 +100,95 @@ def search_and_nodes(page, out: Path, check) -> None:
     page.evaluate("() => window.app.graph.clear()")
 
 
+def open_page(
+    playwright: Playwright, url: str, out: Path, failures: list[str]
+) -> tuple[Browser, Page, list[str]]:
+    """Chromium on ComfyUI's page, past the templates browser a first start opens, with
+    FlexDiffuse's nodes registered; and the list the page's errors are added to."""
+    browser = playwright.chromium.launch(
+        executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+        args=["--no-sandbox"],
+    )
+    page = browser.new_page(viewport={"width": 1800, "height": 1100})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url, wait_until="networkidle", timeout=180_000)
+    page.wait_for_function("window.app && window.app.graph", timeout=120_000)
+    overlay = page.locator("[data-testid=dialog-overlay]")
+    try:  # the first start opens the templates browser: ours are listed by folder
+        overlay.wait_for(timeout=15_000)
+        page.get_by_text(ROOT.name, exact=True).first.click(timeout=10_000)
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(out / "templates.png"))
+        listed = [n for n in EXAMPLE_TITLES if page.get_by_text(n).count()]
+        check(bool(listed), f"the templates browser lists the examples ({len(listed)})", failures)
+    except PlaywrightTimeout:
+        print("note: no templates dialog at start")
+    for _ in range(3):
+        if overlay.count() == 0:
+            break
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(1000)
+    registered = page.evaluate(
+        "(names) => names.filter(n => window.LiteGraph.registered_node_types[n])", NODES
+    )
+    check(registered == NODES, f"the page knows FlexDiffuse's nodes ({registered})", failures)
+    return browser, page, errors
+
+
+def run_in_page(page: Page, url: str, failures: list[str]) -> dict | None:
+    """Click Run and wait for the job in ``/history``: its entry once complete, or None."""
+    before = set(get(f"{url}/history"))
+    run = page.locator("button:has-text('Run')").first
+    check(run.count() == 1, "the page has a Run button", failures)
+    run.click()
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        time.sleep(2)
+        new = [v for k, v in get(f"{url}/history").items() if k not in before]
+        done = [v for v in new if v.get("status", {}).get("completed") is not None]
+        if done:  # "completed" is false for a failed job
+            entry = done[0]
+            status = entry["status"]
+            check(status.get("status_str") == "success", f"the job succeeded ({status})", failures)
+            return entry
+    check(False, "the queued job finished", failures)
+    return None
+
+
+def readable(page: Page, offset: tuple[int, int] = (70, 40), scale: float = 0.75) -> None:
+    """Zoom the canvas so its text shows: LiteGraph draws no text below 60 % zoom."""
+    page.evaluate(
+        "([scale, offset]) => { const ds = window.app.canvas.ds; ds.scale = scale;"
+        " ds.offset = offset; window.app.canvas.setDirty(true, true); }",
+        [scale, list(offset)],
+    )
+    page.wait_for_timeout(1000)
+
+
 def main(url: str, out: Path, name: str, search: bool = False) -> int:
     out.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
-
-    def check(condition: bool, what: str) -> None:
-        print(("ok   " if condition else "FAIL ") + what)
-        if not condition:
-            failures.append(what)
-
     workflow = live_workflow(url, name)
-    before = set(get(f"{url}/history"))
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-            args=["--no-sandbox"],
-        )
-        page = browser.new_page(viewport={"width": 1800, "height": 1100})
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(url, wait_until="networkidle", timeout=180_000)
-        page.wait_for_function("window.app && window.app.graph", timeout=120_000)
-        overlay = page.locator("[data-testid=dialog-overlay]")
-        try:  # the first start opens the templates browser: ours are listed by folder
-            overlay.wait_for(timeout=15_000)
-            page.get_by_text(ROOT.name, exact=True).first.click(timeout=10_000)
-            page.wait_for_timeout(2000)
-            page.screenshot(path=str(out / "templates.png"))
-            listed = [n for n in EXAMPLE_TITLES if page.get_by_text(n).count()]
-            check(bool(listed), f"the templates browser lists the examples ({len(listed)})")
-        except PlaywrightTimeout:
-            print("note: no templates dialog at start")
-        for _ in range(3):
-            if overlay.count() == 0:
-                break
-            page.keyboard.press("Escape")
-            page.wait_for_timeout(1000)
-        registered = page.evaluate(
-            "(names) => names.filter(n => window.LiteGraph.registered_node_types[n])", NODES
-        )
-        check(registered == NODES, f"the page knows FlexDiffuse's nodes ({registered})")
+        browser, page, errors = open_page(playwright, url, out, failures)
         if search:
-            search_and_nodes(page, out, check)
+            search_and_nodes(page, out, lambda ok, what: check(ok, what, failures))
         page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
         types = page.evaluate("() => window.app.graph._nodes.map(n => n.type)")
-        check(bool(set(NODES) & set(types)), f"the workflow loaded: {len(types)} nodes")
+        check(bool(set(NODES) & set(types)), f"the workflow loaded: {len(types)} nodes", failures)
         page.screenshot(path=str(out / f"{Path(name).stem}-loaded.png"))
-        run = page.locator("button:has-text('Run')").first
-        check(run.count() == 1, "the page has a Run button")
-        run.click()
-        entry = None
-        deadline = time.time() + 600
-        while time.time() < deadline and entry is None:
-            time.sleep(2)
-            new = {k: v for k, v in get(f"{url}/history").items() if k not in before}
-            done = [v for v in new.values() if v.get("status", {}).get("completed") is not None]
-            entry = done[0] if done else None
-        check(entry is not None, "the queued job finished")
+        entry = run_in_page(page, url, failures)
         if entry is not None:
-            status = entry["status"]
-            check(status.get("status_str") == "success", f"the job succeeded ({status})")
             images = [r for o in entry["outputs"].values() for r in o.get("images", [])]
-            check(bool(images), f"the job returned {len(images)} image(s)")
+            check(bool(images), f"the job returned {len(images)} image(s)", failures)
         time.sleep(3)  # the page draws the result on its node
-        # Readable: LiteGraph draws no text below 60 % zoom.
-        page.evaluate(
-            "() => { const ds = window.app.canvas.ds; ds.scale = 0.75; ds.offset = [70, 40];"
-            " window.app.canvas.setDirty(true, true); }"
-        )
-        time.sleep(1)
+        readable(page)
         page.screenshot(path=str(out / f"{Path(name).stem}-result.png"))
-        check(not errors, f"no page errors ({errors[:3]})")
+        check(not errors, f"no page errors ({errors[:3]})", failures)
         browser.close()
     print(f"screenshots in {out}")
-    return 1 if failures else 0
+    return finish(failures)
 
 
 if __name__ == "__main__":
