@@ -264,8 +264,8 @@ class A1111Host:
             gr.Warning(message)
 
     def mask_editor(self, label: str, elem_id: str, height: int) -> Any:
-        """The editor gradio offers, chosen by what its components accept (never its
-        version): gradio 3 (A1111 1.7-1.10, Forge Classic, reForge) paints masks with
+        """The editor gradio offers, chosen by the components it has (never its version):
+        gradio 3 (A1111 1.7-1.10, Forge Classic, reForge) paints masks with
         ``gr.Image``'s sketch tool, as A1111's inpaint tab does; gradio 4 (WebUI Forge, Forge
         Neo) dropped the tool for ``gr.ImageEditor``. (Forge's ForgeCanvas splits a picture
         and its strokes into two hidden text fields driven by its own script; gradio's
