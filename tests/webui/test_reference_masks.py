@@ -220,6 +220,7 @@ GRADIO_4_EDITOR = (  # gr.ImageEditor.__init__ of gradio 4.40 (WebUI Forge, Forg
     "interactive",
     "elem_id",
     "height",
+    "canvas_size",
 )
 
 
@@ -243,6 +244,8 @@ def test_gradio_4_paints_masks_in_its_image_editor(monkeypatch):
     assert editor.kwargs["format"] == "png"  # lossless strokes
     assert editor.kwargs["layers"] is False
     assert "height" not in editor.kwargs  # a fixed height hides gradio 4.40's toolbar
+    width, height = editor.kwargs["canvas_size"]
+    assert height < width / 2  # the empty editor stays short
     assert editor.kwargs["transforms"] == ()  # no crop: the mask stays on the whole image
     assert editor.kwargs["brush"].kwargs == {"colors": ["#ffffff"], "color_mode": "fixed"}
 

@@ -285,7 +285,9 @@ class A1111Host:
             )
         # No height: gradio 4.40's editor does not scale its picture into one, so the
         # picture overflows it and hides the brush's toolbar; unset, it fits the column.
+        # A short canvas keeps the empty editor small; a picture sets the canvas to its size.
         return gr.ImageEditor(
+            canvas_size=EMPTY_CANVAS,
             sources=["upload"],
             type="pil",
             image_mode="RGBA",
@@ -466,6 +468,9 @@ def pass_cfg_scale(params: Any) -> float:
     scale = params.denoiser.sampler.sampler_extra_args.get("cond_scale", p.cfg_scale)
     return float(scale)
 
+
+EMPTY_CANVAS = (512, 128)
+"""gradio 4's mask editor's canvas before a picture is copied in (width, height)."""
 
 MASK_BRUSH = "#ffffff"
 """The mask editor's brush: white, as a mask image marks what may be taken."""
