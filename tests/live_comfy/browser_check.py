@@ -136,6 +136,11 @@ def open_page(
     return browser, page, errors
 
 
+def load_graph(page: Page, workflow: dict) -> None:
+    """Load ``workflow`` into the page's graph, as opening a workflow file does."""
+    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
+
+
 def run_in_page(page: Page, url: str, failures: list[str]) -> dict | None:
     """Click Run and wait for the job in ``/history``: its entry once complete, or None."""
     before = set(get(f"{url}/history"))
@@ -174,7 +179,7 @@ def main(url: str, out: Path, name: str, search: bool = False) -> int:
         browser, page, errors = open_page(playwright, url, out, failures)
         if search:
             search_and_nodes(page, out, lambda ok, what: check(ok, what, failures))
-        page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
+        load_graph(page, workflow)
         types = page.evaluate("() => window.app.graph._nodes.map(n => n.type)")
         check(bool(set(NODES) & set(types)), f"the workflow loaded: {len(types)} nodes", failures)
         page.screenshot(path=str(out / f"{Path(name).stem}-loaded.png"))

@@ -35,7 +35,14 @@ from pathlib import Path
 from playwright.sync_api import Page, sync_playwright
 
 from tests.live.browser_check import check, finish
-from tests.live_comfy.browser_check import get, live_workflow, open_page, readable, run_in_page
+from tests.live_comfy.browser_check import (
+    get,
+    live_workflow,
+    load_graph,
+    open_page,
+    readable,
+    run_in_page,
+)
 
 ADVANCED = "FlexDiffuseImageGuidanceAdvanced"
 GUIDES = (ADVANCED, "FlexDiffuseImageGuidance")
@@ -118,7 +125,8 @@ def saved_image(entry: dict) -> dict:
 
 
 def run_over_http(url: str, prompt: dict) -> dict | None:
-    """Queue an API prompt and wait for its ``/history`` entry."""
+    """Queue an API prompt and wait for its ``/history`` entry (``client.ComfyClient`` needs
+    numpy and PIL, which Playwright's venv lacks)."""
     request = urllib.request.Request(
         f"{url}/prompt",
         json.dumps({"prompt": prompt}).encode(),
@@ -144,10 +152,7 @@ def run_and_show(page: Page, url: str, out: Path, shot: str, failures: list[str]
 
 def paint_mask(page: Page, url: str, out: Path, failures: list[str]) -> None:
     """Step 1: a mask painted in the Mask Editor guides the Advanced node's image."""
-    page.evaluate(
-        "async (wf) => { await window.app.loadGraphData(wf); }",
-        live_workflow(url, "flexdiffuse-sd15-advanced"),
-    )
+    load_graph(page, live_workflow(url, "flexdiffuse-sd15-advanced"))
     readable(page)
     loader, guide = node_id(page, "LoadImage"), node_id(page, ADVANCED)
     page.wait_for_function(f"window.app.graph.getNodeById({loader}).imgs?.length", timeout=30_000)
@@ -228,10 +233,7 @@ def save_and_pick(page: Page, url: str, out: Path, failures: list[str]) -> None:
     """Step 2: Save Reference from the page, then the new name picked in Load Reference's
     menu after R, and a job from it."""
     name = time.strftime("browser-check-%Y%m%d-%H%M%S")
-    page.evaluate(
-        "async (wf) => { await window.app.loadGraphData(wf); }",
-        live_workflow(url, "flexdiffuse-sd15-basic"),
-    )
+    load_graph(page, live_workflow(url, "flexdiffuse-sd15-basic"))
     ids = page.evaluate(
         """(name) => {
             const g = window.app.graph, L = window.LiteGraph;
